@@ -1,0 +1,44 @@
+"""Run-level helpers: device choice, seeding, locating a run to resume."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' is cuda when available, else cpu; 'cuda[:i]' fails clearly without a GPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.split(":")[0] not in DEVICES[1:]:
+        raise ValueError(f"device={name!r} is not valid; choose one of {DEVICES} (or cuda:N)")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} but CUDA is not available; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python and torch (CPU and CUDA) random generators."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def find_resume_dir(resume: object, outputs: str | Path, marker: str) -> Path | None:
+    """The run directory to continue: a path, or for ``true`` the newest run under ``outputs`` with ``marker``
+    and no ``result.json``; None when not resuming."""
+    if resume in (None, False, "", "false", "False"):
+        return None
+    if resume is True or resume in ("true", "True"):
+        runs = sorted((p.parent for p in Path(outputs).glob(f"*/*/{marker}") if not (p.parent / "result.json").exists()),
+                      key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise FileNotFoundError(f"resume=true but no unfinished run (with {marker}) under {outputs}/; "
+                                    "pass resume=<run directory>")
+        return runs[-1]
+    path = Path(str(resume)).expanduser()
+    if not (path / marker).is_file():
+        raise FileNotFoundError(f"resume={resume!r}: no {marker} in that directory")
+    return path

@@ -1,0 +1,98 @@
+"""Search, train and evaluate loops: plain functions, no algorithm-specific branches.
+
+Metrics accumulate on the device and are read back once per epoch (or per progress-bar refresh),
+so the hot loop has no host syncs.
+"""
+from __future__ import annotations
+
+from itertools import islice
+from typing import Callable, Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from darts.strategies.base import Batch, Strategy
+
+REFRESH = 50  # steps between progress-bar refreshes (each one is a host sync)
+
+
+class Meter:
+    """Running sums of loss and correct predictions, kept on the device."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device)
+        self.n = 0
+
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """Add a batch: mean loss (scalar), logits (B, K), labels (B,)."""
+        self.loss += loss.detach() * y.numel()
+        self.correct += (logits.detach().argmax(-1) == y).sum()
+        self.n += y.numel()
+
+    def result(self) -> dict[str, float]:
+        """Mean loss and accuracy (%) so far (one host sync)."""
+        n = max(self.n, 1)
+        return {"loss": float(self.loss) / n, "acc": 100.0 * float(self.correct) / n}
+
+
+def _bar(it: Iterable, total: int, desc: str, enabled: bool) -> tqdm:
+    return tqdm(it, total=total, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True)
+
+
+def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable[Batch], valid_loader: Iterable[Batch],
+                 optimizer: torch.optim.Optimizer, grad_clip: float, steps: int, device: torch.device,
+                 desc: str = "search", progress: bool = True) -> dict[str, float]:
+    """One bilevel epoch: per step an arch step on a validation batch, then a weight step (DARTS Alg. 1)."""
+    supernet.train()
+    meter = Meter(device)
+    weights = [p for g in optimizer.param_groups for p in g["params"]]
+    bar = _bar(islice(zip(train_loader, valid_loader), steps), steps, desc, progress)
+    for step, (train, valid) in enumerate(bar):
+        if strategy.arch_active:
+            strategy.arch_step(train, valid, optimizer)
+        x, y = train
+        optimizer.zero_grad(set_to_none=True)
+        logits = supernet(x, strategy.mixing())
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(weights, grad_clip)
+        optimizer.step()
+        meter.update(loss, logits, y)
+        if progress and step % REFRESH == 0:
+            bar.set_postfix(meter.result())
+    return meter.result()
+
+
+def train_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer, steps: int,
+                device: torch.device, loss_fn: Callable[[object, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                grad_clip: float | None = None, desc: str = "train", progress: bool = True) -> dict[str, float]:
+    """One epoch of plain training; ``loss_fn(model_output, y) -> (loss, logits)``."""
+    model.train()
+    meter = Meter(device)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    bar = _bar(islice(loader, steps), steps, desc, progress)
+    for step, (x, y) in enumerate(bar):
+        optimizer.zero_grad(set_to_none=True)
+        loss, logits = loss_fn(model(x), y)
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        meter.update(loss, logits, y)
+        if progress and step % REFRESH == 0:
+            bar.set_postfix(meter.result())
+    return meter.result()
+
+
+@torch.no_grad()
+def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader: Iterable[Batch], steps: int,
+             device: torch.device, desc: str = "eval", progress: bool = True) -> dict[str, float]:
+    """Mean cross-entropy and accuracy (%) of ``forward(x) -> logits`` over up to ``steps`` batches."""
+    meter = Meter(device)
+    for x, y in _bar(islice(loader, steps), steps, desc, progress):
+        logits = forward(x)
+        meter.update(F.cross_entropy(logits, y), logits, y)
+    return meter.result()

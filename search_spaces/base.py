@@ -1,0 +1,63 @@
+"""The interface every search space implements: topology only, no search algorithm."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from darts.supernet import Mixing, Supernet
+
+
+class SearchSpace(ABC):
+    """Primitives, edges and cell types of a space; builds its networks and handles its genotypes.
+
+    Strategies talk to a space only through this interface, so they never know which space they
+    search. Genotypes are the space's own immutable value type.
+    """
+
+    primitives: tuple[str, ...]
+    cell_types: tuple[str, ...]
+    num_edges: int
+
+    @abstractmethod
+    def build_supernet(self, num_classes: int, partial_channels: int = 1) -> Supernet:
+        """The weight-sharing supernet (mixed ops on every edge)."""
+
+    @abstractmethod
+    def build_network(self, genotype: Any, num_classes: int) -> nn.Module:
+        """The discrete network of one genotype at the search size; forward returns logits."""
+
+    @abstractmethod
+    def derive(self, weights: dict[str, torch.Tensor]) -> Any:
+        """The genotype of per-cell-type op weights [E, K] (probabilities, not raw alphas)."""
+
+    @abstractmethod
+    def to_text(self, genotype: Any) -> str:
+        """The space's canonical text form of a genotype."""
+
+    @abstractmethod
+    def parse(self, text: str) -> Any:
+        """Parse the text form (never eval); ValueError when malformed."""
+
+    @abstractmethod
+    def to_json(self, genotype: Any) -> dict:
+        """A JSON-serialisable form of a genotype."""
+
+    @abstractmethod
+    def sample(self, generator: torch.Generator) -> Any:
+        """A uniformly random genotype of the kind ``derive`` returns."""
+
+    @abstractmethod
+    def mutate(self, genotype: Any, generator: torch.Generator) -> Any:
+        """A valid genotype differing from ``genotype`` in exactly one place."""
+
+    @abstractmethod
+    def one_hot(self, genotype: Any) -> dict[str, Mixing]:
+        """Hard mixing (an op index per edge) that runs ``genotype`` inside the supernet."""
+
+
+def randint(generator: torch.Generator, high: int) -> int:
+    """A uniform integer in [0, high) from a seeded CPU generator."""
+    return int(torch.randint(high, (1,), generator=generator))

@@ -1,0 +1,57 @@
+"""Search for a cell: ``python train_search.py [key=value ...]`` (see conf/search.yaml and README)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from darts.data import search_split
+from darts.runtime import find_resume_dir, pick_device, seed_everything
+from darts.search import CHECKPOINT, SearchRun, SearchSettings
+
+log = logging.getLogger("train_search")
+OmegaConf.register_new_resolver(
+    "run_dir", lambda resume, default: str(find_resume_dir(resume, "outputs", CHECKPOINT) or default), replace=True)
+
+
+def build_run(cfg: DictConfig, run_dir: Path) -> SearchRun:
+    """Instantiate data, space, supernet, strategy and benchmark from the config."""
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    data = instantiate(cfg.dataset)
+    space = instantiate(cfg.search_space)
+    supernet = space.build_supernet(data.num_classes).to(device)
+    strategy = instantiate(cfg.strategy, supernet=supernet, space=space)
+    weight_idx, arch_idx = search_split(len(data.train), cfg.train_portion, cfg.seed)
+    # DARTS train_search.py: both halves use the training augmentation
+    train_loader = data.train.loader(cfg.batch_size, device, train=True, seed=cfg.seed, indices=weight_idx)
+    valid_loader = data.train.loader(cfg.batch_size, device, train=True, seed=cfg.seed + 1, indices=arch_idx)
+    benchmark = instantiate(cfg.benchmark) if cfg.benchmark.path else None
+    settings = SearchSettings(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, progress=cfg.progress,
+                              **cfg.optimizer)
+    return SearchRun(run_dir, space, strategy, train_loader, valid_loader, settings, device, benchmark)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="search")
+def main(cfg: DictConfig) -> None:
+    """Compose the config, then search (or resume) in the run directory."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    saved = run_dir / "config.yaml"
+    if cfg.resume and saved.is_file():  # a resumed run keeps its own configuration
+        cfg = OmegaConf.merge(OmegaConf.load(saved), {"resume": cfg.resume})
+    else:
+        OmegaConf.save(cfg, saved, resolve=True)
+    run = build_run(cfg, run_dir)
+    if cfg.resume:
+        run.resume()
+    result = run.run()
+    log.info("result: %s", run_dir / "result.json")
+    log.info("genotype: %s", result["genotype"])
+
+
+if __name__ == "__main__":
+    main()
