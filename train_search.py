@@ -36,13 +36,26 @@ def build_run(cfg: DictConfig, run_dir: Path) -> SearchRun:
     return SearchRun(run_dir, space, strategy, train_loader, valid_loader, settings, device, benchmark)
 
 
+def resumed_config(saved: DictConfig, overrides: list[str]) -> DictConfig:
+    """A resumed run keeps its saved configuration; plain-value overrides given now (e.g. epochs=100
+    to extend it) apply on top, config-group changes are refused."""
+    cfg = saved.copy()
+    for item in overrides:
+        key = item.lstrip("+~").partition("=")[0]
+        if key != "resume" and not isinstance(OmegaConf.select(saved, key, default=None), (int, float, str, bool)):
+            raise ValueError(f"cannot override {key!r} when resuming; a resumed run keeps its configuration "
+                             "(only plain values such as epochs=... may change)")
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item.lstrip("+~")]))
+    return cfg
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="search")
 def main(cfg: DictConfig) -> None:
     """Compose the config, then search (or resume) in the run directory."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     saved = run_dir / "config.yaml"
-    if cfg.resume and saved.is_file():  # a resumed run keeps its own configuration
-        cfg = OmegaConf.merge(OmegaConf.load(saved), {"resume": cfg.resume})
+    if cfg.resume and saved.is_file():
+        cfg = resumed_config(OmegaConf.load(saved), HydraConfig.get().overrides.task)
     else:
         OmegaConf.save(cfg, saved, resolve=True)
     run = build_run(cfg, run_dir)

@@ -7,8 +7,11 @@ dataset's name::
 
     data = cifar10("/data/cifar")
     w_idx, a_idx = search_split(len(data.train))
-    train = data.train.loader(64, device, train=True, seed=seed, indices=w_idx)
+    weights = data.train.loader(64, device, train=True, seed=seed, indices=w_idx)
+    arch = data.train.loader(64, device, train=True, seed=seed + 1, indices=a_idx)
     test = data.test.loader(256, device, train=False)
+
+(DARTS cnn/train_search.py draws both halves from the same augmented train set, hence train=True for both.)
 
 `ImageData.loader` gives a `DeviceLoader` (data resident on the device, augmentation vectorised there);
 `StreamingData.loader` gives a `StreamingLoader` (torch DataLoader with CPU workers). `PlainLoader` is the
@@ -42,14 +45,15 @@ logger = logging.getLogger(__name__)
 CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
 # Per-channel statistics of the CIFAR-100 training set, rounded to 4 places (full values in
-# weiaicunzai/pytorch-cifar100 conf/global_settings.py: CIFAR100_TRAIN_MEAN / CIFAR100_TRAIN_STD).
+# weiaicunzai/pytorch-cifar100 conf/global_settings.py: CIFAR100_TRAIN_MEAN / CIFAR100_TRAIN_STD). P-DARTS
+# utils.py `_data_transforms_cifar100` uses the slightly different (0.5071, 0.4867, 0.4408) / (0.2675, 0.2565, 0.2761).
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 # DARTS cnn/train_imagenet.py `normalize`.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_PADDING = 4  # DARTS cnn/utils.py: RandomCrop(32, padding=4), zero fill
-_DOWNLOAD_TIMEOUT_S = 30.0  # torchvision's urlopen has no timeout; a firewalled host would hang forever
+_DOWNLOAD_TIMEOUT_S = 30.0  # torchvision's urlopen has no timeout: a firewalled host would hang forever
 _POINT_AT_DATA = ("point at local data with dataset.root=/path/to/cifar (the folder holding {folder}) "
                   "or use dataset=imagefolder dataset.root=/path")
 
@@ -85,8 +89,7 @@ class ImageData:
     def loader(self, batch_size: int, device: torch.device | str, train: bool, cutout: int = 0, seed: int = 0,
                indices: torch.Tensor | None = None) -> DeviceLoader:
         """Device-resident loader: train = shuffled, augmented, last partial batch dropped; else plain, in order."""
-        if cutout and not train:
-            raise ValueError(f"cutout={cutout} is for training loaders only; use cutout=0 with train=False")
+        _check_eval_cutout(train, cutout)
         return DeviceLoader(self, batch_size, device, indices=indices, augment=train, cutout=cutout, shuffle=train,
                             drop_last=train, seed=seed)
 
@@ -116,8 +119,7 @@ class StreamingData:
     def loader(self, batch_size: int, device: torch.device | str, train: bool, cutout: int = 0, seed: int = 0,
                indices: torch.Tensor | None = None) -> StreamingLoader:
         """DataLoader with the DARTS ImageNet transforms (train: augmented and shuffled; else in order)."""
-        if cutout and not train:
-            raise ValueError(f"cutout={cutout} is for training loaders only; use cutout=0 with train=False")
+        _check_eval_cutout(train, cutout)
         tf = _imagenet_transforms(train, self.mean, self.std, cutout)
         dataset = _Transformed(self.folder, tf, indices)
         return StreamingLoader(dataset, batch_size, device, shuffle=train, drop_last=train, seed=seed,
@@ -139,14 +141,15 @@ class Datasets:
 
 def _cifar(cls: type, name: str, folder: str, root: str, download: bool, mean: tuple, std: tuple) -> Datasets:
     """Read a torchvision CIFAR set once into uint8 tensors; one clear error line when it is unavailable."""
-    old_timeout = socket.getdefaulttimeout()
+    old_timeout = socket.getdefaulttimeout()  # process-wide, so restored as soon as torchvision returns
     socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
     try:
         splits = [cls(root, train=train, download=download) for train in (True, False)]
     except (RuntimeError, OSError) as e:  # OSError covers URLError and timeouts
         how = "and could not be downloaded" if download else "(download=False)"
         cause = " ".join(str(e).split())  # one line, whatever torchvision or urllib wrote
-        raise FileNotFoundError(f"{name} not found under {Path(root, folder)} {how} ({type(e).__name__}: {cause}); "
+        where = Path(root).expanduser() / folder
+        raise FileNotFoundError(f"{name} not found under {where} {how} ({type(e).__name__}: {cause}); "
                                 + _POINT_AT_DATA.format(folder=folder)) from None
     finally:
         socket.setdefaulttimeout(old_timeout)
@@ -167,7 +170,7 @@ def cifar100(root: str, download: bool = True) -> Datasets:
 
 
 def _split_dirs(root: str) -> tuple[Path, Path]:
-    """root/train and root/test (else root/val), or a ValueError saying what was expected."""
+    """root/train and root/test (else root/val), or a FileNotFoundError saying what was expected."""
     base = Path(root).expanduser()
     test = next((base / n for n in ("test", "val") if (base / n).is_dir()), None)
     if not (base / "train").is_dir() or test is None:
@@ -280,6 +283,12 @@ def search_split(num: int, portion: float = 0.5, seed: int = 0) -> tuple[torch.T
     return perm[:split], perm[split:]
 
 
+def _check_eval_cutout(train: bool, cutout: int) -> None:
+    """Cutout is a training augmentation: reject it on an eval loader rather than ignore it."""
+    if cutout and not train:
+        raise ValueError(f"cutout={cutout} is for training loaders only; use cutout=0 with train=False")
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     """A well-mixed 63-bit seed that depends only on (seed, epoch)."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
@@ -303,6 +312,11 @@ class DeviceLoader:
     Same maths as DARTS cnn/utils.py `_data_transforms_cifar10` (RandomCrop(H, padding=4) with zero fill,
     RandomHorizontalFlip, ToTensor, Normalize, then Cutout on the normalised tensor), vectorised over the batch
     with a `torch.Generator` on the device: no per-sample Python loops, no host syncs per batch.
+
+    Args: data (its images, or only `images[indices]`, are copied to `device` once); batch_size B; indices
+    (M,) int64 subset of the samples (e.g. one half of `search_split`); augment: random crop + flip; cutout:
+    square side, 0 = off; shuffle; drop_last: skip the final partial batch; seed (with the epoch) fixes all
+    randomness. Yields x float32 (B, 3, H, W) normalised and y int64 (B,), both on `device`.
     """
 
     def __init__(self, data: ImageData, batch_size: int, device: torch.device | str,

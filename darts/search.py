@@ -46,6 +46,11 @@ class SearchSettings:
     progress: bool = True
 
 
+def cosine_lr(lr: float, lr_min: float, epoch: int, epochs: int) -> float:
+    """Cosine annealing from lr to lr_min over the epochs, per epoch (DARTS train_search.py CosineAnnealingLR)."""
+    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -66,12 +71,11 @@ class SearchRun:
         self.benchmark = benchmark
         self.optimizer = torch.optim.SGD(self.supernet.weight_parameters(), settings.lr,
                                          momentum=settings.momentum, weight_decay=settings.weight_decay)
-        # DARTS train_search.py: cosine from lr to lr_min over the epochs, stepped once per epoch
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, settings.epochs, eta_min=settings.lr_min)
         self.steps = min(len(train_loader), len(valid_loader))
         if settings.steps_per_epoch:
             self.steps = min(self.steps, settings.steps_per_epoch)
         self.start_epoch = 0
+        self.metrics: dict[str, float] = {}
         if benchmark is not None:  # fail before training if the benchmark does not fit the space
             benchmark.query(strategy.genotype())
 
@@ -81,25 +85,28 @@ class SearchRun:
         self.supernet.load_state_dict(state["supernet"])
         self.strategy.load_state_dict(state["strategy"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"])
         self.start_epoch = state["epoch"] + 1
+        self.metrics = state["metrics"]
+        self._truncate_history()
         log.info("resumed %s at epoch %d", self.run_dir, self.start_epoch)
 
     def run(self) -> dict[str, Any]:
         """Search for the remaining epochs, then write and return ``result.json``."""
         logger = Logger(self.run_dir)
-        metrics: dict[str, float] = {}
         try:
             for epoch in range(self.start_epoch, self.s.epochs):
-                metrics = self._epoch(epoch, logger)
+                self.metrics = self._epoch(epoch, logger)
+                self._save(epoch)
         finally:
             logger.close()
-        return self._finish(metrics)
+        return self._finish(self.metrics)
 
     def _epoch(self, epoch: int, logger: Logger) -> dict[str, float]:
         start = time.time()
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = cosine_lr(self.s.lr, self.s.lr_min, epoch, self.s.epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.strategy.epoch_start(epoch, self.s.epochs)
         for loader in (self.train_loader, self.valid_loader):
             loader.set_epoch(epoch)
@@ -123,16 +130,21 @@ class SearchRun:
         logger.flush()
         with open(self.run_dir / "genotypes.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        self.scheduler.step()
-        self._save(epoch)
         log.info("epoch %d/%d lr %.4g train_acc %.2f valid_acc %.2f (%.0fs) genotype %s", epoch + 1, self.s.epochs,
                  lr, train["acc"], valid["acc"], metrics["epoch_time"], record["genotype"])
         return metrics
 
+    def _truncate_history(self) -> None:
+        """Drop per-epoch records written after the checkpoint (a crash between the two)."""
+        path = self.run_dir / "genotypes.jsonl"
+        if path.is_file():
+            lines = [ln for ln in path.read_text().splitlines() if json.loads(ln)["epoch"] < self.start_epoch]
+            path.write_text("".join(ln + "\n" for ln in lines))
+
     def _save(self, epoch: int) -> None:
         checkpoint.save({"epoch": epoch, "supernet": self.supernet.state_dict(), "strategy": self.strategy.state_dict(),
-                         "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                         "rng": checkpoint.rng_state()}, self.run_dir / CHECKPOINT)
+                         "optimizer": self.optimizer.state_dict(),
+                         "rng": checkpoint.rng_state(), "metrics": self.metrics}, self.run_dir / CHECKPOINT)
 
     def _finish(self, metrics: dict[str, float]) -> dict[str, Any]:
         genotype = self.strategy.genotype()

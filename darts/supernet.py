@@ -82,7 +82,12 @@ class MixedOp(nn.Module):
     def _mix(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None) -> torch.Tensor:
         if index is not None:
             out = self._ops[index](x)
-            return out if weights is None else weights[index] * out
+            if weights is None:
+                return out
+            # NB201 search_cells.py forward_gdas also adds the other ops' (zero) weights to the sum:
+            # their value is dropped here, their gradient path d/dw_k = sum(dL/dout) is kept.
+            rest = weights.sum() - weights[index]
+            return weights[index] * out + (rest - rest.detach())
         out = None
         for i in self._active:
             y = weights[i] * self._ops[i](x)

@@ -22,8 +22,8 @@ class SearchSpace(ABC):
     num_edges: int
 
     @abstractmethod
-    def build_supernet(self, num_classes: int, partial_channels: int = 1) -> Supernet:
-        """The weight-sharing supernet (mixed ops on every edge)."""
+    def build_supernet(self, num_classes: int) -> Supernet:
+        """The weight-sharing supernet (mixed ops on every edge), with the space's partial channels."""
 
     @abstractmethod
     def build_network(self, genotype: Any, num_classes: int) -> nn.Module:

@@ -110,21 +110,24 @@ def derive_genotype(alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor) ->
 
 
 class DartsSpace(SearchSpace):
-    """The DARTS CNN space; ``init_channels``/``layers`` size the supernet and proxy networks."""
+    """The DARTS CNN space; ``init_channels``/``layers`` size the supernet and proxy networks,
+    ``partial_channels`` K > 1 builds PC-DARTS mixed ops."""
 
     cell_types = ("normal", "reduce")
     num_edges = NUM_EDGES
 
-    def __init__(self, init_channels: int = 16, layers: int = 8, primitives: tuple[str, ...] = PRIMITIVES):
+    def __init__(self, init_channels: int = 16, layers: int = 8, primitives: tuple[str, ...] = PRIMITIVES,
+                 partial_channels: int = 1):
         self.init_channels = init_channels
         self.layers = layers
+        self.partial_channels = partial_channels
         self.primitives = tuple(primitives)
         if self.primitives[0] != "none":
             raise ValueError(f"the DARTS space expects 'none' as primitive 0, got {self.primitives}")
 
-    def build_supernet(self, num_classes: int, partial_channels: int = 1) -> DartsSupernet:
-        """The supernet at this space's size."""
-        return DartsSupernet(self.init_channels, num_classes, self.layers, self.primitives, partial_channels)
+    def build_supernet(self, num_classes: int) -> DartsSupernet:
+        """The supernet at this space's size (partial channels K for PC-DARTS)."""
+        return DartsSupernet(self.init_channels, num_classes, self.layers, self.primitives, self.partial_channels)
 
     def build_network(self, genotype: Genotype, num_classes: int) -> nn.Module:
         """NetworkCIFAR of the genotype at the search size, without auxiliary head, returning logits."""

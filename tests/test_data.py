@@ -36,10 +36,6 @@ def _reference(images: torch.Tensor, mean, std) -> torch.Tensor:
     return torch.stack([tf(Image.fromarray(im.permute(1, 2, 0).numpy())) for im in images])
 
 
-def _pil_loader(path, **kw):
-    return D.PlainLoader(path, **kw)
-
-
 def test_image_folder_reads_cifar10_mini(mini):
     """cifar10-mini loads as 5,170 / 1,017 uint8 32x32 images in 10 CIFAR classes with CIFAR-like statistics."""
     assert mini.train.images.shape == (5170, 3, 32, 32) and mini.test.images.shape == (1017, 3, 32, 32)
@@ -143,7 +139,7 @@ def test_crop_offsets_and_flips_follow_darts():
     for off in (oy, ox):
         counts = torch.bincount(off.long(), minlength=9)
         assert len(counts) == 9 and counts.min() > 2048 / 9 * 0.7 and counts.max() < 2048 / 9 * 1.3
-    assert ((x[:, 0] == 0).any(dim=1).sum(dim=1) == (ox - 4).abs()).all()  # padding columns are zero
+    assert torch.equal((cols == 0).sum(1), (ox - 4).abs())  # exactly |ox - 4| padding columns, all zero
 
 
 def test_device_augment_output_is_a_torchvision_crop_flip(mini):
@@ -216,7 +212,8 @@ def test_imagenet_streams_darts_crops(tmp_path):
         for k, cls in enumerate(("n01", "n02")):
             (tmp_path / split / cls).mkdir(parents=True)
             for i in range(3):
-                Image.fromarray(np.full((300, 280, 3), 40 * (k + i), np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+                img = Image.fromarray(np.full((300, 280, 3), 40 * (k + i), np.uint8))
+                img.save(tmp_path / split / cls / f"{i}.png")
     data = D.imagenet(str(tmp_path), num_workers=0)
     assert data.num_classes == 2 and len(data.train) == 6
     for train in (True, False):

@@ -32,9 +32,6 @@ class Strategy(ABC):
         arch_start_epoch: epochs of weight-only warm-up before arch steps begin.
     """
 
-    #: keyword arguments the supernet must be built with (e.g. partial channels)
-    supernet_options: dict[str, Any] = {}
-
     def __init__(self, supernet: Supernet, space: SearchSpace, arch_start_epoch: int = 0):
         self.supernet = supernet
         self.space = space

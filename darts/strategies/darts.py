@@ -60,13 +60,17 @@ class DARTS(Strategy):
         """One Adam step on the alphas along the first- or second-order hypergradient."""
         self.arch_optimizer.zero_grad(set_to_none=True)
         if self.order == 1:
-            self.loss(valid).backward()
+            self.arch_loss(valid).backward()
             # the weights' grads are cleared by the weight step's zero_grad before they are used
         else:
             grads = self.unrolled_gradient(train, valid, weight_optimizer)
             for p, g in zip(self.arch_parameters(), grads):
                 p.grad = g
         self.arch_optimizer.step()
+
+    def arch_loss(self, valid: Batch) -> torch.Tensor:
+        """The first-order arch objective: L_val (subclasses add regularisers)."""
+        return self.loss(valid)
 
     def unrolled_gradient(self, train: Batch, valid: Batch, weight_optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
         """Eq. 7 with the finite-difference Hessian-vector product of eq. 8 (no model copies)."""

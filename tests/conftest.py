@@ -1,0 +1,55 @@
+"""Shared test helpers: the real data beside the project, running entry points, reading TensorBoard."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def cifar_mini() -> Path:
+    """The real CIFAR-10 subset in ImageFolder layout (../shared/data/cifar10-mini)."""
+    path = SHARED_DATA / "cifar10-mini"
+    if not (path / "train").is_dir():
+        pytest.skip(f"real CIFAR-10 images not found at {path} (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def nb201_csv() -> Path:
+    """The NAS-Bench-201 accuracy table (../shared/data/nb201/nb201_accuracies.csv)."""
+    path = SHARED_DATA / "nb201" / "nb201_accuracies.csv"
+    if not path.is_file():
+        pytest.skip(f"NAS-Bench-201 table not found at {path} (see ../shared/data/README.md)")
+    return path
+
+
+def run_entry(script: str, run_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run an entry point (train_search.py, train_final.py) in a subprocess with Hydra overrides."""
+    cmd = [sys.executable, str(ROOT / script), f"hydra.run.dir={run_dir}", "progress=false", *overrides]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def read_json(path: Path) -> dict:
+    """Load a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def tensorboard_tags(run_dir: Path) -> dict[str, list[str]]:
+    """Tags per kind ('scalars', 'images', 'tensors' for text) in a run directory's event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    return acc.Tags()

@@ -1,0 +1,59 @@
+"""Retrain a cell from scratch: ``python train_final.py genotype=DARTS_V2 [key=value ...]`` (conf/final.yaml, README)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from darts.final import CHECKPOINT, FinalRun, FinalSettings, NetworkSpec, holdout_split, resolve_genotype
+from darts.runtime import find_resume_dir, pick_device, seed_everything
+
+log = logging.getLogger("train_final")
+OUTPUTS = "outputs/final"  # apart from search runs, so that resume=true never picks a search run
+OmegaConf.register_new_resolver(
+    "final_run_dir", lambda resume, default: str(find_resume_dir(resume, OUTPUTS, CHECKPOINT) or default),
+    replace=True)
+
+
+def build_run(cfg: DictConfig, run_dir: Path) -> FinalRun:
+    """Instantiate the data, the network spec, the loaders and the schedule from the config."""
+    genotype = resolve_genotype(cfg.genotype)  # fail on a bad genotype before reading any data
+    settings = FinalSettings(epochs=cfg.epochs, auxiliary_weight=cfg.auxiliary_weight, drop_path_prob=cfg.drop_path_prob,
+                             label_smoothing=cfg.label_smoothing, steps_per_epoch=cfg.steps_per_epoch,
+                             progress=cfg.progress, **cfg.optimizer)
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    data = instantiate(cfg.dataset)
+    spec = NetworkSpec(get_class(cfg.model.network), genotype, cfg.model.init_channels, cfg.model.layers,
+                       data.num_classes, auxiliary=cfg.auxiliary_weight > 0)
+    train_idx, valid_idx = holdout_split(len(data.train), cfg.valid_portion, cfg.seed)
+    train = data.train.loader(cfg.batch_size, device, train=True, cutout=cfg.cutout, seed=cfg.seed, indices=train_idx)
+    valid = None if valid_idx is None else data.train.loader(cfg.batch_size, device, train=False, indices=valid_idx)
+    test = data.test.loader(cfg.batch_size, device, train=False)
+    return FinalRun(run_dir, spec, train, test, settings, instantiate(cfg.scheduler), device, valid)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="final")
+def main(cfg: DictConfig) -> None:
+    """Compose the config, then retrain (or resume) in the run directory."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    saved = run_dir / "config.yaml"
+    if cfg.resume and saved.is_file():  # a resumed run keeps its own configuration
+        cfg = OmegaConf.merge(OmegaConf.load(saved), {"resume": cfg.resume})
+    else:
+        OmegaConf.save(cfg, saved, resolve=True)
+    run = build_run(cfg, run_dir)
+    if cfg.resume:
+        run.resume()
+    result = run.run()
+    log.info("result: %s", run_dir / "result.json")
+    log.info("test accuracy %.2f%%, %.3fM params, %.1fM mult-adds", result["test_accuracy"], result["params"],
+             result["madds"] / 1e6)
+
+
+if __name__ == "__main__":
+    main()
