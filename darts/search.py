@@ -77,7 +77,11 @@ class SearchRun:
         self.start_epoch = 0
         self.metrics: dict[str, float] = {}
         if benchmark is not None:  # fail before training if the benchmark does not fit the space
-            benchmark.query(strategy.genotype())
+            try:
+                benchmark.query(strategy.genotype())
+            except (ValueError, KeyError) as e:
+                raise ValueError(f"the benchmark cannot score genotypes of {type(space).__name__} ({e}); "
+                                 "benchmark.path is for search_space=nb201") from None
 
     def resume(self) -> None:
         """Continue from ``run_dir/checkpoint.pt``."""
@@ -127,6 +131,7 @@ class SearchRun:
         if self.benchmark is not None:
             record["benchmark"] = self.benchmark.query(genotype)
             logger.scalars("benchmark", record["benchmark"], epoch)
+            log.info("benchmark accuracy of the epoch's genotype: %s", record["benchmark"])
         logger.flush()
         with open(self.run_dir / "genotypes.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -320,14 +320,16 @@ class NB201Space(SearchSpace):
     cell_types = ("cell",)
     num_edges = NUM_EDGES
 
-    def __init__(self, init_channels: int = 16, cells_per_stage: int = 5, track_running_stats: bool = False):
+    def __init__(self, init_channels: int = 16, cells_per_stage: int = 5, track_running_stats: bool = False,
+                 partial_channels: int = 1):
         self.init_channels = init_channels
         self.cells_per_stage = cells_per_stage
         self.track_running_stats = track_running_stats
+        self.partial_channels = partial_channels
 
-    def build_supernet(self, num_classes: int, partial_channels: int = 1) -> NB201Supernet:
-        """The supernet at this space's size."""
-        return NB201Supernet(self.init_channels, self.cells_per_stage, num_classes, partial_channels,
+    def build_supernet(self, num_classes: int) -> NB201Supernet:
+        """The supernet at this space's size (partial channels K for PC-DARTS)."""
+        return NB201Supernet(self.init_channels, self.cells_per_stage, num_classes, self.partial_channels,
                              self.track_running_stats)
 
     def build_network(self, genotype: Arch, num_classes: int) -> TinyNetwork:

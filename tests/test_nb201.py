@@ -173,7 +173,7 @@ def test_supernet_hard_index_runs_only_chosen_ops():
 
 def test_supernet_partial_channels():
     """PC-DARTS partial channels work in NB201 (ops see C/K channels) with soft and edge weights."""
-    net = NB201Space(8, 1).build_supernet(10, partial_channels=2)
+    net = NB201Space(8, 1, partial_channels=2).build_supernet(10)
     assert net.cells[0].dag.edges[0]._ops[PRIMITIVES.index("nor_conv_3x3")].op[1].in_channels == 4
     mixing = Mixing(weights=F.softmax(net.alphas["cell"], -1), edge_weights=torch.ones(6, requires_grad=True))
     _loss(net, {"cell": mixing}).backward()

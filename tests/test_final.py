@@ -1,0 +1,228 @@
+"""Retraining (darts/final.py, train_final.py): genotype sources, the recipes, the loss, FLOPs, resume, end to end."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+import darts.final as final
+from conftest import ROOT, read_json, run_entry
+from darts.final import count_flops, final_loss, holdout_split, resolve_genotype
+from search_spaces.darts_genotypes import GENOTYPES
+
+V2 = GENOTYPES["DARTS_V2"]
+NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+# a tiny, fast retraining on the real CIFAR-10 subset: 2 epochs of 2 steps, 10% held out for validation
+TINY = ["genotype=DARTS_V2", "model.init_channels=4", "model.layers=3", "epochs=2", "batch_size=8",
+        "steps_per_epoch=2", "valid_portion=0.1", "device=cpu", "progress=false"]
+
+
+def tiny_overrides(cifar_mini: Path) -> list[str]:
+    """TINY on cifar10-mini through dataset=imagefolder (the CIFAR recipe)."""
+    return ["dataset=imagefolder", f"dataset.root={cifar_mini}", *TINY]
+
+
+def load_entry_point():
+    """train_final.py as a module (it is a script beside the packages, not part of them)."""
+    spec = importlib.util.spec_from_file_location("train_final", ROOT / "train_final.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def compose_final(overrides: list[str]):
+    """conf/final.yaml composed with overrides, as train_final.py sees it."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="final", overrides=overrides)
+
+
+def test_every_genotype_source_form_resolves_to_the_same_genotype(tmp_path):
+    """A name, a text, .txt (text or name), .json (to_json or a search result.json) and a run directory agree."""
+    text = repr(V2)
+    (tmp_path / "text.txt").write_text(text + "\n")
+    (tmp_path / "name.txt").write_text("DARTS_V2\n")
+    (tmp_path / "genotype.json").write_text(json.dumps(V2.to_json()))
+    (tmp_path / "result.json").write_text(json.dumps({"genotype": text, "epochs": 50}))
+    json_only = tmp_path / "json_run"
+    json_only.mkdir()
+    (json_only / "genotype.json").write_text(json.dumps(V2.to_json()))
+    sources = ["DARTS_V2", f"  {text}\n", tmp_path / "text.txt", tmp_path / "name.txt", tmp_path / "genotype.json",
+               str(tmp_path / "result.json"), tmp_path, json_only]
+    assert all(resolve_genotype(source) == V2 for source in sources)
+
+
+def test_a_search_run_directory_gives_its_final_genotype(tmp_path):
+    """A search run directory resolves to its genotype.txt, keeping the text's range(2, 6) concat."""
+    gdas = GENOTYPES["GDAS_V1"]
+    (tmp_path / "genotype.txt").write_text(repr(gdas) + "\n")
+    (tmp_path / "genotype.json").write_text(json.dumps(gdas.to_json()))
+    assert repr(resolve_genotype(tmp_path)) == repr(gdas)
+
+
+def test_hydra_quoted_genotype_text_reaches_the_resolver_intact():
+    """The README's CLI form genotype="Genotype(...)" (quoted for Hydra) parses to the same text."""
+    value = OverridesParser.create().parse_overrides([f'genotype="{V2!r}"'])[0].value()
+    assert value == repr(V2) and resolve_genotype(value) == V2
+
+
+def test_unknown_name_error_lists_the_published_names():
+    """An unknown name raises one ValueError naming it and every published genotype."""
+    with pytest.raises(ValueError, match="DARTS_V3") as err:
+        resolve_genotype("DARTS_V3")
+    assert all(name in str(err.value) for name in GENOTYPES)
+
+
+@pytest.mark.parametrize("source, match", [
+    ("Genotype(normal=[('conv_9x9', 0)])", "bad genotype text"),
+    ("outputs/no/such/run", "no such file or directory"),
+    ("__import__('os').system('true')", "unknown genotype"),
+])
+def test_bad_genotype_sources_raise_value_error(source, match):
+    """Bad text, a missing path and code all give a clear ValueError (text is never evaluated)."""
+    with pytest.raises(ValueError, match=match):
+        resolve_genotype(source)
+
+
+def test_nb201_sources_are_refused(tmp_path):
+    """An NB201 run directory, its genotype.json or its result.json is refused with a clear error."""
+    (tmp_path / "genotype.txt").write_text(NB201_ARCH + "\n")
+    (tmp_path / "genotype.json").write_text(json.dumps({"arch": NB201_ARCH}))
+    (tmp_path / "result.json").write_text(json.dumps({"genotype": NB201_ARCH}))
+    for source in (tmp_path, tmp_path / "genotype.json", tmp_path / "result.json", NB201_ARCH):
+        with pytest.raises(ValueError, match="NAS-Bench-201"):
+            resolve_genotype(source)
+
+
+def test_unfinished_search_run_is_refused(tmp_path):
+    """A run directory without a final genotype says so."""
+    (tmp_path / "genotypes.jsonl").write_text("{}\n")
+    with pytest.raises(ValueError, match="no genotype.json or genotype.txt"):
+        resolve_genotype(tmp_path)
+
+
+def test_holdout_split_is_a_seeded_partition():
+    """valid_portion holds out floor(p*N) indices, disjoint from the rest and reproducible; 0 holds out none."""
+    train, valid = holdout_split(100, 0.25, seed=3)
+    assert len(valid) == 25 and sorted(torch.cat([train, valid]).tolist()) == list(range(100))
+    assert torch.equal(valid, holdout_split(100, 0.25, seed=3)[1])
+    assert holdout_split(100, 0.0, seed=3) == (None, None)
+    with pytest.raises(ValueError, match="valid_portion"):
+        holdout_split(100, 1.0, seed=3)
+
+
+def test_final_loss_adds_weighted_auxiliary_and_label_smoothing():
+    """Loss = CE + w * CE_aux, with DARTS's CrossEntropyLabelSmooth formula when smoothing > 0."""
+    g = torch.Generator().manual_seed(0)
+    logits, aux = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+    y = torch.tensor([0, 3, 1, 1, 2])
+
+    def smooth_ce(z: torch.Tensor, eps: float) -> torch.Tensor:  # train_imagenet.py CrossEntropyLabelSmooth
+        target = (1 - eps) * nn.functional.one_hot(y, 4) + eps / 4
+        return (-target * z.log_softmax(1)).mean(0).sum()
+
+    loss, out = final_loss((logits, aux), y, auxiliary_weight=0.4, label_smoothing=0.1)
+    assert out is logits
+    assert torch.allclose(loss, smooth_ce(logits, 0.1) + 0.4 * smooth_ce(aux, 0.1))
+    assert torch.allclose(final_loss((logits, None), y, 0.4)[0], smooth_ce(logits, 0.0))
+
+
+def test_count_flops_counts_one_eval_forward():
+    """FLOPs of conv + linear at batch 1 equal 2 * multiply-adds, and the training mode is restored."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+    model.train()
+    madds = 4 * 6 * 6 * 3 * 3 * 3 + 4 * 6 * 6 * 10
+    assert count_flops(model, torch.randn(1, 3, 8, 8)) == 2 * madds
+    assert model.training
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "imagefolder", "fake", "imagenet"])
+def test_dataset_selects_its_recipe(dataset):
+    """dataset=imagenet composes the DARTS ImageNet recipe; every other dataset the CIFAR-10 one."""
+    cfg = compose_final([f"dataset={dataset}"])
+    imagenet = dataset == "imagenet"
+    assert cfg.model.network.endswith("NetworkImageNet" if imagenet else "NetworkCIFAR")
+    expected = ((48, 14, 250, 128, 0.1, 3e-5, 0.1, 0.0, 0) if imagenet else
+                (36, 20, 600, 96, 0.025, 3e-4, 0.0, 0.2, 16))
+    assert (cfg.model.init_channels, cfg.model.layers, cfg.epochs, cfg.batch_size, cfg.optimizer.lr,
+            cfg.optimizer.weight_decay, cfg.label_smoothing, cfg.drop_path_prob, cfg.cutout) == expected
+    assert cfg.auxiliary_weight == 0.4 and cfg.optimizer.grad_clip == 5 and cfg.optimizer.momentum == 0.9
+    assert cfg.scheduler._target_.endswith("StepLR" if imagenet else "CosineAnnealingLR")
+
+
+@pytest.fixture(scope="module")
+def finished_run(cifar_mini, tmp_path_factory) -> Path:
+    """One end-to-end train_final.py run (2 tiny epochs on cifar10-mini)."""
+    run_dir = tmp_path_factory.mktemp("final") / "run"
+    run_entry("train_final.py", run_dir, *tiny_overrides(cifar_mini))
+    return run_dir
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) per scalar tag over all event files of a run directory."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for events in sorted(run_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return out
+
+
+def test_end_to_end_run_writes_result_checkpoints_and_scalars(finished_run):
+    """train_final.py writes result.json, genotype files, last and best checkpoints, and per-epoch scalars."""
+    result = read_json(finished_run / "result.json")
+    assert {"test_accuracy", "params", "flops", "madds", "genotype", "epochs", "best_valid_accuracy"} <= set(result)
+    assert result["epochs"] == 2 and result["genotype"] == repr(V2) and 0 <= result["test_accuracy"] <= 100
+    assert 0 < result["params"] < 0.1 and result["flops"] == 2 * result["madds"] > 0
+    assert resolve_genotype(finished_run) == V2  # a final run directory feeds back in like a search run
+    for name in ("checkpoint.pt", "best.pt", "config.yaml"):
+        assert (finished_run / name).is_file()
+    tags = scalars(finished_run)
+    for tag in ("train_loss", "train_acc", "valid_acc", "test_acc", "test_loss", "lr", "drop_path_prob"):
+        assert [step for step, _ in tags[f"final/{tag}"]] == [0, 1]
+    # DARTS cnn/train.py: cosine from 0.025 to 0 over 2 epochs; drop path 0.2 * epoch / epochs
+    assert [v for _, v in tags["final/lr"]] == pytest.approx([0.025, 0.0125])
+    assert [v for _, v in tags["final/drop_path_prob"]] == pytest.approx([0.0, 0.1])
+
+
+def test_resume_continues_from_the_saved_epoch(finished_run, cifar_mini, tmp_path, monkeypatch):
+    """A run stopped after epoch 1 of 2 resumes (resume=<dir>) at epoch 2 and ends as the uninterrupted run."""
+    train_final = load_entry_point()
+    cfg = compose_final(tiny_overrides(cifar_mini))
+    (tmp_path / "config.yaml").write_text(Path(finished_run / "config.yaml").read_text())
+    calls = []
+    real_train_epoch = final.train_epoch
+
+    def stop_at_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(final, "train_epoch", stop_at_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_final.build_run(cfg, tmp_path).run()
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 0
+    assert not (tmp_path / "result.json").exists()
+    # no hydra.run.dir: the run directory comes from resume= through the final_run_dir resolver
+    subprocess.run([sys.executable, str(ROOT / "train_final.py"), f"resume={tmp_path}"], cwd=ROOT, check=True,
+                   capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "2"}, timeout=600)
+    assert "resumed" in (tmp_path / "train_final.log").read_text() and "at epoch 2 of 2" in (
+        tmp_path / "train_final.log").read_text()
+    resumed, reference = read_json(tmp_path / "result.json"), read_json(finished_run / "result.json")
+    assert resumed["epochs"] == 2
+    assert [step for step, _ in scalars(tmp_path)["final/test_acc"]] == [0, 1]
+    for key in ("test_loss", "test_accuracy", "train_loss", "best_valid_accuracy"):
+        assert math.isclose(resumed[key], reference[key], rel_tol=1e-5), key
