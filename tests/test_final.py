@@ -22,9 +22,9 @@ from search_spaces.darts_genotypes import GENOTYPES
 
 V2 = GENOTYPES["DARTS_V2"]
 NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
-# a tiny, fast retraining on the real CIFAR-10 subset: 2 epochs of 2 steps, 10% held out for validation
-TINY = ["genotype=DARTS_V2", "model.init_channels=4", "model.layers=3", "epochs=2", "batch_size=8",
-        "steps_per_epoch=2", "valid_portion=0.1", "device=cpu", "progress=false"]
+# a tiny, fast retraining on the real CIFAR-10 subset: 3 epochs of 1 step, 10% held out for validation
+TINY = ["genotype=DARTS_V2", "model.init_channels=4", "model.layers=3", "epochs=3", "batch_size=8",
+        "steps_per_epoch=1", "valid_portion=0.1", "device=cpu", "progress=false"]
 
 
 def tiny_overrides(cifar_mini: Path) -> list[str]:
@@ -161,7 +161,7 @@ def test_dataset_selects_its_recipe(dataset):
 
 @pytest.fixture(scope="module")
 def finished_run(cifar_mini, tmp_path_factory) -> Path:
-    """One end-to-end train_final.py run (2 tiny epochs on cifar10-mini)."""
+    """One end-to-end train_final.py run (3 tiny epochs on cifar10-mini)."""
     run_dir = tmp_path_factory.mktemp("final") / "run"
     run_entry("train_final.py", run_dir, *tiny_overrides(cifar_mini))
     return run_dir
@@ -184,45 +184,47 @@ def test_end_to_end_run_writes_result_checkpoints_and_scalars(finished_run):
     """train_final.py writes result.json, genotype files, last and best checkpoints, and per-epoch scalars."""
     result = read_json(finished_run / "result.json")
     assert {"test_accuracy", "params", "flops", "madds", "genotype", "epochs", "best_valid_accuracy"} <= set(result)
-    assert result["epochs"] == 2 and result["genotype"] == repr(V2) and 0 <= result["test_accuracy"] <= 100
+    assert result["epochs"] == 3 and result["genotype"] == repr(V2) and 0 <= result["test_accuracy"] <= 100
     assert 0 < result["params"] < 0.1 and result["flops"] == 2 * result["madds"] > 0
     assert resolve_genotype(finished_run) == V2  # a final run directory feeds back in like a search run
     for name in ("checkpoint.pt", "best.pt", "config.yaml"):
         assert (finished_run / name).is_file()
     tags = scalars(finished_run)
     for tag in ("train_loss", "train_acc", "valid_acc", "test_acc", "test_loss", "lr", "drop_path_prob"):
-        assert [step for step, _ in tags[f"final/{tag}"]] == [0, 1]
-    # DARTS cnn/train.py: cosine from 0.025 to 0 over 2 epochs; drop path 0.2 * epoch / epochs
-    assert [v for _, v in tags["final/lr"]] == pytest.approx([0.025, 0.0125])
-    assert [v for _, v in tags["final/drop_path_prob"]] == pytest.approx([0.0, 0.1])
+        assert [step for step, _ in tags[f"final/{tag}"]] == [0, 1, 2]
+    # DARTS cnn/train.py: cosine from 0.025 towards 0 over 3 epochs; drop path 0.2 * epoch / epochs
+    cosine = [0.025 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)]
+    assert [v for _, v in tags["final/lr"]] == pytest.approx(cosine)
+    assert [v for _, v in tags["final/drop_path_prob"]] == pytest.approx([0.0, 0.2 / 3, 0.4 / 3])
 
 
 def test_resume_continues_from_the_saved_epoch(finished_run, cifar_mini, tmp_path, monkeypatch):
-    """A run stopped after epoch 1 of 2 resumes (resume=<dir>) at epoch 2 and ends as the uninterrupted run."""
+    """A run stopped after epoch 2 of 3 resumes (resume=<dir>) at epoch 3 and ends exactly as the uninterrupted
+    run (epoch 2 already drew drop-path masks, so the RNG state must be restored too)."""
     train_final = load_entry_point()
     cfg = compose_final(tiny_overrides(cifar_mini))
     (tmp_path / "config.yaml").write_text(Path(finished_run / "config.yaml").read_text())
     calls = []
     real_train_epoch = final.train_epoch
 
-    def stop_at_second_epoch(*args, **kwargs):
+    def stop_at_third_epoch(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 3:
             raise KeyboardInterrupt
         return real_train_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(final, "train_epoch", stop_at_second_epoch)
+    monkeypatch.setattr(final, "train_epoch", stop_at_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         train_final.build_run(cfg, tmp_path).run()
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 0
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert not (tmp_path / "result.json").exists()
     # no hydra.run.dir: the run directory comes from resume= through the final_run_dir resolver
     subprocess.run([sys.executable, str(ROOT / "train_final.py"), f"resume={tmp_path}"], cwd=ROOT, check=True,
                    capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "2"}, timeout=600)
-    assert "resumed" in (tmp_path / "train_final.log").read_text() and "at epoch 2 of 2" in (
+    assert "resumed" in (tmp_path / "train_final.log").read_text() and "at epoch 3 of 3" in (
         tmp_path / "train_final.log").read_text()
     resumed, reference = read_json(tmp_path / "result.json"), read_json(finished_run / "result.json")
-    assert resumed["epochs"] == 2
-    assert [step for step, _ in scalars(tmp_path)["final/test_acc"]] == [0, 1]
+    assert resumed["epochs"] == 3
+    assert [step for step, _ in scalars(tmp_path)["final/test_acc"]] == [0, 1, 2]
     for key in ("test_loss", "test_accuracy", "train_loss", "best_valid_accuracy"):
         assert math.isclose(resumed[key], reference[key], rel_tol=1e-5), key
