@@ -1,4 +1,4 @@
-"""Retrain a cell from scratch: ``python train_final.py genotype=DARTS_V2 [key=value ...]`` (conf/final.yaml, README)."""
+"""Retrain a cell from scratch: ``python train_final.py genotype=DARTS_V2 [key=value ...]`` (conf/final.yaml)."""
 from __future__ import annotations
 
 import logging
@@ -14,6 +14,8 @@ from darts.runtime import find_resume_dir, pick_device, seed_everything
 
 log = logging.getLogger("train_final")
 OUTPUTS = "outputs/final"  # apart from search runs, so that resume=true never picks a search run
+# what may change when resuming: the recipe's schedules (cosine T_max, drop path) are fixed by the saved epochs
+RUNTIME_KEYS = ("resume", "device", "progress")
 OmegaConf.register_new_resolver(
     "final_run_dir", lambda resume, default: str(find_resume_dir(resume, OUTPUTS, CHECKPOINT) or default),
     replace=True)
@@ -22,9 +24,9 @@ OmegaConf.register_new_resolver(
 def build_run(cfg: DictConfig, run_dir: Path) -> FinalRun:
     """Instantiate the data, the network spec, the loaders and the schedule from the config."""
     genotype = resolve_genotype(cfg.genotype)  # fail on a bad genotype before reading any data
-    settings = FinalSettings(epochs=cfg.epochs, auxiliary_weight=cfg.auxiliary_weight, drop_path_prob=cfg.drop_path_prob,
-                             label_smoothing=cfg.label_smoothing, steps_per_epoch=cfg.steps_per_epoch,
-                             progress=cfg.progress, **cfg.optimizer)
+    settings = FinalSettings(epochs=cfg.epochs, auxiliary_weight=cfg.auxiliary_weight,
+                             drop_path_prob=cfg.drop_path_prob, label_smoothing=cfg.label_smoothing,
+                             steps_per_epoch=cfg.steps_per_epoch, progress=cfg.progress, **cfg.optimizer)
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     data = instantiate(cfg.dataset)
@@ -37,13 +39,25 @@ def build_run(cfg: DictConfig, run_dir: Path) -> FinalRun:
     return FinalRun(run_dir, spec, train, test, settings, instantiate(cfg.scheduler), device, valid)
 
 
+def resumed_config(saved: DictConfig, overrides: list[str]) -> DictConfig:
+    """The saved configuration of the run being resumed, with only runtime keys (RUNTIME_KEYS) overridden."""
+    cfg = saved.copy()
+    for item in overrides:
+        key = item.lstrip("+~").partition("=")[0]
+        if key not in RUNTIME_KEYS:
+            raise ValueError(f"cannot override {key!r} when resuming; a resumed retraining keeps its configuration "
+                             f"(only {', '.join(RUNTIME_KEYS)} may change)")
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item.lstrip("+~")]))
+    return cfg
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="final")
 def main(cfg: DictConfig) -> None:
     """Compose the config, then retrain (or resume) in the run directory."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     saved = run_dir / "config.yaml"
-    if cfg.resume and saved.is_file():  # a resumed run keeps its own configuration
-        cfg = OmegaConf.merge(OmegaConf.load(saved), {"resume": cfg.resume})
+    if cfg.resume and saved.is_file():
+        cfg = resumed_config(OmegaConf.load(saved), HydraConfig.get().overrides.task)
     else:
         OmegaConf.save(cfg, saved, resolve=True)
     run = build_run(cfg, run_dir)

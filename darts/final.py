@@ -42,19 +42,20 @@ def _nb201_error(where: str) -> ValueError:
                       f"(NB201 architectures are evaluated with the benchmark)")
 
 
-def _from_text(text: str, where: str) -> Genotype:
-    """A published name or a Genotype(...) text (never evaluated)."""
+def _from_text(text: str, where: str = "") -> Genotype:
+    """A published name or a Genotype(...) text (never evaluated); ``where`` names the file it came from."""
+    where = f" in {where}" if where else ""
     text = text.strip()
     if text in GENOTYPES:
         return GENOTYPES[text]
     if text.startswith("|"):  # the NB201 benchmark string, e.g. |nor_conv_3x3~0|+|...|
-        raise _nb201_error(where)
+        raise _nb201_error(f"genotype {text[:40]!r}{where}")
     if text.startswith("Genotype"):
         try:
             return parse_genotype(text)
         except ValueError as err:
-            raise ValueError(f"bad genotype text in {where}: {err}") from None
-    raise ValueError(f"unknown genotype {text!r} in {where}; give {_FORMS}; published names: {', '.join(GENOTYPES)}")
+            raise ValueError(f"bad genotype text{where}: {err}") from None
+    raise ValueError(f"unknown genotype {text!r}{where}; give {_FORMS}; published names: {', '.join(GENOTYPES)}")
 
 
 def _from_json(path: Path) -> Genotype:
@@ -79,7 +80,7 @@ def resolve_genotype(source: str | Path) -> Genotype:
     name), or a search run directory (its final ``genotype.txt``, else ``genotype.json``)."""
     text = str(source).strip()
     if text in GENOTYPES or text.startswith(("Genotype", "|")):
-        return _from_text(text, "genotype=")
+        return _from_text(text)
     path = Path(text).expanduser()
     if path.is_dir():
         for name in ("genotype.txt", "genotype.json"):  # the text keeps the concat's form, e.g. range(2, 6)
@@ -95,7 +96,7 @@ def resolve_genotype(source: str | Path) -> Genotype:
         raise ValueError(f"genotype file {path} must end in .json or .txt")
     if "/" in text or path.suffix in (".json", ".txt"):
         raise ValueError(f"genotype={text!r}: no such file or directory; give {_FORMS}")
-    return _from_text(text, "genotype=")
+    return _from_text(text)
 
 
 def holdout_split(num: int, valid_portion: float, seed: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -254,9 +255,9 @@ class FinalRun:
         drop_prob = self.s.drop_path_prob * epoch / self.s.epochs
         self.model.drop_path_prob = drop_prob
         self.train_loader.set_epoch(epoch)
-        train = train_epoch(self.model, self.train_loader, self.optimizer, self.steps["train"], self.device,
-                            partial(final_loss, auxiliary_weight=self.s.auxiliary_weight,
-                                    label_smoothing=self.s.label_smoothing), self.s.grad_clip, f"epoch {epoch}", self.s.progress)
+        loss_fn = partial(final_loss, auxiliary_weight=self.s.auxiliary_weight, label_smoothing=self.s.label_smoothing)
+        train = train_epoch(self.model, self.train_loader, self.optimizer, self.steps["train"], self.device, loss_fn,
+                            self.s.grad_clip, f"epoch {epoch}", self.s.progress)
         metrics = {"train_loss": train["loss"], "train_acc": train["acc"]}
         self.model.eval()
         for name, loader in self._loaders(train=False):

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
 import darts.final as final
 from conftest import ROOT, read_json, run_entry
@@ -219,8 +220,9 @@ def test_resume_continues_from_the_saved_epoch(finished_run, cifar_mini, tmp_pat
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert not (tmp_path / "result.json").exists()
     # no hydra.run.dir: the run directory comes from resume= through the final_run_dir resolver
-    subprocess.run([sys.executable, str(ROOT / "train_final.py"), f"resume={tmp_path}"], cwd=ROOT, check=True,
-                   capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "2"}, timeout=600)
+    cmd = [sys.executable, str(ROOT / "train_final.py"), f"resume={tmp_path}", "device=cpu"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "2"},
+                   timeout=600)
     assert "resumed" in (tmp_path / "train_final.log").read_text() and "at epoch 3 of 3" in (
         tmp_path / "train_final.log").read_text()
     resumed, reference = read_json(tmp_path / "result.json"), read_json(finished_run / "result.json")
@@ -228,3 +230,13 @@ def test_resume_continues_from_the_saved_epoch(finished_run, cifar_mini, tmp_pat
     assert [step for step, _ in scalars(tmp_path)["final/test_acc"]] == [0, 1, 2]
     for key in ("test_loss", "test_accuracy", "train_loss", "best_valid_accuracy"):
         assert math.isclose(resumed[key], reference[key], rel_tol=1e-5), key
+
+
+def test_resuming_refuses_recipe_changes():
+    """On resume only runtime keys may change: the saved epochs fix the lr and drop-path schedules."""
+    train_final = load_entry_point()
+    saved = OmegaConf.create({"epochs": 3, "device": "auto", "resume": None})
+    cfg = train_final.resumed_config(saved, ["resume=/some/run", "device=cpu"])
+    assert (cfg.epochs, cfg.device, cfg.resume) == (3, "cpu", "/some/run")
+    with pytest.raises(ValueError, match="'epochs'"):
+        train_final.resumed_config(saved, ["resume=true", "epochs=10"])
