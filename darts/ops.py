@@ -127,7 +127,10 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the op: (B, C_in, H, W) -> (B, C_out, H/2, W/2) for even H, W."""
-        x = self.relu(x)
+        return self.reduce(self.relu(x))
+
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything after the leading ReLU (the supernet shares that ReLU between edges)."""
         a = self.conv_1(x)  # (B, C_out/2, H/2, W/2)
         b = self.conv_2(x[:, :, 1:, 1:])  # (B, C_out/2, H/2, W/2)
         return self.bn(torch.cat([a, b], dim=1))  # (B, C_out, H/2, W/2)

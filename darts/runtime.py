@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def pick_device(name: str) -> torch.device:
@@ -18,6 +19,15 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} but CUDA is not available; use device=cpu or device=auto")
     return torch.device(name)
+
+
+def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """'auto' = bf16 autocast on CUDA and fp32 on CPU (where bf16 convolutions measured slower); else as named."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not valid; choose one of {('auto', *PRECISIONS)}")
+    return PRECISIONS[precision]
 
 
 def seed_everything(seed: int) -> None:

@@ -18,6 +18,7 @@ import torch
 
 from darts import checkpoint
 from darts.logging import Logger
+from darts.runtime import amp_dtype
 from darts.strategies.base import Strategy
 from darts.trainer import evaluate, search_epoch
 from search_spaces.base import SearchSpace
@@ -44,6 +45,10 @@ class SearchSettings:
     grad_clip: float = 5.0
     steps_per_epoch: int | None = None
     progress: bool = True
+    precision: str = "auto"
+    channels_last: bool = False
+    fast: bool = True
+    compile: bool = False
 
 
 def cosine_lr(lr: float, lr_min: float, epoch: int, epochs: int) -> float:
@@ -69,6 +74,10 @@ class SearchRun:
         self.s = settings
         self.device = device
         self.benchmark = benchmark
+        self.supernet.set_precision(amp_dtype(settings.precision, device), settings.channels_last)
+        self.supernet.set_fast(settings.fast)
+        if settings.compile:
+            self.supernet.compile()
         self.optimizer = torch.optim.SGD(self.supernet.weight_parameters(), settings.lr,
                                          momentum=settings.momentum, weight_decay=settings.weight_decay)
         self.steps = min(len(train_loader), len(valid_loader))

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darts.ops import OPS
+from darts.ops import OPS, FactorizedReduce, Identity
 
 
 @dataclass
@@ -44,11 +44,56 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
+class SharedInput:
+    """One input state and the parameter-free work on it (leading ReLU, pools, identity), each
+    computed once and reused by every edge leaving that state (issue 7: less work per step)."""
+
+    def __init__(self, x: torch.Tensor):
+        self.x = x  # (B, C, H, W)
+        self._cache: dict[tuple, torch.Tensor] = {}
+
+    def get(self, key: tuple, head: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """head(x), computed on the first request for ``key``."""
+        if key not in self._cache:
+            self._cache[key] = head(self.x)
+        return self._cache[key]
+
+
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d)
+Plan = tuple[tuple | None, Callable[[torch.Tensor], torch.Tensor] | None, Callable[[torch.Tensor], torch.Tensor] | None]
+
+
+def _pool_key(pool: nn.Module) -> tuple:
+    """Pools with equal type and hyper-parameters compute the same function."""
+    return (type(pool).__name__, *sorted((k, v) for k, v in vars(pool).items() if not k.startswith("_") and k != "training"))
+
+
+def _plan(op: nn.Module) -> Plan:
+    """Split an op into a shareable parameter-free head (with its cache key) and the rest."""
+    if isinstance(op, (Identity, nn.Identity)):
+        return ("identity",), nn.Identity(), None
+    if isinstance(op, _POOLS):
+        return _pool_key(op), op, None
+    if isinstance(op, nn.Sequential) and isinstance(op[0], _POOLS):  # pool + affine-free BN: BN stays per edge
+        return _pool_key(op[0]), op[0], op[1:]
+    if isinstance(op, FactorizedReduce):
+        return ("relu",), F.relu, op.reduce
+    body = getattr(op, "op", op)
+    if isinstance(body, nn.Sequential) and isinstance(body[0], nn.ReLU):
+        return ("relu",), F.relu, body[1:]
+    return None, None, None
+
+
 class MixedOp(nn.Module):
     """All candidate ops of one edge; output = sum_k w_k * op_k(x) (DARTS eq. 2).
 
     With ``partial_channels`` K > 1 only C/K channels go through the ops and the rest bypass them,
-    followed by a channel shuffle (PC-DARTS, Xu et al., ICLR 2020, sec. 3.2).
+    followed by a channel shuffle (PC-DARTS, Xu et al., ICLR 2020, sec. 3.2). ``ops`` is the op table
+    (DARTS or NB201); ``pool_bn`` adds DARTS's affine-free BN after pools.
+
+    ``fast`` (default): `none` is never computed (it adds exactly zero, value and gradient) and the
+    parameter-free heads of the ops come from a ``SharedInput``; ``fast=False`` is the reference's
+    plain computation of every op, kept for benchmarks and equivalence tests.
     """
 
     def __init__(self, C: int, stride: int, primitives: Sequence[str], partial_channels: int = 1,
@@ -66,31 +111,45 @@ class MixedOp(nn.Module):
             if pool_bn and "pool" in name:  # DARTS model_search.py: pools get an affine-free BN
                 op = nn.Sequential(op, nn.BatchNorm2d(c, affine=False))
             self._ops.append(op)
-        # `none` contributes exactly zero (value and gradient), so it is never computed.
         self._active = [i for i, name in enumerate(self.primitives) if name != "none"]
+        self._plans = [_plan(op) for op in self._ops]  # a plain list: the modules are registered in _ops
+        self.fast = True
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None = None) -> torch.Tensor:
-        """Mix the ops on x (B, C, H, W); weights [K] or None; index picks a single op."""
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None = None,
+                shared: SharedInput | None = None) -> torch.Tensor:
+        """Mix the ops on x (B, C, H, W); weights [K] or None; index picks a single op; ``shared``
+        holds x's parameter-free heads (used only without partial channels)."""
         if self.k == 1:
-            return self._mix(x, weights, index)
+            return self._mix(x, weights, index, shared if self.fast else None)
         c = x.shape[1] // self.k
         part, rest = x[:, :c], x[:, c:]  # (B, C/K, H, W), (B, C - C/K, H, W)
         if self.stride == 2:  # PC-DARTS: the bypassed channels are max-pooled at stride 2
             rest = F.max_pool2d(rest, 2, 2)
-        return channel_shuffle(torch.cat([self._mix(part, weights, index), rest], dim=1), self.k)
+        return channel_shuffle(torch.cat([self._mix(part, weights, index, None), rest], dim=1), self.k)
 
-    def _mix(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None) -> torch.Tensor:
+    def _run(self, i: int, x: torch.Tensor, shared: SharedInput | None) -> torch.Tensor:
+        """Op i on x, its parameter-free head taken from ``shared`` when possible."""
+        key, head, tail = self._plans[i]
+        if shared is None or key is None:
+            return self._ops[i](x)
+        y = shared.get(key, head)
+        return y if tail is None else tail(y)
+
+    def _mix(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None,
+             shared: SharedInput | None) -> torch.Tensor:
         if index is not None:
-            out = self._ops[index](x)
+            out = self._run(index, x, shared)
             if weights is None:
                 return out
+            weights = weights.to(out.dtype)  # bf16 under autocast; gradients still reach the fp32 alphas
             # NB201 search_cells.py forward_gdas also adds the other ops' (zero) weights to the sum:
             # their value is dropped here, their gradient path d/dw_k = sum(dL/dout) is kept.
             rest = weights.sum() - weights[index]
             return weights[index] * out + (rest - rest.detach())
         out = None
-        for i in self._active:
-            y = weights[i] * self._ops[i](x)
+        for i in self._active if self.fast else range(len(self._ops)):
+            y = self._run(i, x, shared)
+            y = weights[i].to(y.dtype) * y
             out = y if out is None else out + y
         if out is None:  # every candidate is `none`
             return self._ops[0](x)
@@ -118,17 +177,19 @@ class CellDAG(nn.Module):
     def forward(self, inputs: list[torch.Tensor], mixing: Mixing) -> list[torch.Tensor]:
         """Return all states (inputs, then the num_nodes intermediate nodes)."""
         states = list(inputs)
+        shared = [SharedInput(s) for s in states]
         e = 0
         for _ in range(self.num_nodes):
             node = None
-            for s in states:
+            for s, sh in zip(states, shared):
                 w = None if mixing.weights is None else mixing.weights[e]
-                y = self.edges[e](s, w, None if mixing.index is None else mixing.index[e])
+                y = self.edges[e](s, w, None if mixing.index is None else mixing.index[e], sh)
                 if mixing.edge_weights is not None:
-                    y = mixing.edge_weights[e] * y
+                    y = mixing.edge_weights[e].to(y.dtype) * y
                 node = y if node is None else node + y
                 e += 1
             states.append(node)
+            shared.append(SharedInput(node))
         return states
 
 
@@ -144,6 +205,20 @@ class Supernet(nn.Module, ABC):
         self.alphas = nn.ParameterDict(
             {t: nn.Parameter(1e-3 * torch.randn(num_edges, len(self.primitives))) for t in self.cell_types}
         )
+        self.amp_dtype: torch.dtype | None = None  # e.g. torch.bfloat16: autocast inside forward
+        self.memory_format = torch.contiguous_format
+
+    def set_precision(self, amp_dtype: torch.dtype | None, channels_last: bool = False) -> None:
+        """Run the network under autocast to ``amp_dtype`` (None = fp32), optionally channels_last."""
+        self.amp_dtype = amp_dtype
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
+
+    def set_fast(self, fast: bool) -> None:
+        """Fast path (skip `none`, share parameter-free heads) or the reference's plain computation."""
+        for m in self.modules():
+            if isinstance(m, MixedOp):
+                m.fast = fast
 
     def arch_parameters(self) -> list[nn.Parameter]:
         """The architecture parameters (alphas), one [E, K] tensor per cell type."""
@@ -157,7 +232,11 @@ class Supernet(nn.Module, ABC):
         """Logits for x (B, 3, H, W); without mixing, the DARTS relaxation softmax(alphas)."""
         if mixing is None:
             mixing = {t: Mixing(F.softmax(self.alphas[t], dim=-1)) for t in self.cell_types}
-        return self.logits(x, mixing)
+        x = x.contiguous(memory_format=self.memory_format)
+        # the mixing weights arrive in fp32 (computed outside); only the network runs in amp_dtype
+        with torch.autocast(x.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
+            logits = self.logits(x, mixing)
+        return logits if self.amp_dtype is None else logits.float()
 
     @abstractmethod
     def logits(self, x: torch.Tensor, mixing: dict[str, Mixing]) -> torch.Tensor:

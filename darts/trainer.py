@@ -5,8 +5,9 @@ so the hot loop has no host syncs.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from itertools import islice
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -38,6 +39,19 @@ class Meter:
         return {"loss": float(self.loss) / n, "acc": 100.0 * float(self.correct) / n}
 
 
+@contextmanager
+def frozen(params: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Temporarily stop gradients to ``params`` (the weight step needs none for the arch parameters)."""
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
 def _bar(it: Iterable, total: int, desc: str, enabled: bool) -> tqdm:
     return tqdm(it, total=total, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True)
 
@@ -55,8 +69,9 @@ def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable
             strategy.arch_step(train, valid, optimizer)
         x, y = train
         optimizer.zero_grad(set_to_none=True)
-        logits = supernet(x, strategy.mixing())
-        loss = F.cross_entropy(logits, y)
+        with frozen(strategy.arch_parameters()):
+            logits = supernet(x, strategy.mixing())
+            loss = F.cross_entropy(logits, y)
         loss.backward()
         nn.utils.clip_grad_norm_(weights, grad_clip)
         optimizer.step()

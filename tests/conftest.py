@@ -34,7 +34,7 @@ def nb201_csv() -> Path:
 def run_entry(script: str, run_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run an entry point (train_search.py, train_final.py) in a subprocess with Hydra overrides."""
     cmd = [sys.executable, str(ROOT / script), f"hydra.run.dir={run_dir}", "progress=false", *overrides]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

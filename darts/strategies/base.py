@@ -47,6 +47,10 @@ class Strategy(ABC):
         """Whether arch steps run in the current epoch."""
         return self.epoch >= self.arch_start_epoch
 
+    def arch_parameters(self) -> list[torch.nn.Parameter]:
+        """Every parameter the arch step updates (the supernet's alphas; subclasses may add, e.g. betas)."""
+        return self.supernet.arch_parameters()
+
     @abstractmethod
     def mixing(self) -> dict[str, Mixing]:
         """Mixing weights per cell type for the next forward pass (differentiable in the alphas)."""

@@ -44,10 +44,6 @@ class DARTS(Strategy):
         self.arch_optimizer = torch.optim.Adam(self.arch_parameters(), lr=arch_lr, betas=tuple(arch_betas),
                                                weight_decay=arch_weight_decay)
 
-    def arch_parameters(self) -> list[torch.nn.Parameter]:
-        """Every parameter the arch optimizer updates (subclasses may add their own, e.g. betas)."""
-        return self.supernet.arch_parameters()
-
     def mixing(self) -> dict[str, Mixing]:
         """softmax(alphas) per edge: [E, K] per cell type."""
         return {t: Mixing(F.softmax(self.supernet.alphas[t], dim=-1)) for t in self.supernet.cell_types}
@@ -58,14 +54,13 @@ class DARTS(Strategy):
 
     def arch_step(self, train: Batch, valid: Batch, weight_optimizer: torch.optim.Optimizer) -> None:
         """One Adam step on the alphas along the first- or second-order hypergradient."""
-        self.arch_optimizer.zero_grad(set_to_none=True)
-        if self.order == 1:
-            self.arch_loss(valid).backward()
-            # the weights' grads are cleared by the weight step's zero_grad before they are used
+        params = self.arch_parameters()
+        if self.order == 1:  # gradients of the arch parameters only: no weight gradients are computed
+            grads = torch.autograd.grad(self.arch_loss(valid), params, allow_unused=True)
         else:
             grads = self.unrolled_gradient(train, valid, weight_optimizer)
-            for p, g in zip(self.arch_parameters(), grads):
-                p.grad = g
+        for p, g in zip(params, grads):
+            p.grad = None if g is None else g.detach()
         self.arch_optimizer.step()
 
     def arch_loss(self, valid: Batch) -> torch.Tensor:

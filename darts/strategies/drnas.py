@@ -45,8 +45,8 @@ class DrNAS(DARTS):
         if reg_type not in REG_TYPES:
             raise ValueError(f"strategy.reg_type={reg_type!r} is not valid; choose one of {REG_TYPES}")
         if reg_type == "kl" and order == 2:
-            raise ValueError("strategy.reg_type='kl' supports order=1 only (the unrolled gradient uses the plain loss); "
-                             "use reg_type='l2' for order=2")
+            raise ValueError("strategy.reg_type='kl' supports order=1 only (the unrolled gradient uses the "
+                             "plain loss); use reg_type='l2' for order=2")
         if drop_none and "none" not in space.primitives:
             raise ValueError(f"strategy.drop_none=True but the space has no 'none' primitive: {space.primitives}")
         # architect.py: l2 is Adam's weight decay on alpha; kl adds its term to the loss, no weight decay

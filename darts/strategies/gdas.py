@@ -4,8 +4,9 @@ Each edge samples one op with the Gumbel-max trick on its arch parameters (paper
     h = one_hot(argmax_k (log softmax(alpha)_k + g_k)),  g_k = -log(-log(u_k)),  u_k ~ U(0, 1),
 and the forward pass runs only that op. The backward pass takes the straight-through gradient of the
 Gumbel-softmax relaxation softmax((log softmax(alpha) + g) / tau), with tau annealed linearly from
-tau_max to tau_min over the epochs. The arch step is the first-order DARTS step on the validation loss. Code: D-X-Y/AutoDL-Projects lib/models/cell_searchs/search_model_gdas.py
-(``forward``), exps/NAS-Bench-201-algos/GDAS.py (tau schedule), scripts-search/algos/GDAS.sh.
+tau_max to tau_min over the epochs. The arch step is the first-order DARTS step on the validation loss.
+Code: D-X-Y/AutoDL-Projects lib/models/cell_searchs/search_model_gdas.py (``forward``),
+exps/NAS-Bench-201-algos/GDAS.py (tau schedule), scripts-search/algos/GDAS.sh (settings).
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from darts.supernet import Mixing, Supernet
 from search_spaces.base import SearchSpace
 
 
-def gumbel_hard(alphas: torch.Tensor, tau: float, unselected_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def gumbel_hard(alphas: torch.Tensor, tau: float,
+                unselected_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Straight-through Gumbel-softmax sample of alphas [E, K] (search_model_gdas.py ``forward``).
 
     Returns hard weights [E, K] (one-hot in value, softmax gradient), the sampled op per edge [E] and a
