@@ -10,6 +10,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from darts.data import search_split
+from darts.discrete import DiscreteRun
+from darts.evaluators import SearchData
 from darts.runtime import find_resume_dir, pick_device, seed_everything
 from darts.search import CHECKPOINT, SearchRun, SearchSettings
 
@@ -32,8 +34,24 @@ def build_run(cfg: DictConfig, run_dir: Path) -> SearchRun:
     valid_loader = data.train.loader(cfg.batch_size, device, train=True, seed=cfg.seed + 1, indices=arch_idx)
     benchmark = instantiate(cfg.benchmark) if cfg.benchmark.path else None
     settings = SearchSettings(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, progress=cfg.progress,
-                              **cfg.optimizer)
+                              precision=cfg.precision, channels_last=cfg.channels_last, fast=cfg.fast,
+                              compile=cfg.compile, **cfg.optimizer)
     return SearchRun(run_dir, space, strategy, train_loader, valid_loader, settings, device, benchmark)
+
+
+def build_discrete_run(cfg: DictConfig, run_dir: Path) -> DiscreteRun:
+    """Instantiate space, evaluator, strategy and the `run` node of a discrete search (strategy=random|evolution).
+
+    The dataset is loaded only if the evaluator asks `data` for it, so a tabular run reads no images.
+    """
+    seed_everything(cfg.seed)
+    space = instantiate(cfg.search_space)
+    data = SearchData(lambda: instantiate(cfg.dataset), cfg.train_portion, cfg.seed, pick_device(cfg.device))
+    evaluator = instantiate(cfg.evaluator, space=space, data=data)
+    strategy = instantiate(cfg.strategy, space=space)
+    benchmark = instantiate(cfg.benchmark) if cfg.benchmark.path else None
+    return instantiate(cfg.run, run_dir=run_dir, space=space, strategy=strategy, evaluator=evaluator,
+                       benchmark=benchmark)
 
 
 def resumed_config(saved: DictConfig, overrides: list[str]) -> DictConfig:
@@ -58,7 +76,8 @@ def main(cfg: DictConfig) -> None:
         cfg = resumed_config(OmegaConf.load(saved), HydraConfig.get().overrides.task)
     else:
         OmegaConf.save(cfg, saved, resolve=True)
-    run = build_run(cfg, run_dir)
+    # discrete strategies (conf/strategy/random.yaml, evolution.yaml) add a `run` node; the default is gradient-based
+    run = build_discrete_run(cfg, run_dir) if "run" in cfg else build_run(cfg, run_dir)
     if cfg.resume:
         run.resume()
     result = run.run()

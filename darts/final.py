@@ -26,6 +26,7 @@ from darts import checkpoint
 from darts.genotype import Genotype, parse_genotype
 from darts.logging import Logger
 from darts.network import count_parameters
+from darts.runtime import PRECISIONS, amp_dtype
 from darts.search import write_json
 from darts.trainer import evaluate, train_epoch
 from search_spaces.darts_genotypes import GENOTYPES
@@ -161,8 +162,12 @@ class FinalSettings:
     label_smoothing: float = 0.0
     steps_per_epoch: int | None = None
     progress: bool = True
+    precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU (darts.runtime.amp_dtype)
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
+        if self.precision not in ("auto", *PRECISIONS):
+            raise ValueError(f"precision={self.precision!r} is not valid; choose one of {('auto', *PRECISIONS)}")
         if self.epochs < 1:
             raise ValueError(f"epochs={self.epochs} must be >= 1")
         if not 0.0 <= self.drop_path_prob < 1.0:
@@ -186,6 +191,11 @@ def final_loss(output: tuple[torch.Tensor, torch.Tensor | None], y: torch.Tensor
     return loss, logits
 
 
+def _channels_last_input(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: the input images (B, 3, H, W) in channels_last, as the weights of the network."""
+    return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+
+
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 
 
@@ -200,6 +210,10 @@ class FinalRun:
         self.run_dir, self.spec, self.s, self.device = Path(run_dir), spec, settings, device
         self.train_loader, self.test_loader, self.valid_loader = train_loader, test_loader, valid_loader
         self.model = spec.build().to(device)
+        self.amp_dtype = amp_dtype(settings.precision, device)  # None = fp32
+        if settings.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.model.register_forward_pre_hook(_channels_last_input)
         # DARTS cnn/train.py: SGD on all weights (auxiliary head included), lr schedule stepped once per epoch
         self.optimizer = torch.optim.SGD(self.model.parameters(), settings.lr, momentum=settings.momentum,
                                          weight_decay=settings.weight_decay)
@@ -257,11 +271,12 @@ class FinalRun:
         self.train_loader.set_epoch(epoch)
         loss_fn = partial(final_loss, auxiliary_weight=self.s.auxiliary_weight, label_smoothing=self.s.label_smoothing)
         train = train_epoch(self.model, self.train_loader, self.optimizer, self.steps["train"], self.device, loss_fn,
-                            self.s.grad_clip, f"epoch {epoch}", self.s.progress)
+                            self.s.grad_clip, f"epoch {epoch}", self.s.progress, self.amp_dtype)
         metrics = {"train_loss": train["loss"], "train_acc": train["acc"]}
         self.model.eval()
         for name, loader in self._loaders(train=False):
-            result = evaluate(lambda x: self.model(x)[0], loader, self.steps[name], self.device, name, self.s.progress)
+            result = evaluate(lambda x: self.model(x)[0], loader, self.steps[name], self.device, name, self.s.progress,
+                              self.amp_dtype)
             metrics.update({f"{name}_loss": result["loss"], f"{name}_acc": result["acc"]})
         metrics.update(lr=lr, drop_path_prob=drop_prob, epoch_time=time.time() - start)
         logger.scalars("final", metrics, epoch)

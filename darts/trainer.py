@@ -81,17 +81,25 @@ def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable
     return meter.result()
 
 
+def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
+    """Autocast to ``amp_dtype`` on the device's type; disabled (fp32) when it is None."""
+    return torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)
+
+
 def train_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer, steps: int,
                 device: torch.device, loss_fn: Callable[[object, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                grad_clip: float | None = None, desc: str = "train", progress: bool = True) -> dict[str, float]:
-    """One epoch of plain training; ``loss_fn(model_output, y) -> (loss, logits)``."""
+                grad_clip: float | None = None, desc: str = "train", progress: bool = True,
+                amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """One epoch of plain training; ``loss_fn(model_output, y) -> (loss, logits)``; the forward and the loss
+    run under autocast to ``amp_dtype`` when it is set (weights, gradients and optimizer stay fp32)."""
     model.train()
     meter = Meter(device)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     bar = _bar(islice(loader, steps), steps, desc, progress)
     for step, (x, y) in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
-        loss, logits = loss_fn(model(x), y)
+        with _autocast(device, amp_dtype):
+            loss, logits = loss_fn(model(x), y)
         loss.backward()
         if grad_clip:
             nn.utils.clip_grad_norm_(params, grad_clip)
@@ -104,10 +112,14 @@ def train_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.opti
 
 @torch.no_grad()
 def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader: Iterable[Batch], steps: int,
-             device: torch.device, desc: str = "eval", progress: bool = True) -> dict[str, float]:
-    """Mean cross-entropy and accuracy (%) of ``forward(x) -> logits`` over up to ``steps`` batches."""
+             device: torch.device, desc: str = "eval", progress: bool = True,
+             amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Mean cross-entropy and accuracy (%) of ``forward(x) -> logits`` over up to ``steps`` batches
+    (under autocast to ``amp_dtype`` when it is set)."""
     meter = Meter(device)
     for x, y in _bar(islice(loader, steps), steps, desc, progress):
-        logits = forward(x)
-        meter.update(F.cross_entropy(logits, y), logits, y)
+        with _autocast(device, amp_dtype):
+            logits = forward(x)
+            loss = F.cross_entropy(logits, y)  # autocast computes it in fp32
+        meter.update(loss, logits, y)
     return meter.result()

@@ -1,0 +1,95 @@
+"""The interface of discrete search strategies: propose genotypes, learn from their scores.
+
+A discrete strategy never sees how a genotype is scored (a table lookup, training from scratch or
+shared supernet weights): the run (``darts.discrete.DiscreteRun``) calls, until ``done``,
+
+    genotypes = strategy.ask()              # one generation, drawn from the state before it
+    scores = [evaluate(g) for g in genotypes]   # in any order, serially or by a worker pool
+    strategy.tell(scores)                   # learn from the generation, in ask order
+
+Every random draw comes from the strategy's own seeded ``torch.Generator``, and ``ask`` depends
+only on that generator and the scores told so far. So a seed fixes the whole history whether a
+generation is scored by one worker or many, and a run resumes exactly by replaying its recorded
+scores (``history.jsonl``) through ``ask``/``tell``.
+
+Like the gradient strategies (``darts.strategies.base.Strategy``), a discrete strategy has a
+``space``, a current ``genotype()`` and ``scalars()`` for the logs.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+
+from search_spaces.base import SearchSpace
+
+
+class DiscreteStrategy(ABC):
+    """A search over discrete genotypes with a budget of evaluations.
+
+    Args:
+        space: the search space (sample, mutate).
+        budget: evaluations in all (>= 1).
+        seed: seeds the strategy's generator.
+
+    ``history`` lists ``(genotype, score)`` of every told candidate, in evaluation order.
+    """
+
+    def __init__(self, space: SearchSpace, budget: int, seed: int):
+        if budget < 1:
+            raise ValueError(f"budget={budget} must be >= 1 (evaluations in all)")
+        self.space = space
+        self.budget = budget
+        self.generator = torch.Generator().manual_seed(seed)
+        self.history: list[tuple[Any, float]] = []
+        self._asked: list[Any] = []
+
+    @property
+    def remaining(self) -> int:
+        """Evaluations left in the budget."""
+        return self.budget - len(self.history)
+
+    @property
+    def done(self) -> bool:
+        """Whether the budget is spent."""
+        return self.remaining <= 0
+
+    def ask(self) -> list[Any]:
+        """The next generation: at least one genotype, at most the remaining budget."""
+        if self._asked:
+            raise RuntimeError("ask() called twice without tell(); tell the scores of the last generation first")
+        if self.done:
+            raise RuntimeError(f"the budget of {self.budget} evaluations is spent")
+        self._asked = self._propose(self.remaining)
+        return list(self._asked)
+
+    def tell(self, scores: list[float]) -> None:
+        """The scores (higher is better) of the last generation, in ask order."""
+        if len(scores) != len(self._asked):
+            raise ValueError(f"got {len(scores)} scores for a generation of {len(self._asked)} genotypes")
+        told = list(zip(self._asked, map(float, scores)))
+        self._asked = []
+        self.history.extend(told)
+        self._learn(told)
+
+    def best(self) -> tuple[Any, float]:
+        """The first evaluated genotype of highest score, and its score (NB201 R_EA.py / RANDOM.py ``best_arch``)."""
+        if not self.history:
+            raise RuntimeError("no genotype has been evaluated yet")
+        return max(self.history, key=lambda item: item[1])
+
+    def genotype(self) -> Any:
+        """The best genotype so far."""
+        return self.best()[0]
+
+    def scalars(self) -> dict[str, float]:
+        """Algorithm-specific values to log after each generation."""
+        return {}
+
+    @abstractmethod
+    def _propose(self, limit: int) -> list[Any]:
+        """Between 1 and ``limit`` new genotypes, drawn from ``self.generator``."""
+
+    def _learn(self, told: list[tuple[Any, float]]) -> None:
+        """Update the search state with a scored generation (random search keeps none)."""

@@ -1,0 +1,31 @@
+"""Random search: sample genotypes uniformly, keep the best by the evaluator's score.
+
+The baseline of Li and Talwalkar, "Random Search and Reproducibility for Neural Architecture
+Search" (UAI 2019), and NAS-Bench-201's RS (Dong and Yang, ICLR 2020, sec. 5; code:
+D-X-Y/AutoDL-Projects exps/NAS-Bench-201-algos/RANDOM.py). With ``evaluator=supernet`` it is
+random search with weight sharing (Li and Talwalkar, sec. 4.2). All ``budget`` candidates form a
+single generation, so a worker pool may score all of them at once.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from darts.strategies.discrete import DiscreteStrategy
+from search_spaces.base import SearchSpace
+
+
+class RandomSearch(DiscreteStrategy):
+    """Uniform samples of the space (``space.sample``); the result is the first best one.
+
+    Args:
+        space: the search space.
+        budget: genotypes to sample and evaluate.
+        seed: seeds the sampling.
+    """
+
+    def __init__(self, space: SearchSpace, budget: int = 100, seed: int = 0):
+        super().__init__(space, budget, seed)
+
+    def _propose(self, limit: int) -> list[Any]:
+        """Every remaining candidate at once: the samples do not depend on any score."""
+        return [self.space.sample(self.generator) for _ in range(limit)]
