@@ -5,19 +5,18 @@ import logging
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from cli import plain_value, register_run_dir, run_config
 from darts.data import search_split
 from darts.discrete import DiscreteRun
 from darts.evaluators import SearchData
-from darts.runtime import find_resume_dir, pick_device, seed_everything
+from darts.runtime import pick_device, seed_everything
 from darts.search import CHECKPOINT, SearchRun, SearchSettings
 
 log = logging.getLogger("train_search")
-OmegaConf.register_new_resolver(
-    "run_dir", lambda resume, default: str(find_resume_dir(resume, "outputs", CHECKPOINT) or default), replace=True)
+register_run_dir("run_dir", "outputs", CHECKPOINT)
 
 
 def build_run(cfg: DictConfig, run_dir: Path) -> SearchRun:
@@ -54,28 +53,11 @@ def build_discrete_run(cfg: DictConfig, run_dir: Path) -> DiscreteRun:
                        benchmark=benchmark)
 
 
-def resumed_config(saved: DictConfig, overrides: list[str]) -> DictConfig:
-    """A resumed run keeps its saved configuration; plain-value overrides given now (e.g. epochs=100
-    to extend it) apply on top, config-group changes are refused."""
-    cfg = saved.copy()
-    for item in overrides:
-        key = item.lstrip("+~").partition("=")[0]
-        if key != "resume" and not isinstance(OmegaConf.select(saved, key, default=None), (int, float, str, bool)):
-            raise ValueError(f"cannot override {key!r} when resuming; a resumed run keeps its configuration "
-                             "(only plain values such as epochs=... may change)")
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item.lstrip("+~")]))
-    return cfg
-
-
 @hydra.main(version_base="1.3", config_path="conf", config_name="search")
 def main(cfg: DictConfig) -> None:
     """Compose the config, then search (or resume) in the run directory."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    saved = run_dir / "config.yaml"
-    if cfg.resume and saved.is_file():
-        cfg = resumed_config(OmegaConf.load(saved), HydraConfig.get().overrides.task)
-    else:
-        OmegaConf.save(cfg, saved, resolve=True)
+    cfg, run_dir = run_config(cfg, plain_value, "a resumed run keeps its configuration; only plain values "
+                                                "such as epochs=... may change")
     # discrete strategies (conf/strategy/random.yaml, evolution.yaml) add a `run` node; the default is gradient-based
     run = build_discrete_run(cfg, run_dir) if "run" in cfg else build_run(cfg, run_dir)
     if cfg.resume:
