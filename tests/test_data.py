@@ -10,6 +10,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from darts import data as D
+from darts import loaders as L
 
 MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini"
 
@@ -101,8 +102,8 @@ def test_device_loader_eval_equals_torchvision(mini):
 def test_plain_loader_matches_device_loader_eval(mini):
     """The reference PlainLoader and DeviceLoader give identical eval batches."""
     idx = torch.arange(0, 1017, 7)
-    dev = D.DeviceLoader(mini.test, 32, "cpu", indices=idx, augment=False, shuffle=False, drop_last=False)
-    plain = D.PlainLoader(mini.test, 32, "cpu", indices=idx, augment=False, shuffle=False, drop_last=False,
+    dev = L.DeviceLoader(mini.test, 32, "cpu", indices=idx, augment=False, shuffle=False, drop_last=False)
+    plain = L.PlainLoader(mini.test, 32, "cpu", indices=idx, augment=False, shuffle=False, drop_last=False,
                           num_workers=0)
     assert len(dev) == len(plain)
     for (a, y), (b, z) in zip(dev, plain):
@@ -130,7 +131,7 @@ def test_device_loader_is_a_function_of_seed_and_epoch(mini):
 def test_crop_offsets_and_flips_follow_darts():
     """Crops come from offsets 0..8 of the 4-zero-padded image, each roughly 1/9 of the time; flips ~50%."""
     data = _ramp(2048)
-    x = torch.cat([b for b, _ in D.DeviceLoader(data, 256, "cpu", seed=5)]).round()  # (N, 3, 32, 32)
+    x = torch.cat([b for b, _ in L.DeviceLoader(data, 256, "cpu", seed=5)]).round()  # (N, 3, 32, 32)
     cols, rows = x[:, 0, 16], x[:, 1, :, 16]  # centre row of channel 0, centre column of channel 1
     flipped = cols[:, 20] < cols[:, 10]
     assert 0.45 < flipped.float().mean() < 0.55
@@ -145,7 +146,7 @@ def test_crop_offsets_and_flips_follow_darts():
 def test_device_augment_output_is_a_torchvision_crop_flip(mini):
     """Each augmented image equals one of torchvision's 9x9x2 crops/flips of the padded source image."""
     idx = torch.arange(12)
-    x, _ = next(iter(D.DeviceLoader(mini.train, 12, "cpu", indices=idx, shuffle=False, seed=2)))
+    x, _ = next(iter(L.DeviceLoader(mini.train, 12, "cpu", indices=idx, shuffle=False, seed=2)))
     norm = T.Normalize(mini.train.mean, mini.train.std)
     for img, out in zip(mini.train.images[idx], x):
         padded = TF.pad(Image.fromarray(img.permute(1, 2, 0).numpy()), 4)
@@ -169,7 +170,7 @@ def test_cutout_zeroes_one_clipped_square(length):
     """Cutout zeroes the same axis-aligned square in all channels, side 2*(L//2) unless clipped by the border."""
     data = D.ImageData(torch.full((256, 3, 32, 32), 200, dtype=torch.uint8), torch.zeros(256, dtype=torch.int64),
                        ("a",), (0.1, 0.2, 0.3), (0.2, 0.2, 0.2))
-    x = torch.cat([b for b, _ in D.DeviceLoader(data, 64, "cpu", augment=False, cutout=length, seed=1)])
+    x = torch.cat([b for b, _ in L.DeviceLoader(data, 64, "cpu", augment=False, cutout=length, seed=1)])
     zero = x == 0
     assert torch.equal(zero, zero[:, :1].expand_as(zero))
     mask = zero[:, 0]  # (N, 32, 32)
@@ -177,13 +178,13 @@ def test_cutout_zeroes_one_clipped_square(length):
     assert torch.equal(mask, rows[:, :, None] & cols[:, None, :])
     side = 2 * (length // 2)
     assert rows.sum(1).max() == side and cols.sum(1).max() == side and (rows.sum(1) < side).any()
-    ref = torch.stack([D.Cutout(length)(torch.ones(3, 32, 32))[0] == 0 for _ in range(256)])
+    ref = torch.stack([L.Cutout(length)(torch.ones(3, 32, 32))[0] == 0 for _ in range(256)])
     assert ref.any(2).sum(1).max() == side
 
 
 def test_plain_loader_augmentation_is_seeded(mini):
     """With worker processes, PlainLoader's order and augmentation depend only on (seed, epoch)."""
-    make = lambda: D.PlainLoader(mini.train, 32, "cpu", indices=torch.arange(64), cutout=8, seed=1, num_workers=1)
+    make = lambda: L.PlainLoader(mini.train, 32, "cpu", indices=torch.arange(64), cutout=8, seed=1, num_workers=1)
     a, b = make(), make()
     a.set_epoch(2), b.set_epoch(2)
     assert all(torch.equal(u[0], v[0]) for u, v in zip(a, b))
