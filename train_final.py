@@ -15,7 +15,7 @@ from darts.runtime import find_resume_dir, pick_device, seed_everything
 log = logging.getLogger("train_final")
 OUTPUTS = "outputs/final"  # apart from search runs, so that resume=true never picks a search run
 # what may change when resuming: the recipe's schedules (cosine T_max, drop path) are fixed by the saved epochs
-RUNTIME_KEYS = ("resume", "device", "progress")
+RUNTIME_KEYS = ("resume", "device", "progress", "precision", "channels_last")
 OmegaConf.register_new_resolver(
     "final_run_dir", lambda resume, default: str(find_resume_dir(resume, OUTPUTS, CHECKPOINT) or default),
     replace=True)
@@ -26,7 +26,8 @@ def build_run(cfg: DictConfig, run_dir: Path) -> FinalRun:
     genotype = resolve_genotype(cfg.genotype)  # fail on a bad genotype before reading any data
     settings = FinalSettings(epochs=cfg.epochs, auxiliary_weight=cfg.auxiliary_weight,
                              drop_path_prob=cfg.drop_path_prob, label_smoothing=cfg.label_smoothing,
-                             steps_per_epoch=cfg.steps_per_epoch, progress=cfg.progress, **cfg.optimizer)
+                             steps_per_epoch=cfg.steps_per_epoch, progress=cfg.progress, precision=cfg.precision,
+                             channels_last=cfg.channels_last, **cfg.optimizer)
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     data = instantiate(cfg.dataset)

@@ -1,0 +1,1 @@
+"""Scripts that measure the library: throughput (``python -m benchmarks.speed``) and run aggregation."""

@@ -1,0 +1,429 @@
+"""Throughput of search and retraining steps: the plain path against the fast defaults, in one run (issue 7).
+
+    python -m benchmarks.speed                                   # paper sizes, every case, plain vs fast
+    python -m benchmarks.speed --size ci --device cpu --steps 3  # tiny sizes (CI)
+    python -m benchmarks.speed --cases darts-1st --variants bf16,channels_last,compile,bf16+channels_last
+
+Variants: ``plain`` is the reference path (every op computed, `none` included; fp32; eager; torch DataLoader
+with CPU workers and torchvision transforms). ``fast`` is the library's defaults (``SearchSettings`` /
+``FinalSettings``: skip `none`, shared parameter-free heads, precision auto = bf16 autocast on CUDA and fp32
+on CPU, data resident on the device). ``--variants`` adds the fast defaults changed by modifiers joined with
+'+' (MODIFIERS), so that each feature can be measured on its own.
+
+A search step is one arch step and one weight step (``darts.trainer.search_epoch`` with steps=1) and
+processes B training + B validation images; a retraining step (``darts.trainer.train_epoch``) processes B.
+images/s = images per step / wall time of the step (CUDA synchronised before and after), median over the
+timed steps after the warm-up steps, with min, max and quartiles. Peak memory: on CUDA the peak of
+``torch.cuda.max_memory_allocated`` above the allocation at the variant's start (network, optimizer, resident
+data, activations); on CPU the peak resident set size (VmHWM, reset through /proc/self/clear_refs) above the
+RSS at the variant's start, DataLoader workers not included, reported only with --isolate (each variant in
+its own process), as memory a previous variant freed would otherwise hide the next one's.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from functools import lru_cache, partial
+from itertools import count
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import torchvision
+
+from darts.data import Datasets, ImageData, cifar10, fake, image_folder, search_split
+from darts.loaders import PlainLoader
+from darts.final import FinalRun, FinalSettings, NetworkSpec, final_loss
+from darts.network import NetworkCIFAR
+from darts.runtime import pick_device
+from darts.search import SearchRun, SearchSettings
+from darts.strategies.darts import DARTS
+from darts.strategies.gdas import GDAS
+from darts.strategies.pcdarts import PCDARTS
+from darts.trainer import search_epoch, train_epoch
+from search_spaces.darts import DartsSpace
+from search_spaces.darts_genotypes import GENOTYPES
+from search_spaces.nb201 import NB201Space
+
+log = logging.getLogger("benchmarks.speed")
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-mini"
+CIFAR10_TRAIN, SEARCH_EPOCHS, TRAIN_PORTION = 50_000, 50, 0.5  # the full-size targets (DARTS sec. 3.1.1, A.2.1)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A measured workload: a search step (space, strategy) or the DARTS_V2 retraining step, at two sizes.
+
+    full/ci: channels C, layers (DARTS cells, or NB201 cells per stage), batch B, optional partial_channels.
+    """
+
+    kind: str
+    full: dict[str, int]
+    ci: dict[str, int]
+    space: str = "darts"
+    strategy: type | None = None
+    strategy_args: dict[str, Any] = field(default_factory=dict)
+    lr: float = 0.025  # DARTS sec. 3.1.1
+
+
+_DARTS = {"channels": 16, "layers": 8, "batch": 64}  # DARTS sec. 3.1.1
+_CI = {"channels": 4, "layers": 3, "batch": 8}
+_PC = {"batch": 256, "partial_channels": 4}  # PC-DARTS train_search.py: batch 256, lr 0.1; model_search.py K=4
+CASES = {
+    "darts-1st": Case("search", _DARTS, _CI, strategy=DARTS, strategy_args={"order": 1}),
+    "darts-2nd": Case("search", _DARTS, _CI, strategy=DARTS, strategy_args={"order": 2}),
+    "darts-1st-b256": Case("search", {**_DARTS, "batch": 256}, _CI, strategy=DARTS, strategy_args={"order": 1}, lr=0.1),
+    # NB201 sec. 3 (C=16, N=5); batch 64 as NATS-Bench's DARTS search (exps/NATS-algos/search-cell.py)
+    "nb201-1st": Case("search", {"channels": 16, "layers": 5, "batch": 64}, {**_CI, "layers": 1}, space="nb201",
+                      strategy=DARTS, strategy_args={"order": 1}),
+    "gdas": Case("search", _DARTS, _CI, strategy=GDAS),
+    # arch steps from the first step (PC-DARTS's 15 warm-up epochs have none; the benchmark times full steps)
+    "pcdarts": Case("search", {**_DARTS, **_PC}, {**_CI, "partial_channels": 4}, strategy=PCDARTS,
+                    strategy_args={"arch_start_epoch": 0}, lr=0.1),
+    "retrain-darts_v2": Case("retrain", {"channels": 36, "layers": 20, "batch": 96}, _CI),  # DARTS A.2.1
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How a case runs: op computation, precision, data loader, memory format, compilation."""
+
+    fast: bool
+    precision: str
+    loader: str  # "device" (DeviceLoader) or "plain" (PlainLoader: DataLoader + CPU workers)
+    channels_last: bool
+    compile: bool
+
+
+PLAIN = Variant(fast=False, precision="fp32", loader="plain", channels_last=False, compile=False)
+_D = SearchSettings()
+FAST = Variant(fast=_D.fast, precision=_D.precision, loader="device", channels_last=_D.channels_last, compile=_D.compile)
+MODIFIERS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}, "channels_last": {"channels_last": True},
+             "compile": {"compile": True}, "plain_ops": {"fast": False}, "plain_loader": {"loader": "plain"}}
+
+
+def parse_variant(name: str) -> Variant:
+    """'plain', 'fast', or modifiers of the fast defaults joined by '+' (e.g. 'bf16+channels_last')."""
+    if name in ("plain", "fast"):
+        return PLAIN if name == "plain" else FAST
+    changes: dict[str, Any] = {}
+    for mod in name.split("+"):
+        if mod not in MODIFIERS:
+            raise ValueError(f"variant modifier {mod!r} in {name!r} is not valid; choose plain, fast, or modifiers "
+                             f"of fast joined by '+': {', '.join(MODIFIERS)}")
+        changes.update(MODIFIERS[mod])
+    return replace(FAST, **changes)
+
+
+def sizes_of(case: Case, size: str) -> dict[str, int]:
+    """The case's sizes for --size full|ci."""
+    return case.full if size == "full" else case.ci
+
+
+def describe_data(spec: str) -> str:
+    """What --data names: 'synthetic', 'CIFAR-10 <root>' or 'image folder <root>'."""
+    if spec == "synthetic":
+        return "synthetic (darts.data.fake: uint8 images, 16 batches of the case's size)"
+    root = Path(spec).expanduser()
+    return f"CIFAR-10 {root}" if (root / "cifar-10-batches-py").is_dir() else f"image folder {root}"
+
+
+@lru_cache(maxsize=4)
+def load_data(spec: str, synthetic_train: int) -> Datasets:
+    """'synthetic' (darts.data.fake, synthetic_train images), a torchvision CIFAR-10 root or an ImageFolder root."""
+    if spec == "synthetic":
+        return fake(num_train=synthetic_train, num_test=max(synthetic_train // 8, 128))
+    root = Path(spec).expanduser()
+    if (root / "cifar-10-batches-py").is_dir():
+        return cifar10(str(root), download=False)
+    return image_folder(str(root))
+
+
+def _loader(data: ImageData, batch: int, device: torch.device, variant: Variant, workers: int, train: bool = True,
+            cutout: int = 0, seed: int = 0, indices: torch.Tensor | None = None):
+    """The variant's loader: DeviceLoader (ImageData.loader) or the reference PlainLoader."""
+    if variant.loader == "plain":
+        return PlainLoader(data, batch, device, indices=indices, augment=train, cutout=cutout, shuffle=train,
+                           drop_last=train, seed=seed, num_workers=workers)
+    return data.loader(batch, device, train=train, cutout=cutout, seed=seed, indices=indices)
+
+
+def _forever(loader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The loader's batches epoch after epoch (a benchmark may need more steps than an epoch holds)."""
+    for epoch in count():
+        loader.set_epoch(epoch)
+        yield from loader
+
+
+def search_step(case: Case, sizes: dict[str, int], variant: Variant, data: Datasets, device: torch.device,
+                workers: int, run_dir: Path) -> Callable[[], Any]:
+    """One bilevel step of a search set up by ``SearchRun`` (as train_search.py does) with the variant's settings."""
+    C, layers, B, K = sizes["channels"], sizes["layers"], sizes["batch"], sizes.get("partial_channels", 1)
+    space = DartsSpace(C, layers, partial_channels=K) if case.space == "darts" else NB201Space(C, layers, partial_channels=K)
+    supernet = space.build_supernet(data.num_classes).to(device)
+    strategy = case.strategy(supernet, space, **case.strategy_args)
+    settings = SearchSettings(lr=case.lr, progress=False, precision=variant.precision,
+                              channels_last=variant.channels_last, fast=variant.fast, compile=variant.compile)
+    w_idx, a_idx = search_split(len(data.train))
+    train = _loader(data.train, B, device, variant, workers, seed=0, indices=w_idx)
+    valid = _loader(data.train, B, device, variant, workers, seed=1, indices=a_idx)
+    run = SearchRun(run_dir, space, strategy, train, valid, settings, device)
+    strategy.epoch_start(0, settings.epochs)
+    batches = (_forever(train), _forever(valid))
+    return partial(search_epoch, run.supernet, strategy, *batches, run.optimizer, settings.grad_clip, 1, device,
+                   progress=False)
+
+
+def retrain_step(sizes: dict[str, int], variant: Variant, data: Datasets, device: torch.device, workers: int,
+                 run_dir: Path) -> Callable[[], Any]:
+    """One training step of the DARTS_V2 retraining set up by ``FinalRun`` (auxiliary head, cutout 16)."""
+    settings = FinalSettings(progress=False, precision=variant.precision, channels_last=variant.channels_last)
+    spec = NetworkSpec(NetworkCIFAR, GENOTYPES["DARTS_V2"], sizes["channels"], sizes["layers"], data.num_classes, True)
+    train = _loader(data.train, sizes["batch"], device, variant, workers, cutout=16)  # DARTS A.2.1 cutout
+    test = _loader(data.test, sizes["batch"], device, variant, workers, train=False)
+    run = FinalRun(run_dir, spec, train, test, settings, torch.optim.lr_scheduler.ConstantLR, device)
+    if variant.compile:  # no FinalRun option: measured here to decide whether one pays off
+        run.model.compile()
+    run.model.drop_path_prob = settings.drop_path_prob / 2  # the mean of DARTS's linear drop-path ramp
+    loss_fn = partial(final_loss, auxiliary_weight=settings.auxiliary_weight)
+    return partial(train_epoch, run.model, _forever(train), run.optimizer, 1, device, loss_fn, settings.grad_clip,
+                   progress=False, amp_dtype=run.amp_dtype)
+
+
+def _proc_kb(key: str) -> int:
+    """A /proc/self/status field in kB (VmRSS, VmHWM)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+
+
+class PeakMemory:
+    """Peak memory of a variant above the memory in use at its start (see the module docstring)."""
+
+    def __init__(self, device: torch.device, isolated: bool):
+        self.device, self.cpu = device, device.type != "cuda"
+        self.method = ("cuda max_memory_allocated" if not self.cpu else
+                       "peak RSS (VmHWM) of the process" if isolated and os.path.exists("/proc/self/clear_refs")
+                       else None)
+        if self.method:
+            gc.collect()  # free what earlier variants left, so that it is not counted (nor reused unseen)
+        if not self.cpu:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            self.start = torch.cuda.memory_allocated(device)
+        elif self.method:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+            self.start = _proc_kb("VmRSS") * 1024
+
+    def peak_mb(self) -> float | None:
+        """Peak bytes above the start, in MiB (None when not measurable in this mode)."""
+        if not self.method:
+            return None
+        peak = torch.cuda.max_memory_allocated(self.device) if not self.cpu else _proc_kb("VmHWM") * 1024
+        return (peak - self.start) / 2**20
+
+
+def time_steps(step: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> tuple[list[float], float]:
+    """Wall seconds of each timed step (synchronised on CUDA) and of the warm-up steps together."""
+    sync = partial(torch.cuda.synchronize, device) if device.type == "cuda" else (lambda: None)
+    start = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    sync()
+    warm = time.perf_counter() - start
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t)
+    return times, warm
+
+
+def _spread(ips: list[float]) -> dict[str, float]:
+    """Median, min, max and quartiles of images/s."""
+    q1, _, q3 = statistics.quantiles(ips, n=4, method="inclusive") if len(ips) > 1 else (ips[0],) * 3
+    return {"median": statistics.median(ips), "min": min(ips), "max": max(ips), "q1": q1, "q3": q3}
+
+
+def _projection(case: Case, sizes: dict[str, int], step_s: float) -> dict[str, Any]:
+    """The issue's full-size target quantity from the median step time (training steps only, no eval passes)."""
+    B = sizes["batch"]
+    if case.kind == "retrain":
+        return {"what": "seconds per retraining epoch on CIFAR-10 (train steps only)", "value": CIFAR10_TRAIN // B * step_s}
+    steps = int(CIFAR10_TRAIN * TRAIN_PORTION) // B
+    return {"what": f"minutes for {SEARCH_EPOCHS} search epochs on CIFAR-10 (search steps only)",
+            "value": SEARCH_EPOCHS * steps * step_s / 60}
+
+
+def not_applicable(case_name: str, variant_name: str) -> str | None:
+    """Why a variant does not apply to a case (None when it does)."""
+    if CASES[case_name].kind == "retrain" and "plain_ops" in variant_name.split("+"):
+        return "plain_ops concerns mixed ops; the retraining network has none"
+    return None
+
+
+def measure(case_name: str, variant_name: str, args: argparse.Namespace, isolated: bool) -> dict[str, Any]:
+    """Time one (case, variant) in this process and return its result row."""
+    case, variant, device = CASES[case_name], parse_variant(variant_name), pick_device(args.device)
+    sizes = sizes_of(case, args.size)
+    row: dict[str, Any] = {"case": case_name, "variant": variant_name, "kind": case.kind, "sizes": sizes,
+                           "settings": asdict(variant), "images_per_step": sizes["batch"] * (2 if case.kind == "search" else 1)}
+    reason = not_applicable(case_name, variant_name)
+    if reason:
+        return {**row, "status": "n/a", "reason": reason}
+    data = load_data(args.data, 16 * sizes["batch"])
+    torch.manual_seed(0)
+    memory = PeakMemory(device, isolated)
+    with tempfile.TemporaryDirectory() as run_dir:
+        if case.kind == "search":
+            step = search_step(case, sizes, variant, data, device, args.workers, Path(run_dir))
+        else:
+            step = retrain_step(sizes, variant, data, device, args.workers, Path(run_dir))
+        times, warm = time_steps(step, args.steps, args.warmup, device)
+        del step
+    ips = [row["images_per_step"] / t for t in times]
+    row.update(status="ok", images_per_s=_spread(ips), step_s=times, warmup_s=warm, peak_memory_mb=memory.peak_mb(),
+               memory_method=memory.method or "not measured: CPU memory needs --isolate")
+    if args.size == "full":
+        row["projection"] = _projection(case, sizes, statistics.median(times))
+    return row
+
+
+def measure_isolated(case_name: str, variant_name: str, argv: list[str]) -> dict[str, Any]:
+    """``measure`` in a fresh process (clean peak memory, caches and compiled code)."""
+    cmd = [sys.executable, "-m", "benchmarks.speed", *argv, "--one", case_name, variant_name]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode == 0:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+    return {"case": case_name, "variant": variant_name, "status": "error", "reason": f"exit {proc.returncode}: {tail}"}
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Device, versions, date, load and commit: what a figure needs to be compared."""
+    env: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
+                           "torch": torch.__version__, "torchvision": torchvision.__version__, "platform": platform.platform(),
+                           "device": device.type, "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+                           "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        env.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                   cudnn=torch.backends.cudnn.version(), gpu_memory_gb=torch.cuda.get_device_properties(device).total_memory / 2**30)
+    git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
+    env["commit"] = git.stdout.strip() or None
+    return env
+
+
+def _cpu_name() -> str:
+    """The CPU model (Linux /proc/cpuinfo), else platform.processor()."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def add_speedups(rows: list[dict[str, Any]]) -> None:
+    """speedup_vs_plain = median images/s of the row / that of the case's plain row."""
+    plain = {r["case"]: r["images_per_s"]["median"] for r in rows if r["variant"] == "plain" and r["status"] == "ok"}
+    for r in rows:
+        if r["status"] == "ok" and r["case"] in plain:
+            r["speedup_vs_plain"] = r["images_per_s"]["median"] / plain[r["case"]]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of the rows."""
+    lines = ["| case | variant | images/s (median) | min-max | peak memory (MiB) | vs plain | full-size projection |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['case']} | {r['variant']} | {r['status']}: {r['reason'][:100]} | | | | |")
+            continue
+        ips, mem, proj = r["images_per_s"], r["peak_memory_mb"], r.get("projection")
+        mem_text = "-" if mem is None else f"{mem:.0f}"
+        proj_text = "" if proj is None else f"{proj['value']:.1f} {proj['what'].split(' on ')[0]}"
+        lines.append(f"| {r['case']} | {r['variant']} | {ips['median']:.1f} | {ips['min']:.1f}-{ips['max']:.1f} | "
+                     f"{mem_text} | {r.get('speedup_vs_plain', float('nan')):.2f}x | {proj_text} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Command-line options (see the module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n")[0])
+    p.add_argument("--size", choices=("full", "ci"), default="full", help="paper sizes or tiny CI sizes")
+    p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
+    p.add_argument("--variants", default="", help="extra variants besides plain and fast, comma-separated "
+                   f"(modifiers of fast joined by '+': {', '.join(MODIFIERS)})")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per variant")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (cudnn autotuning, compilation)")
+    p.add_argument("--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.is_dir() else "synthetic",
+                   help="an ImageFolder root, a CIFAR-10 root (cifar-10-batches-py) or 'synthetic'")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the plain path (DARTS: 2)")
+    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
+                   help="each variant in its own process (needed for CPU peak memory)")
+    p.add_argument("--out", default="speed.json", help="the JSON result file")
+    p.add_argument("--one", nargs=2, metavar=("CASE", "VARIANT"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    cases = [c for c in args.cases.split(",") if c]
+    bad = [c for c in cases if c not in CASES]
+    if bad or not cases:
+        raise ValueError(f"--cases {args.cases!r} is not valid; choose among {', '.join(CASES)}")
+    if args.steps < 1 or args.warmup < 0:
+        raise ValueError(f"--steps={args.steps} must be >= 1 and --warmup={args.warmup} >= 0")
+    args.case_list = cases
+    args.variant_list = list(dict.fromkeys(["plain", "fast", *[v for v in args.variants.split(",") if v]]))
+    for v in args.variant_list:
+        parse_variant(v)
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Measure every (case, variant), print the table and write the JSON; returns the JSON's content."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if args.one:  # a child of --isolate: one row as the last line of stdout
+        print(json.dumps(measure(*args.one, args, isolated=True)))
+        return {}
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    device = pick_device(args.device)
+    child_argv = ["--size", args.size, "--steps", str(args.steps), "--warmup", str(args.warmup), "--data", args.data,
+                  "--device", device.type, "--workers", str(args.workers)]
+    env = environment(device)
+    load = os.getloadavg()
+    rows = []
+    for case in args.case_list:
+        for variant in args.variant_list:
+            log.info("measuring %s / %s", case, variant)
+            if args.isolate and not not_applicable(case, variant):
+                rows.append(measure_isolated(case, variant, child_argv))
+                continue
+            try:
+                rows.append(measure(case, variant, args, isolated=False))
+            except RuntimeError as e:  # e.g. out of memory or a failed compilation: keep the other figures
+                rows.append({"case": case, "variant": variant, "status": "error", "reason": f"{type(e).__name__}: {e}"})
+    add_speedups(rows)
+    env["load_average_start_end"] = [load[0], os.getloadavg()[0]]
+    result = {"benchmark": "speed", "size": args.size, "steps": args.steps, "warmup": args.warmup,
+              "data": describe_data(args.data), "workers": args.workers, "isolate": args.isolate, "environment": env, "results": rows}
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(table(rows))
+    print(f"\n{env['date']} {env.get('gpu', env['cpu'])}; torch {env['torch']}, torchvision {env['torchvision']}, "
+          f"python {env['python']}; data: {result['data']}; JSON: {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
