@@ -5,20 +5,19 @@ import logging
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+import cli
 from darts.final import CHECKPOINT, FinalRun, FinalSettings, NetworkSpec, holdout_split, resolve_genotype
-from darts.runtime import find_resume_dir, pick_device, seed_everything
+from darts.runtime import pick_device, seed_everything
 
 log = logging.getLogger("train_final")
 OUTPUTS = "outputs/final"  # apart from search runs, so that resume=true never picks a search run
 # what may change when resuming: the recipe's schedules (cosine T_max, drop path) are fixed by the saved epochs
 RUNTIME_KEYS = ("resume", "device", "progress", "precision", "channels_last")
-OmegaConf.register_new_resolver(
-    "final_run_dir", lambda resume, default: str(find_resume_dir(resume, OUTPUTS, CHECKPOINT) or default),
-    replace=True)
+RULE = f"a resumed retraining keeps its configuration (only {', '.join(RUNTIME_KEYS)} may change)"
+cli.register_run_dir("final_run_dir", OUTPUTS, CHECKPOINT)
 
 
 def build_run(cfg: DictConfig, run_dir: Path) -> FinalRun:
@@ -42,25 +41,18 @@ def build_run(cfg: DictConfig, run_dir: Path) -> FinalRun:
 
 def resumed_config(saved: DictConfig, overrides: list[str]) -> DictConfig:
     """The saved configuration of the run being resumed, with only runtime keys (RUNTIME_KEYS) overridden."""
-    cfg = saved.copy()
-    for item in overrides:
-        key = item.lstrip("+~").partition("=")[0]
-        if key not in RUNTIME_KEYS:
-            raise ValueError(f"cannot override {key!r} when resuming; a resumed retraining keeps its configuration "
-                             f"(only {', '.join(RUNTIME_KEYS)} may change)")
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item.lstrip("+~")]))
-    return cfg
+    return cli.resumed_config(saved, overrides, runtime_key, RULE)
+
+
+def runtime_key(key: str, saved: DictConfig) -> bool:
+    """Whether ``key`` may change when resuming."""
+    return key in RUNTIME_KEYS
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="final")
 def main(cfg: DictConfig) -> None:
     """Compose the config, then retrain (or resume) in the run directory."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    saved = run_dir / "config.yaml"
-    if cfg.resume and saved.is_file():
-        cfg = resumed_config(OmegaConf.load(saved), HydraConfig.get().overrides.task)
-    else:
-        OmegaConf.save(cfg, saved, resolve=True)
+    cfg, run_dir = cli.run_config(cfg, runtime_key, RULE)
     run = build_run(cfg, run_dir)
     if cfg.resume:
         run.resume()

@@ -26,7 +26,7 @@ from darts import checkpoint
 from darts.genotype import Genotype, parse_genotype
 from darts.logging import Logger
 from darts.network import count_parameters
-from darts.runtime import PRECISIONS, amp_dtype
+from darts.runtime import PRECISIONS, amp_dtype, use_channels_last
 from darts.search import write_json
 from darts.trainer import evaluate, train_epoch
 from search_spaces.darts_genotypes import GENOTYPES
@@ -163,7 +163,7 @@ class FinalSettings:
     steps_per_epoch: int | None = None
     progress: bool = True
     precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU (darts.runtime.amp_dtype)
-    channels_last: bool = False
+    channels_last: bool | str = "auto"  # auto = on CPU, off on CUDA (darts.runtime.use_channels_last)
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", *PRECISIONS):
@@ -211,7 +211,7 @@ class FinalRun:
         self.train_loader, self.test_loader, self.valid_loader = train_loader, test_loader, valid_loader
         self.model = spec.build().to(device)
         self.amp_dtype = amp_dtype(settings.precision, device)  # None = fp32
-        if settings.channels_last:
+        if use_channels_last(settings.channels_last, device):
             self.model.to(memory_format=torch.channels_last)
             self.model.register_forward_pre_hook(_channels_last_input)
         # DARTS cnn/train.py: SGD on all weights (auxiliary head included), lr schedule stepped once per epoch

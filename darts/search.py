@@ -18,7 +18,7 @@ import torch
 
 from darts import checkpoint
 from darts.logging import Logger
-from darts.runtime import amp_dtype
+from darts.runtime import amp_dtype, use_channels_last
 from darts.strategies.base import Strategy
 from darts.trainer import evaluate, search_epoch
 from search_spaces.base import SearchSpace
@@ -46,7 +46,7 @@ class SearchSettings:
     steps_per_epoch: int | None = None
     progress: bool = True
     precision: str = "auto"
-    channels_last: bool = False
+    channels_last: bool | str = "auto"
     fast: bool = True
     compile: bool = False
 
@@ -74,7 +74,8 @@ class SearchRun:
         self.s = settings
         self.device = device
         self.benchmark = benchmark
-        self.supernet.set_precision(amp_dtype(settings.precision, device), settings.channels_last)
+        self.supernet.set_precision(amp_dtype(settings.precision, device),
+                                    use_channels_last(settings.channels_last, device))
         self.supernet.set_fast(settings.fast)
         if settings.compile:
             self.supernet.compile()

@@ -229,7 +229,8 @@ def test_resume_continues_from_the_saved_epoch(finished_run, cifar_mini, tmp_pat
     assert resumed["epochs"] == 3
     assert [step for step, _ in scalars(tmp_path)["final/test_acc"]] == [0, 1, 2]
     for key in ("test_loss", "test_accuracy", "train_loss", "best_valid_accuracy"):
-        assert math.isclose(resumed[key], reference[key], rel_tol=1e-5), key
+        # 1e-4: the two runs use different thread counts, and channels_last convs reduce in thread-dependent order
+        assert math.isclose(resumed[key], reference[key], rel_tol=1e-4), key
 
 
 def test_resuming_refuses_recipe_changes():
