@@ -6,9 +6,9 @@
 
 Variants: ``plain`` is the reference path (every op computed, `none` included; fp32; eager; torch DataLoader
 with CPU workers and torchvision transforms). ``fast`` is the library's defaults (``SearchSettings`` /
-``FinalSettings``: skip `none`, shared parameter-free heads, precision auto = bf16 autocast on CUDA and fp32
-on CPU, data resident on the device). ``--variants`` adds the fast defaults changed by modifiers joined with
-'+' (MODIFIERS), so that each feature can be measured on its own.
+``FinalSettings``: skip `none`, shared parameter-free heads, precision and channels_last auto, data resident on
+the device). ``--variants`` adds the fast defaults changed by modifiers joined with '+' (MODIFIERS), so that
+each feature can be measured on its own (e.g. ``contiguous`` or ``channels_last`` for the memory format).
 
 A search step is one arch step and one weight step (``darts.trainer.search_epoch`` with steps=1) and
 processes B training + B validation images; a retraining step (``darts.trainer.train_epoch``) processes B.
@@ -103,7 +103,7 @@ class Variant:
     fast: bool
     precision: str
     loader: str  # "device" (DeviceLoader) or "plain" (PlainLoader: DataLoader + CPU workers)
-    channels_last: bool
+    channels_last: bool | str  # True, False or "auto" (darts.runtime.use_channels_last)
     compile: bool
 
 
@@ -111,7 +111,8 @@ PLAIN = Variant(fast=False, precision="fp32", loader="plain", channels_last=Fals
 _D = SearchSettings()
 FAST = Variant(fast=_D.fast, precision=_D.precision, loader="device", channels_last=_D.channels_last, compile=_D.compile)
 MODIFIERS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}, "channels_last": {"channels_last": True},
-             "compile": {"compile": True}, "plain_ops": {"fast": False}, "plain_loader": {"loader": "plain"}}
+             "contiguous": {"channels_last": False}, "compile": {"compile": True}, "plain_ops": {"fast": False},
+             "plain_loader": {"loader": "plain"}}
 
 
 def parse_variant(name: str) -> Variant:
