@@ -211,7 +211,7 @@ class FinalRun:
         self.train_loader, self.test_loader, self.valid_loader = train_loader, test_loader, valid_loader
         self.model = spec.build().to(device)
         self.amp_dtype = amp_dtype(settings.precision, device)  # None = fp32
-        if use_channels_last(settings.channels_last, device):
+        if use_channels_last(settings.channels_last, device, self.amp_dtype):
             self.model.to(memory_format=torch.channels_last)
             self.model.register_forward_pre_hook(_channels_last_input)
         # DARTS cnn/train.py: SGD on all weights (auxiliary head included), lr schedule stepped once per epoch

@@ -30,14 +30,16 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return PRECISIONS[precision]
 
 
-def use_channels_last(setting: bool | str, device: torch.device) -> bool:
-    """'auto' = channels_last on CPU, where it measured 1.5-2.3x faster for these networks (README, speed
-    table), contiguous on CUDA (not measured there yet); or as given."""
-    if isinstance(setting, bool):
-        return setting
-    if setting != "auto":
+def use_channels_last(setting: bool | str, device: torch.device, amp: torch.dtype | None = None) -> bool:
+    """'auto' = channels_last on CPU in fp32, where it measured 1.5-2.3x faster (README, Speed), contiguous on
+    CUDA (not measured there yet); 'auto' avoids bf16 + channels_last on CPU: oneDNN (torch 2.15) returned NaN
+    weight gradients for dilated depthwise convs in that combination."""
+    cpu_bf16 = device.type == "cpu" and amp is not None
+    if setting == "auto":
+        return device.type == "cpu" and not cpu_bf16
+    if not isinstance(setting, bool):
         raise ValueError(f"channels_last={setting!r} is not valid; choose one of ('auto', True, False)")
-    return device.type == "cpu"
+    return setting
 
 
 def seed_everything(seed: int) -> None:

@@ -74,8 +74,8 @@ class SearchRun:
         self.s = settings
         self.device = device
         self.benchmark = benchmark
-        self.supernet.set_precision(amp_dtype(settings.precision, device),
-                                    use_channels_last(settings.channels_last, device))
+        amp = amp_dtype(settings.precision, device)
+        self.supernet.set_precision(amp, use_channels_last(settings.channels_last, device, amp))
         self.supernet.set_fast(settings.fast)
         if settings.compile:
             self.supernet.compile()

@@ -68,7 +68,15 @@ class DARTS(Strategy):
         return self.loss(valid)
 
     def unrolled_gradient(self, train: Batch, valid: Batch, weight_optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
-        """Eq. 7 with the finite-difference Hessian-vector product of eq. 8 (no model copies)."""
+        """Eq. 7 with the finite-difference Hessian-vector product of eq. 8 (no model copies), always in fp32:
+        under bf16 autocast the finite differences measured 53-65% off the float64 hypergradient."""
+        amp, self.supernet.amp_dtype = self.supernet.amp_dtype, None
+        try:
+            return self._unrolled_gradient(train, valid, weight_optimizer)
+        finally:
+            self.supernet.amp_dtype = amp
+
+    def _unrolled_gradient(self, train: Batch, valid: Batch, weight_optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
         names, w = zip(*[(n, p) for n, p in self.supernet.named_parameters() if not n.startswith("alphas.")])
         w_unrolled = self._virtual_step(names, w, train, weight_optimizer)
         alphas = self.arch_parameters()
