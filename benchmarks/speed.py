@@ -269,10 +269,13 @@ def _projection(case: Case, sizes: dict[str, int], step_s: float) -> dict[str, A
             "value": SEARCH_EPOCHS * steps * step_s / 60}
 
 
-def not_applicable(case_name: str, variant_name: str) -> str | None:
-    """Why a variant does not apply to a case (None when it does)."""
+def not_applicable(case_name: str, variant_name: str, device: torch.device) -> str | None:
+    """Why a variant does not apply to a case on the device (None when it does)."""
+    variant = parse_variant(variant_name)
     if CASES[case_name].kind == "retrain" and "plain_ops" in variant_name.split("+"):
         return "plain_ops concerns mixed ops; the retraining network has none"
+    if device.type == "cpu" and variant.precision == "bf16" and variant.channels_last is True:
+        return "refused on CPU: oneDNN gives wrong bf16 gradients for channels_last dilated depthwise convs"
     return None
 
 
@@ -282,7 +285,7 @@ def measure(case_name: str, variant_name: str, args: argparse.Namespace, isolate
     sizes = sizes_of(case, args.size)
     row: dict[str, Any] = {"case": case_name, "variant": variant_name, "kind": case.kind, "sizes": sizes,
                            "settings": asdict(variant), "images_per_step": sizes["batch"] * (2 if case.kind == "search" else 1)}
-    reason = not_applicable(case_name, variant_name)
+    reason = not_applicable(case_name, variant_name, device)
     if reason:
         return {**row, "status": "n/a", "reason": reason}
     data = load_data(args.data, 16 * sizes["batch"])
@@ -408,7 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for case in args.case_list:
         for variant in args.variant_list:
             log.info("measuring %s / %s", case, variant)
-            if args.isolate and not not_applicable(case, variant):
+            if args.isolate and not not_applicable(case, variant, device):
                 rows.append(measure_isolated(case, variant, child_argv))
                 continue
             try:

@@ -32,13 +32,16 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def use_channels_last(setting: bool | str, device: torch.device, amp: torch.dtype | None = None) -> bool:
     """'auto' = channels_last on CPU in fp32, where it measured 1.5-2.3x faster (README, Speed), contiguous on
-    CUDA (not measured there yet); 'auto' avoids bf16 + channels_last on CPU: oneDNN (torch 2.15) returned NaN
-    weight gradients for dilated depthwise convs in that combination."""
+    CUDA (not measured there yet). bf16 + channels_last on CPU is refused: oneDNN (torch 2.15) returns weight
+    gradients ~99% wrong for dilated depthwise convs in that combination (README, Speed)."""
     cpu_bf16 = device.type == "cpu" and amp is not None
     if setting == "auto":
         return device.type == "cpu" and not cpu_bf16
     if not isinstance(setting, bool):
         raise ValueError(f"channels_last={setting!r} is not valid; choose one of ('auto', True, False)")
+    if setting and cpu_bf16:
+        raise ValueError("channels_last=true with precision=bf16 on CPU gives wrong gradients for dilated depthwise "
+                         "convs (oneDNN); choose channels_last=false (or auto) or precision=fp32")
     return setting
 
 

@@ -18,6 +18,7 @@ from benchmarks import speed
 from darts.data import fake
 from darts.final import FinalRun, FinalSettings, NetworkSpec
 from darts.network import NetworkCIFAR
+from darts.runtime import use_channels_last
 from darts.search import SearchRun, SearchSettings
 from darts.strategies.darts import DARTS
 from darts.strategies.gdas import GDAS
@@ -202,19 +203,30 @@ def tiny_final_run(tmp_path, **settings) -> FinalRun:
                     torch.optim.lr_scheduler.ConstantLR, CPU)
 
 
-def test_retraining_honours_precision_and_channels_last(tmp_path):
-    """FinalRun(precision=bf16, channels_last=True): weights channels_last, convolutions in bf16 with
-    channels_last inputs, in the training step and the evaluation, and the run completes."""
-    run = tiny_final_run(tmp_path, precision="bf16", channels_last=True)
-    assert run.amp_dtype == torch.bfloat16
+@pytest.mark.parametrize("precision, channels_last, dtype", [("bf16", False, torch.bfloat16),
+                                                            ("fp32", True, torch.float32)])
+def test_retraining_honours_precision_and_channels_last(tmp_path, precision, channels_last, dtype):
+    """FinalRun(precision, channels_last): the weights' layout, the convolutions' dtype and the input layout
+    are as asked, in the training step and the evaluation, and the run completes with finite numbers."""
+    run = tiny_final_run(tmp_path, precision=precision, channels_last=channels_last)
+    assert run.amp_dtype == (None if precision == "fp32" else dtype)
     seen, layouts = conv_output_dtypes(run.model), set()
     run.model.stem[0].register_forward_pre_hook(
         lambda mod, args: layouts.add(args[0].is_contiguous(memory_format=torch.channels_last)))
     result = run.run()
-    assert seen == {torch.bfloat16} and layouts == {True}
-    assert run.model.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert seen == {dtype} and layouts == {channels_last}
+    assert run.model.stem[0].weight.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert 0 <= result["test_accuracy"] <= 100 and result["train_loss"] == result["train_loss"]  # finite, not nan
     assert tiny_final_run(tmp_path / "auto").amp_dtype is None  # auto is fp32 on CPU
+
+
+def test_bf16_with_channels_last_is_refused_on_cpu(tmp_path):
+    """oneDNN gives wrong weight gradients for dilated depthwise convs in bf16 + channels_last on CPU: an
+    explicit request is a clear error before anything runs; 'auto' picks contiguous with bf16 on CPU."""
+    with pytest.raises(ValueError, match="channels_last=true with precision=bf16 on CPU.*channels_last=false"):
+        tiny_final_run(tmp_path, precision="bf16", channels_last=True)
+    assert not use_channels_last("auto", CPU, torch.bfloat16) and use_channels_last("auto", CPU, None)
+    assert use_channels_last(True, torch.device("cuda"), torch.bfloat16)
 
 
 def test_bad_precision_and_variants_are_clear_errors():
@@ -252,13 +264,14 @@ def test_ci_benchmark_writes_every_case_and_variant(tmp_path):
 
 
 def test_isolated_variant_reports_peak_memory_and_inapplicable_variants_are_listed(tmp_path):
-    """--isolate runs a variant in its own process, which reports its peak memory (here bf16+channels_last on
-    the retraining); a variant that does not apply to a case (plain_ops on the retraining) is listed as n/a."""
+    """--isolate runs a variant in its own process, which reports its peak memory (here bf16+contiguous on
+    the retraining); a variant that does not apply (plain_ops on the retraining, bf16+channels_last on CPU)
+    is listed as n/a."""
     argv = ["--size", "ci", "--device", "cpu", "--steps", "1", "--warmup", "0", "--data", "synthetic"]
-    row = speed.measure_isolated("retrain-darts_v2", "bf16+channels_last", argv)
+    row = speed.measure_isolated("retrain-darts_v2", "bf16+contiguous", argv)
     assert row["status"] == "ok" and row["peak_memory_mb"] > 0 and "VmHWM" in row["memory_method"], row
-    assert row["settings"] == {**asdict(speed.FAST), "precision": "bf16", "channels_last": True}
-    result = speed.main([*argv, "--no-isolate", "--cases", "retrain-darts_v2", "--variants", "plain_ops",
-                         "--out", str(tmp_path / "speed.json")])
-    assert [(r["variant"], r["status"]) for r in result["results"]] == [("plain", "ok"), ("fast", "ok"),
-                                                                        ("plain_ops", "n/a")]
+    assert row["settings"] == {**asdict(speed.FAST), "precision": "bf16", "channels_last": False}
+    result = speed.main([*argv, "--no-isolate", "--cases", "retrain-darts_v2", "--variants",
+                         "plain_ops,bf16+channels_last", "--out", str(tmp_path / "speed.json")])
+    assert [(r["variant"], r["status"]) for r in result["results"]] == [
+        ("plain", "ok"), ("fast", "ok"), ("plain_ops", "n/a"), ("bf16+channels_last", "n/a")]  # the last: refused on CPU
