@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -38,25 +39,41 @@ class Mixing:
             raise ValueError("Mixing needs soft weights, a hard index per edge, or both")
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """True when x (B, C, H, W) is stored channels-innermost (NHWC) and not also plain-contiguous."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave channel groups (ShuffleNet; PC-DARTS model_search.py channel_shuffle)."""
+    """Interleave channel groups (ShuffleNet; PC-DARTS model_search.py channel_shuffle), keeping x's layout."""
     b, c, h, w = x.shape
+    if is_channels_last(x):  # shuffle the innermost dim of the NHWC storage: the result stays channels_last
+        nhwc = x.permute(0, 2, 3, 1)
+        return nhwc.reshape(b, h, w, groups, c // groups).transpose(3, 4).reshape(b, h, w, c).permute(0, 3, 1, 2)
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
 class SharedInput:
-    """One input state and the parameter-free work on it (leading ReLU, pools, identity), each
-    computed once and reused by every edge leaving that state (issue 7: less work per step)."""
+    """One input state and the parameter-free work on it (leading ReLU, pools, identity, PC-DARTS's
+    channel split), each computed once and reused by every edge leaving that state (issue 7: less work per step)."""
 
     def __init__(self, x: torch.Tensor):
         self.x = x  # (B, C, H, W)
         self._cache: dict[tuple, torch.Tensor] = {}
+        self._parts: dict[int, SharedInput] = {}
 
     def get(self, key: tuple, head: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """head(x), computed on the first request for ``key``."""
         if key not in self._cache:
             self._cache[key] = head(self.x)
         return self._cache[key]
+
+    def part(self, c: int) -> SharedInput:
+        """The first c channels (PC-DARTS's partial channels) as a SharedInput, copied once into x's layout."""
+        if c not in self._parts:
+            layout = torch.channels_last if is_channels_last(self.x) else torch.contiguous_format
+            self._parts[c] = SharedInput(self.x[:, :c].contiguous(memory_format=layout))
+        return self._parts[c]
 
 
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d)
@@ -118,14 +135,22 @@ class MixedOp(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None = None,
                 shared: SharedInput | None = None) -> torch.Tensor:
         """Mix the ops on x (B, C, H, W); weights [K] or None; index picks a single op; ``shared``
-        holds x's parameter-free heads (used only without partial channels)."""
+        holds x's parameter-free heads, used by the fast path."""
+        shared = shared if self.fast else None
         if self.k == 1:
-            return self._mix(x, weights, index, shared if self.fast else None)
+            return self._mix(x, weights, index, shared)
         c = x.shape[1] // self.k
-        part, rest = x[:, :c], x[:, c:]  # (B, C/K, H, W), (B, C - C/K, H, W)
-        if self.stride == 2:  # PC-DARTS: the bypassed channels are max-pooled at stride 2
-            rest = F.max_pool2d(rest, 2, 2)
-        return channel_shuffle(torch.cat([self._mix(part, weights, index, None), rest], dim=1), self.k)
+        if shared is None:
+            mixed, rest = self._mix(x[:, :c], weights, index, None), self._bypass(x, c)
+        else:
+            part = shared.part(c)  # (B, C/K, H, W)
+            mixed = self._mix(part.x, weights, index, part)
+            rest = shared.get(("bypass", c, self.stride), partial(self._bypass, c=c))
+        return channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
+
+    def _bypass(self, x: torch.Tensor, c: int) -> torch.Tensor:
+        """PC-DARTS: the channels after the first c skip the ops, max-pooled at stride 2 -> (B, C - c, H', W')."""
+        return F.max_pool2d(x[:, c:], 2, 2) if self.stride == 2 else x[:, c:]
 
     def _run(self, i: int, x: torch.Tensor, shared: SharedInput | None) -> torch.Tensor:
         """Op i on x, its parameter-free head taken from ``shared`` when possible."""

@@ -15,7 +15,7 @@ from conftest import ROOT, read_json, tensorboard_tags
 from darts.strategies.drnas import DrNAS
 from darts.strategies.gdas import GDAS
 from darts.strategies.pcdarts import PCDARTS
-from darts.supernet import MixedOp
+from darts.supernet import MixedOp, SharedInput, channel_shuffle
 from search_spaces.darts import PRIMITIVES, DartsSpace
 from search_spaces.nb201 import NB201Space
 
@@ -156,15 +156,15 @@ def test_gdas_rejects_bad_temperatures(tau_max, tau_min):
 
 @pytest.mark.parametrize("space_name", SPACES)
 def test_partial_mixed_ops_process_c_over_k_channels(space_name):
-    """With K=4 every op sees C/4 channels and each mixed op's output has its input's shape (halved at stride 2)."""
+    """With K=4 every op's convolutions see C/4 channels and each mixed op's output has its input's shape (halved at stride 2)."""
     _, supernet, _ = setup(space_name, PCDARTS, partial_channels=4)
     records = []
     for _, _, mixed in mixed_ops(supernet):
         rec = {"stride": mixed.stride, "widths": []}
         records.append(rec)
         mixed.register_forward_hook(lambda mod, inp, out, rec=rec: rec.update(x=inp[0].shape, y=out.shape))
-        for op in mixed._ops:
-            op.register_forward_pre_hook(lambda mod, inp, rec=rec: rec["widths"].append(inp[0].shape[1]))
+        for conv in (m for m in mixed._ops.modules() if isinstance(m, torch.nn.Conv2d)):  # every op's convs
+            conv.register_forward_pre_hook(lambda mod, inp, rec=rec: rec["widths"].append(inp[0].shape[1]))
     supernet(batch()[0])
     for rec in records:
         b, c, h, w = rec["x"]  # (B, C, H, W)
@@ -184,6 +184,38 @@ def test_partial_mixed_op_shapes(stride):
     out = mixed(x, F.softmax(torch.randn(len(PRIMITIVES)), -1))
     assert out.shape == (2, 8, 6 // stride, 6 // stride)
     assert widths and set(widths) == {2}
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_partial_channels_shared_per_state_equal_the_plain_split(stride):
+    """Fast path: the C/K split and the bypass (max-pooled at stride 2) are made once per input state and
+    shared by its edges, in the input's layout (channels_last stays channels_last through the channel shuffle),
+    with the plain path's values."""
+    torch.manual_seed(0)
+    edges = [MixedOp(8, stride, PRIMITIVES, partial_channels=4) for _ in range(3)]
+    w = F.softmax(torch.randn(len(PRIMITIVES)), -1)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 8, 6, 6).contiguous(memory_format=layout)
+        for e in edges:
+            e.to(memory_format=layout).fast = False
+        plain = [e(x, w) for e in edges]
+        for e in edges:
+            e.fast = True
+        shared = SharedInput(x)
+        fast = [e(x, w, shared=shared) for e in edges]
+        assert len(shared._parts) == 1 and [k[0] for k in shared._cache] == ["bypass"]
+        for p, f in zip(plain, fast):
+            torch.testing.assert_close(f, p, rtol=1e-5, atol=1e-6)
+            assert f.is_contiguous(memory_format=layout)
+
+
+def test_channel_shuffle_keeps_the_layout():
+    """channel_shuffle interleaves the K groups (out channel j*K + g = in channel g*C/K + j) in either layout."""
+    x = torch.arange(2 * 8 * 3 * 3, dtype=torch.float32).view(2, 8, 3, 3)
+    ref = torch.stack(x.chunk(4, dim=1), dim=2).flatten(1, 2)  # (2, 8, 3, 3)
+    assert torch.equal(channel_shuffle(x, 4), ref)
+    last = channel_shuffle(x.contiguous(memory_format=torch.channels_last), 4)
+    assert torch.equal(last, ref) and last.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_edge_normalisation_enters_derivation():
