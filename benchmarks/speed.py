@@ -12,36 +12,29 @@ each feature can be measured on its own (e.g. ``contiguous`` or ``channels_last`
 
 A search step is one arch step and one weight step (``darts.trainer.search_epoch`` with steps=1) and
 processes B training + B validation images; a retraining step (``darts.trainer.train_epoch``) processes B.
-images/s = images per step / wall time of the step (CUDA synchronised before and after), median over the
-timed steps after the warm-up steps, with min, max and quartiles. Peak memory: on CUDA the peak of
-``torch.cuda.max_memory_allocated`` above the allocation at the variant's start (network, optimizer, resident
-data, activations); on CPU the peak resident set size (VmHWM, reset through /proc/self/clear_refs) above the
-RSS at the variant's start, DataLoader workers not included, reported only with --isolate (each variant in
-its own process), as memory a previous variant freed would otherwise hide the next one's.
+images/s = images per step / wall time of the step, median over the timed steps after the warm-up steps, with
+min, max and quartiles; peak memory as ``benchmarks.timing.PeakMemory`` (on CPU only with --isolate, each
+variant in its own process).
 """
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from functools import lru_cache, partial
 from itertools import count
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-import torchvision
 
+from benchmarks.timing import ROOT, PeakMemory, environment, spread, time_steps
 from darts.data import Datasets, ImageData, cifar10, fake, image_folder, search_split
 from darts.loaders import PlainLoader
 from darts.final import FinalRun, FinalSettings, NetworkSpec, final_loss
@@ -57,7 +50,6 @@ from search_spaces.darts_genotypes import GENOTYPES
 from search_spaces.nb201 import NB201Space
 
 log = logging.getLogger("benchmarks.speed")
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-mini"
 CIFAR10_TRAIN, SEARCH_EPOCHS, TRAIN_PORTION = 50_000, 50, 0.5  # the full-size targets (DARTS sec. 3.1.1, A.2.1)
 
@@ -203,62 +195,6 @@ def retrain_step(sizes: dict[str, int], variant: Variant, data: Datasets, device
                    progress=False, amp_dtype=run.amp_dtype)
 
 
-def _proc_kb(key: str) -> int:
-    """A /proc/self/status field in kB (VmRSS, VmHWM)."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
-
-
-class PeakMemory:
-    """Peak memory of a variant above the memory in use at its start (see the module docstring)."""
-
-    def __init__(self, device: torch.device, isolated: bool):
-        self.device, self.cpu = device, device.type != "cuda"
-        self.method = ("cuda max_memory_allocated" if not self.cpu else
-                       "peak RSS (VmHWM) of the process" if isolated and os.path.exists("/proc/self/clear_refs")
-                       else None)
-        if self.method:
-            gc.collect()  # free what earlier variants left, so that it is not counted (nor reused unseen)
-        if not self.cpu:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-            self.start = torch.cuda.memory_allocated(device)
-        elif self.method:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-            self.start = _proc_kb("VmRSS") * 1024
-
-    def peak_mb(self) -> float | None:
-        """Peak bytes above the start, in MiB (None when not measurable in this mode)."""
-        if not self.method:
-            return None
-        peak = torch.cuda.max_memory_allocated(self.device) if not self.cpu else _proc_kb("VmHWM") * 1024
-        return (peak - self.start) / 2**20
-
-
-def time_steps(step: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> tuple[list[float], float]:
-    """Wall seconds of each timed step (synchronised on CUDA) and of the warm-up steps together."""
-    sync = partial(torch.cuda.synchronize, device) if device.type == "cuda" else (lambda: None)
-    start = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    sync()
-    warm = time.perf_counter() - start
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t)
-    return times, warm
-
-
-def _spread(ips: list[float]) -> dict[str, float]:
-    """Median, min, max and quartiles of images/s."""
-    q1, _, q3 = statistics.quantiles(ips, n=4, method="inclusive") if len(ips) > 1 else (ips[0],) * 3
-    return {"median": statistics.median(ips), "min": min(ips), "max": max(ips), "q1": q1, "q3": q3}
-
-
 def _projection(case: Case, sizes: dict[str, int], step_s: float) -> dict[str, Any]:
     """The issue's full-size target quantity from the median step time (training steps only, no eval passes)."""
     B = sizes["batch"]
@@ -299,7 +235,7 @@ def measure(case_name: str, variant_name: str, args: argparse.Namespace, isolate
         times, warm = time_steps(step, args.steps, args.warmup, device)
         del step
     ips = [row["images_per_step"] / t for t in times]
-    row.update(status="ok", images_per_s=_spread(ips), step_s=times, warmup_s=warm, peak_memory_mb=memory.peak_mb(),
+    row.update(status="ok", images_per_s=spread(ips), step_s=times, warmup_s=warm, peak_memory_mb=memory.peak_mb(),
                memory_method=memory.method or "not measured: CPU memory needs --isolate")
     if args.size == "full":
         row["projection"] = _projection(case, sizes, statistics.median(times))
@@ -314,29 +250,6 @@ def measure_isolated(case_name: str, variant_name: str, argv: list[str]) -> dict
         return json.loads(proc.stdout.strip().splitlines()[-1])
     tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
     return {"case": case_name, "variant": variant_name, "status": "error", "reason": f"exit {proc.returncode}: {tail}"}
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Device, versions, date, load and commit: what a figure needs to be compared."""
-    env: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
-                           "torch": torch.__version__, "torchvision": torchvision.__version__, "platform": platform.platform(),
-                           "device": device.type, "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
-                           "torch_threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        env.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
-                   cudnn=torch.backends.cudnn.version(), gpu_memory_gb=torch.cuda.get_device_properties(device).total_memory / 2**30)
-    git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
-    env["commit"] = git.stdout.strip() or None
-    return env
-
-
-def _cpu_name() -> str:
-    """The CPU model (Linux /proc/cpuinfo), else platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> None:
