@@ -23,7 +23,8 @@ from darts.genotype import Genotype
 from darts.strategies.evolution import RegularizedEvolution
 from darts.strategies.random_search import RandomSearch
 from search_spaces.darts import DartsSpace
-from search_spaces.nb201 import EDGES, PRIMITIVES, NB201Space, parse_arch
+from search_spaces.nb201 import NB201Space
+from search_spaces.nb201_genotype import EDGES, PRIMITIVES, parse_arch
 
 CHI2_999 = {4: 18.467, 6: 22.458}  # chi-square quantile 0.999 by degrees of freedom
 TIMING = ("time", "elapsed", "cost")  # the only fields of a history record that may differ between runs

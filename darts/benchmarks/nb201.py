@@ -34,7 +34,7 @@ from typing import Iterable, Sequence, Union
 
 import numpy as np
 
-from search_spaces.nb201 import NB201Genotype, format_arch, parse_arch
+from search_spaces.nb201_genotype import NB201Genotype, format_arch, parse_arch
 
 Arch = Union[str, NB201Genotype, Sequence]
 
