@@ -26,7 +26,7 @@ from darts import checkpoint
 from darts.genotype import Genotype, parse_genotype
 from darts.logging import Logger
 from darts.network import count_parameters
-from darts.runtime import PRECISIONS, amp_dtype, use_channels_last
+from darts.runtime import amp_dtype, check_precision, use_channels_last
 from darts.search import write_json
 from darts.trainer import evaluate, train_epoch
 from search_spaces.darts_genotypes import GENOTYPES
@@ -166,8 +166,7 @@ class FinalSettings:
     channels_last: bool | str = "auto"  # auto = on CPU, off on CUDA (darts.runtime.use_channels_last)
 
     def __post_init__(self) -> None:
-        if self.precision not in ("auto", *PRECISIONS):
-            raise ValueError(f"precision={self.precision!r} is not valid; choose one of {('auto', *PRECISIONS)}")
+        check_precision(self.precision)
         if self.epochs < 1:
             raise ValueError(f"epochs={self.epochs} must be >= 1")
         if not 0.0 <= self.drop_path_prob < 1.0:

@@ -45,7 +45,26 @@ def _check_args(n: int, batch_size: int, drop_last: bool, seed: int, cutout: int
         raise ValueError(f"cutout={cutout} must be >= 0 (0 disables it)")
 
 
-class DeviceLoader:
+class EpochSeeded:
+    """A loader whose order and augmentation are fixed by (seed, epoch); ``set_epoch`` picks the epoch."""
+
+    seed: int
+    epoch: int
+    _gen: torch.Generator
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order and augmentation the next iteration produces."""
+        if epoch < 0:
+            raise ValueError(f"epoch={epoch} must be >= 0")
+        self.epoch = epoch
+
+    def _start_epoch(self) -> None:
+        """Seed the generator with (seed, epoch) for this iteration; the next one is the following epoch."""
+        self._gen.manual_seed(_epoch_seed(self.seed, self.epoch))
+        self.epoch += 1
+
+
+class DeviceLoader(EpochSeeded):
     """Batches of an `ImageData` with uint8 images kept on the device and the DARTS CIFAR augmentation done there.
 
     Same maths as DARTS cnn/utils.py `_data_transforms_cifar10` (RandomCrop(H, padding=4) with zero fill,
@@ -74,19 +93,12 @@ class DeviceLoader:
         self.shuffle, self.drop_last, self.seed, self.epoch = shuffle, drop_last, seed, 0
         self._gen = torch.Generator(device=self.device)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order and augmentation the next iteration produces."""
-        if epoch < 0:
-            raise ValueError(f"epoch={epoch} must be >= 0")
-        self.epoch = epoch
-
     def __len__(self) -> int:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self._gen.manual_seed(_epoch_seed(self.seed, self.epoch))
-        self.epoch += 1
+        self._start_epoch()
         n = len(self.labels)
         order = (torch.randperm(n, generator=self._gen, device=self.device) if self.shuffle
                  else torch.arange(n, device=self.device))  # (N,)
@@ -186,7 +198,7 @@ def imagenet_transforms(train: bool, mean: tuple, std: tuple, cutout: int) -> T.
     return T.Compose(tf + ([Cutout(cutout)] if cutout else []))
 
 
-class StreamingLoader:
+class StreamingLoader(EpochSeeded):
     """A torch DataLoader whose shuffling and worker seeds come from (seed, epoch); batches moved to the device."""
 
     def __init__(self, dataset: Dataset, batch_size: int, device: torch.device | str, shuffle: bool = True,
@@ -198,18 +210,11 @@ class StreamingLoader:
                                   num_workers=num_workers, generator=self._gen,
                                   pin_memory=self.device.type == "cuda")
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order and augmentation the next iteration produces."""
-        if epoch < 0:
-            raise ValueError(f"epoch={epoch} must be >= 0")
-        self.epoch = epoch
-
     def __len__(self) -> int:
         return len(self._loader)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self._gen.manual_seed(_epoch_seed(self.seed, self.epoch))
-        self.epoch += 1
+        self._start_epoch()
         for x, y in self._loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 

@@ -21,13 +21,23 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_precision(precision: str) -> None:
+    """Raise a clear error unless precision is 'auto' or one of PRECISIONS."""
+    if precision != "auto" and precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not valid; choose one of {('auto', *PRECISIONS)}")
+
+
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """'auto' = bf16 autocast on CUDA and fp32 on CPU (where bf16 convolutions measured slower); else as named."""
+    check_precision(precision)
     if precision == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is not valid; choose one of {('auto', *PRECISIONS)}")
     return PRECISIONS[precision]
+
+
+def autocast(device_type: str, amp: torch.dtype | None) -> torch.autocast:
+    """Autocast to ``amp`` on the device type; disabled (fp32) when it is None."""
+    return torch.autocast(device_type, dtype=amp or torch.bfloat16, enabled=amp is not None)
 
 
 def use_channels_last(setting: bool | str, device: torch.device, amp: torch.dtype | None = None) -> bool:

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from darts.ops import OPS, FactorizedReduce, Identity
+from darts.runtime import autocast
 
 
 @dataclass
@@ -259,7 +260,7 @@ class Supernet(nn.Module, ABC):
             mixing = {t: Mixing(F.softmax(self.alphas[t], dim=-1)) for t in self.cell_types}
         x = x.contiguous(memory_format=self.memory_format)
         # the mixing weights arrive in fp32 (computed outside); only the network runs in amp_dtype
-        with torch.autocast(x.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
+        with autocast(x.device.type, self.amp_dtype):
             logits = self.logits(x, mixing)
         return logits if self.amp_dtype is None else logits.float()
 

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from darts.runtime import autocast
 from darts.strategies.base import Batch, Strategy
 
 REFRESH = 50  # steps between progress-bar refreshes (each one is a host sync)
@@ -81,11 +82,6 @@ def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable
     return meter.result()
 
 
-def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
-    """Autocast to ``amp_dtype`` on the device's type; disabled (fp32) when it is None."""
-    return torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)
-
-
 def train_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer, steps: int,
                 device: torch.device, loss_fn: Callable[[object, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
                 grad_clip: float | None = None, desc: str = "train", progress: bool = True,
@@ -98,7 +94,7 @@ def train_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.opti
     bar = _bar(islice(loader, steps), steps, desc, progress)
     for step, (x, y) in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, amp_dtype):
+        with autocast(device.type, amp_dtype):
             loss, logits = loss_fn(model(x), y)
         loss.backward()
         if grad_clip:
@@ -118,7 +114,7 @@ def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader: Iterable[B
     (under autocast to ``amp_dtype`` when it is set)."""
     meter = Meter(device)
     for x, y in _bar(islice(loader, steps), steps, desc, progress):
-        with _autocast(device, amp_dtype):
+        with autocast(device.type, amp_dtype):
             logits = forward(x)
             loss = F.cross_entropy(logits, y)  # autocast computes it in fp32
         meter.update(loss, logits, y)
