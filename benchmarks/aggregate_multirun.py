@@ -54,7 +54,7 @@ def plot(sweeps: list[Path], table_path: Path, column: str, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from darts.benchmarks.nb201 import NB201Benchmark
+    from search_spaces.nb201 import NB201Benchmark
 
     table = NB201Benchmark(table_path)
     fig, ax = plt.subplots(figsize=(6, 3.8), dpi=120)

@@ -5,9 +5,8 @@
     python -m benchmarks.speed --cases darts-1st --variants bf16,channels_last,compile,bf16+channels_last
 
 Variants: ``plain`` is the reference path (every op computed, `none` included; fp32; eager; torch DataLoader
-with CPU workers and torchvision transforms). ``fast`` is the library's defaults (``SearchSettings`` /
-``FinalSettings``: skip `none`, shared parameter-free heads, precision and channels_last auto, data resident on
-the device). ``--variants`` adds the fast defaults changed by modifiers joined with '+' (MODIFIERS), so that
+with CPU workers and torchvision transforms). ``fast`` is the library's defaults (``darts.runtime.Runtime.of``:
+skip `none`, shared parameter-free heads, precision and channels_last auto, data resident on the device). ``--variants`` adds the fast defaults changed by modifiers joined with '+' (MODIFIERS), so that
 each feature can be measured on its own (e.g. ``contiguous`` or ``channels_last`` for the memory format).
 
 A search step is one arch step and one weight step (``darts.trainer.search_epoch`` with steps=1) and
@@ -37,16 +36,16 @@ import torch
 from benchmarks.timing import ROOT, PeakMemory, environment, spread, time_steps
 from darts.data import Datasets, ImageData, cifar10, fake, image_folder, search_split
 from darts.loaders import PlainLoader
-from darts.final import FinalRun, FinalSettings, NetworkSpec, final_loss
-from darts.network import NetworkCIFAR
-from darts.runtime import pick_device
-from darts.search import SearchRun, SearchSettings
+from darts.runs.final import FinalRun, FinalSettings, final_loss
+from darts.runs.network_spec import NetworkSpec
+from darts.runs.search import SearchRun
+from darts.runtime import Runtime, pick_device
+from darts.schedules import Cosine
 from darts.strategies.darts import DARTS
 from darts.strategies.gdas import GDAS
 from darts.strategies.pcdarts import PCDARTS
 from darts.trainer import search_epoch, train_epoch
-from search_spaces.darts import DartsSpace
-from search_spaces.darts_genotypes import GENOTYPES
+from search_spaces.darts import GENOTYPES, DartsSpace, NetworkCIFAR
 from search_spaces.nb201 import NB201Space
 
 log = logging.getLogger("benchmarks.speed")
@@ -100,8 +99,7 @@ class Variant:
 
 
 PLAIN = Variant(fast=False, precision="fp32", loader="plain", channels_last=False, compile=False)
-_D = SearchSettings()
-FAST = Variant(fast=_D.fast, precision=_D.precision, loader="device", channels_last=_D.channels_last, compile=_D.compile)
+FAST = Variant(fast=True, precision="auto", loader="device", channels_last="auto", compile=False)  # conf/search.yaml
 MODIFIERS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}, "channels_last": {"channels_last": True},
              "contiguous": {"channels_last": False}, "compile": {"compile": True}, "plain_ops": {"fast": False},
              "plain_loader": {"loader": "plain"}}
@@ -160,33 +158,48 @@ def _forever(loader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         yield from loader
 
 
+class _VariantData:
+    """The search split of ``data`` with the variant's loaders, in the shape ``SearchRun`` asks of a ``SearchData``."""
+
+    def __init__(self, data: Datasets, variant: Variant, device: torch.device, workers: int):
+        self.data, self.variant, self.device, self.workers = data, variant, device, workers
+        self.num_classes = data.num_classes
+        self.weight_idx, self.arch_idx = search_split(len(data.train))
+
+    def weight_loader(self, batch: int, seed: int):
+        return _loader(self.data.train, batch, self.device, self.variant, self.workers, seed=seed, indices=self.weight_idx)
+
+    def arch_loader(self, batch: int, seed: int):
+        return _loader(self.data.train, batch, self.device, self.variant, self.workers, seed=seed, indices=self.arch_idx)
+
+
+def _runtime(variant: Variant, device: torch.device) -> Runtime:
+    return Runtime.of(device.type, variant.precision, variant.channels_last, variant.fast, variant.compile)
+
+
 def search_step(case: Case, sizes: dict[str, int], variant: Variant, data: Datasets, device: torch.device,
                 workers: int, run_dir: Path) -> Callable[[], Any]:
     """One bilevel step of a search set up by ``SearchRun`` (as train_search.py does) with the variant's settings."""
     C, layers, B, K = sizes["channels"], sizes["layers"], sizes["batch"], sizes.get("partial_channels", 1)
     space = DartsSpace(C, layers, partial_channels=K) if case.space == "darts" else NB201Space(C, layers, partial_channels=K)
-    supernet = space.build_supernet(data.num_classes).to(device)
-    strategy = case.strategy(supernet, space, **case.strategy_args)
-    settings = SearchSettings(lr=case.lr, progress=False, precision=variant.precision,
-                              channels_last=variant.channels_last, fast=variant.fast, compile=variant.compile)
-    w_idx, a_idx = search_split(len(data.train))
-    train = _loader(data.train, B, device, variant, workers, seed=0, indices=w_idx)
-    valid = _loader(data.train, B, device, variant, workers, seed=1, indices=a_idx)
-    run = SearchRun(run_dir, space, strategy, train, valid, settings, device)
-    strategy.epoch_start(0, settings.epochs)
-    batches = (_forever(train), _forever(valid))
-    return partial(search_epoch, run.supernet, strategy, *batches, run.optimizer, settings.grad_clip, 1, device,
+    run = SearchRun(run_dir, space, _VariantData(data, variant, device, workers),
+                    partial(case.strategy, **case.strategy_args), _runtime(variant, device), batch_size=B, lr=case.lr,
+                    seed=0, progress=False)
+    run.strategy.epoch_start(0, run.epochs)
+    batches = (_forever(run.train_loader), _forever(run.valid_loader))
+    return partial(search_epoch, run.supernet, run.strategy, *batches, run.optimizer, run.grad_clip, 1, device,
                    progress=False)
 
 
 def retrain_step(sizes: dict[str, int], variant: Variant, data: Datasets, device: torch.device, workers: int,
                  run_dir: Path) -> Callable[[], Any]:
     """One training step of the DARTS_V2 retraining set up by ``FinalRun`` (auxiliary head, cutout 16)."""
-    settings = FinalSettings(progress=False, precision=variant.precision, channels_last=variant.channels_last)
-    spec = NetworkSpec(NetworkCIFAR, GENOTYPES["DARTS_V2"], sizes["channels"], sizes["layers"], data.num_classes, True)
+    settings = FinalSettings(progress=False)
+    network = partial(NetworkCIFAR, C=sizes["channels"], layers=sizes["layers"])
+    spec = NetworkSpec(network, GENOTYPES["DARTS_V2"], DartsSpace(), data.num_classes, auxiliary=True)
     train = _loader(data.train, sizes["batch"], device, variant, workers, cutout=16)  # DARTS A.2.1 cutout
     test = _loader(data.test, sizes["batch"], device, variant, workers, train=False)
-    run = FinalRun(run_dir, spec, train, test, settings, torch.optim.lr_scheduler.ConstantLR, device)
+    run = FinalRun(run_dir, spec, train, test, settings, Cosine(), _runtime(variant, device))
     if variant.compile:  # no FinalRun option: measured here to decide whether one pays off
         run.model.compile()
     run.model.drop_path_prob = settings.drop_path_prob / 2  # the mean of DARTS's linear drop-path ramp

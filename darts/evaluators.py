@@ -7,15 +7,21 @@
   train the supernet on uniformly sampled single paths once, then score each genotype with the
   shared weights.
 
-Every evaluator is built with the run's ``space`` and ``data`` (a ``SearchData``, which loads its
-dataset only when first asked), so a tabular run never loads images. ``evaluate_all`` scores a list
-of candidates in order, with a thread pool of ``workers`` threads when ``workers > 1``: each
-evaluation depends only on the genotype and its index in the history (its seed), so any number of
-workers gives the same scores.
+Every evaluator is built with the run's ``space`` and ``data`` (a ``darts.search_data.SearchData``,
+which loads its dataset only when first asked), so a tabular run never loads images. ``evaluate_all``
+scores a list of candidates in order, with a thread pool of ``workers`` threads when ``workers > 1``:
+each evaluation depends only on the genotype and its index in the history (its seed), so any number
+of workers gives the same scores.
+
+Fidelity and cost: ``evaluate(genotype, index, fidelity)`` takes an optional fidelity, the evaluator's
+own notion of how much to spend (training epochs for ``TrainEvaluator``, a table column for
+``TabularEvaluator``; None = the configured default), and reports the cost in seconds of what it
+stands for (wall time of training, or the table's recorded training time), so that a budget can
+count evaluations or time.
 """
 from __future__ import annotations
 
-import functools
+from functools import partial
 import logging
 import threading
 import time
@@ -31,10 +37,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darts.benchmarks.nb201 import NB201Benchmark
-from darts.data import Datasets, search_split
-from darts.search import cosine_lr
-from darts.trainer import Meter, evaluate, train_epoch
+from darts.schedules import Cosine
+from darts.search_data import SearchData
+from darts.tabular import Table
+from darts.trainer import evaluate, set_lr, train_epoch
 from search_spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -55,43 +61,6 @@ def candidate_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-class SearchData:
-    """The search split of a dataset (DARTS sec. 3.1.1: a weight half and a validation half), loaded on first use.
-
-    Args:
-        load: returns the ``Datasets`` (called once, by ``load()``).
-        train_portion: share of the training set in the weight half (``darts.data.search_split``).
-        seed: seeds the split.
-        device: where the loaders put their batches.
-    """
-
-    def __init__(self, load: Callable[[], Datasets], train_portion: float, seed: int, device: torch.device):
-        self._load, self.train_portion, self.seed, self.device = load, train_portion, seed, torch.device(device)
-        self._datasets: Datasets | None = None
-        self.weight_idx: torch.Tensor | None = None  # the halves, set by load()
-        self.valid_idx: torch.Tensor | None = None
-
-    def load(self) -> Datasets:
-        """The datasets (loaded now if not yet; call it from the main thread before the workers start)."""
-        if self._datasets is None:
-            self._datasets = self._load()
-            self.weight_idx, self.valid_idx = search_split(len(self._datasets.train), self.train_portion, self.seed)
-        return self._datasets
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return self.load().num_classes
-
-    def weight_loader(self, batch_size: int, seed: int):
-        """The weight half, shuffled and augmented (a fresh loader: safe to use in a worker thread)."""
-        return self.load().train.loader(batch_size, self.device, train=True, seed=seed, indices=self.weight_idx)
-
-    def valid_loader(self, batch_size: int):
-        """The validation half, in order and without augmentation (NB201 scores on the eval transform)."""
-        return self.load().train.loader(batch_size, self.device, train=False, indices=self.valid_idx)
-
-
 class Evaluator(ABC):
     """Scores genotypes of ``space``; ``workers`` > 1 scores the candidates of a generation concurrently."""
 
@@ -104,23 +73,25 @@ class Evaluator(ABC):
         """Work done once before the first evaluation (load data, train a supernet)."""
 
     @abstractmethod
-    def evaluate(self, genotype: Any, index: int) -> Evaluation:
-        """Score ``genotype``, the run's ``index``-th candidate (the index seeds any randomness)."""
+    def evaluate(self, genotype: Any, index: int, fidelity: Any = None) -> Evaluation:
+        """Score ``genotype``, the run's ``index``-th candidate (the index seeds any randomness), at ``fidelity``
+        (None: the evaluator's default)."""
 
-    def evaluate_all(self, candidates: list[tuple[int, Any]]) -> Iterator[tuple[Evaluation, float]]:
-        """``(evaluation, wall seconds)`` of each ``(index, genotype)``, in order, as they become available."""
+    def evaluate_all(self, candidates: list[tuple[int, Any]], fidelity: Any = None) -> Iterator[tuple[Evaluation, float]]:
+        """``(evaluation, wall seconds)`` of each ``(index, genotype)`` at ``fidelity``, in order, as they become available."""
+        timed = partial(self._timed, fidelity=fidelity)
         if self.workers == 1:
-            yield from map(self._timed, candidates)
+            yield from map(timed, candidates)
             return
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="evaluator")
         try:
-            yield from pool.map(self._timed, candidates)
+            yield from pool.map(timed, candidates)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _timed(self, candidate: tuple[int, Any]) -> tuple[Evaluation, float]:
+    def _timed(self, candidate: tuple[int, Any], fidelity: Any) -> tuple[Evaluation, float]:
         start = time.perf_counter()
-        result = self.evaluate(candidate[1], candidate[0])
+        result = self.evaluate(candidate[1], candidate[0], fidelity)
         return result, time.perf_counter() - start
 
     def report(self, genotype: Any) -> dict[str, float]:
@@ -135,46 +106,55 @@ class Evaluator(ABC):
         """Restore ``state_dict`` (before ``prepare``)."""
 
 
-@functools.lru_cache(maxsize=4)
-def _table(path: str, mtime_ns: int) -> NB201Benchmark:
-    """One NB201 table per file and version, shared by the runs of an in-process multirun."""
-    return NB201Benchmark(path)
+_TABLES: dict[tuple, Table] = {}
+
+
+def _table(file: Path, space: SearchSpace) -> Table:
+    """One table per file, version and space type, shared by the runs of an in-process multirun."""
+    key = (str(file), file.stat().st_mtime_ns, type(space))
+    if key not in _TABLES:
+        _TABLES.clear()  # a multirun reads one table: keep only the latest
+        _TABLES[key] = Table(file, space)
+    return _TABLES[key]
 
 
 class TabularEvaluator(Evaluator):
-    """NAS-Bench-201 lookup: the score is a validation column of the table, never a test column.
+    """A tabular benchmark lookup (``darts.tabular.Table``): the score is a validation column, never a test column.
 
     Args:
-        space: the NB201 space.
-        path: the NB201 CSV (``darts.benchmarks.nb201``).
-        column: the score; ``cifar10_valid_12ep`` is NB201's search signal (R_EA.py/RANDOM.py
-            ``train_and_eval``: 'cifar10-valid', 'valid-accuracy', hp '12').
+        space: the space the table covers (NB201 for the shipped table).
+        path: the CSV (``darts.tabular``; NB201: ``search_spaces/nb201/table.py``).
+        column: the score, the default fidelity; ``cifar10_valid_12ep`` is NB201's search signal (R_EA.py/RANDOM.py
+            ``train_and_eval``: 'cifar10-valid', 'valid-accuracy', hp '12'). A fidelity is another validation column.
+        cost_suffix: the cost of a lookup of column c is the table's column ``c + cost_suffix`` (its recorded
+            training time in seconds) where the table has one, else 0 s (the shipped NB201 table has none).
         workers: threads (a lookup gains nothing from them, but the option means the same everywhere).
         data: never read, so a tabular run loads no dataset.
-
-    The cost is 0 s: the table holds no training times.
     """
 
-    def __init__(self, space: SearchSpace, path: str, column: str = "cifar10_valid_12ep", workers: int = 1,
-                 data: SearchData | None = None):
+    def __init__(self, space: SearchSpace, path: str, column: str = "cifar10_valid_12ep", cost_suffix: str = "_time",
+                 workers: int = 1, data: SearchData | None = None):
         super().__init__(space, workers)
         file = Path(path).expanduser().resolve()
         if not file.is_file():
-            raise FileNotFoundError(f"evaluator.path={path!r}: no NB201 table there (see darts/benchmarks/nb201.py)")
-        self.benchmark = _table(str(file), file.stat().st_mtime_ns)
-        valid = [c for c in self.benchmark.columns if "test" not in c]
+            raise FileNotFoundError(f"evaluator.path={path!r}: no table there (the format is in darts/tabular.py)")
+        self.benchmark = _table(file, space)
+        self.cost_suffix = cost_suffix
+        self.column = self._score_column(column)
+
+    def _score_column(self, column: str) -> str:
+        """``column`` if it is a validation column of the table, else ValueError naming the valid ones."""
+        valid = [c for c in self.benchmark.columns if "test" not in c and not c.endswith(self.cost_suffix)]
         if column not in valid:
             raise ValueError(f"evaluator.column={column!r} cannot score a search; a validation column is needed: {valid}")
-        self.column = column
-        try:
-            self.benchmark.query(space.sample(torch.Generator().manual_seed(0)), column)
-        except (ValueError, KeyError) as e:
-            raise ValueError(f"evaluator=tabular cannot score genotypes of {type(space).__name__} ({e}); "
-                             "it is for search_space=nb201") from None
+        return column
 
-    def evaluate(self, genotype: Any, index: int) -> Evaluation:
-        """The table's value of ``column``."""
-        return Evaluation(self.benchmark.query(genotype, self.column), 0.0)
+    def evaluate(self, genotype: Any, index: int, fidelity: str | None = None) -> Evaluation:
+        """The table's value of the fidelity's column (default ``column``); the cost is its recorded time, if any."""
+        column = self.column if fidelity is None else self._score_column(fidelity)
+        timing = column + self.cost_suffix
+        cost = self.benchmark.query(genotype, timing) if timing in self.benchmark.columns else 0.0
+        return Evaluation(self.benchmark.query(genotype, column), cost)
 
     def report(self, genotype: Any) -> dict[str, float]:
         """Every column of the table (validation and test accuracies)."""
@@ -217,35 +197,31 @@ class TrainEvaluator(Evaluator):
             raise ValueError(f"evaluator.epochs={epochs} must be >= 1")
         self.data, self.epochs, self.batch_size, self.seed = data, epochs, batch_size, seed
         self.optimizer = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
-        self.lr_min, self.steps_per_epoch, self.eval_batches = lr_min, steps_per_epoch, eval_batches
+        self.schedule = Cosine(lr_min, per_step=True)
+        self.steps_per_epoch, self.eval_batches = steps_per_epoch, eval_batches
 
     def prepare(self, on_epoch: EpochCallback | None = None) -> None:
         """Load the dataset (in the main thread, before any worker starts)."""
         self.data.load()
 
-    def evaluate(self, genotype: Any, index: int) -> Evaluation:
-        """Train for ``epochs`` on the weight half, then the accuracy (%) on the validation half."""
+    def evaluate(self, genotype: Any, index: int, fidelity: int | None = None) -> Evaluation:
+        """Train for ``fidelity`` epochs (default ``epochs``) on the weight half, then the accuracy (%) on the
+        validation half; the cost is the wall time."""
+        epochs = self.epochs if fidelity is None else int(fidelity)
+        if epochs < 1:
+            raise ValueError(f"a TrainEvaluator fidelity is a number of epochs >= 1, got {fidelity!r}")
         start = time.perf_counter()
         seed = candidate_seed(self.seed, index)
         net = build_seeded(lambda: self.space.build_network(genotype, self.data.num_classes), seed).to(self.data.device)
         loader = self.data.weight_loader(self.batch_size, seed)
         steps = min(len(loader), self.steps_per_epoch or len(loader))
         optimizer = torch.optim.SGD(net.parameters(), **self.optimizer)
-        # 12E.config "scheduler": "cos", updated every iteration (xautodl CosineAnnealingLR with iterations)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.epochs * steps, eta_min=self.lr_min)
-        net.train()
-        for epoch in range(self.epochs):
+        lr = self.optimizer["lr"]
+        for epoch in range(epochs):
             loader.set_epoch(epoch)
-            meter = Meter(self.data.device)
-            for x, y in islice(loader, steps):
-                optimizer.zero_grad(set_to_none=True)
-                logits = net(x)  # (B, num_classes)
-                loss = F.cross_entropy(logits, y)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                meter.update(loss, logits, y)
-        train = meter.result()
+            # 12E.config "scheduler": "cos", updated every iteration (xautodl CosineAnnealingLR with iterations)
+            train = train_epoch(net, loader, optimizer, steps, self.data.device, _cross_entropy, progress=False,
+                                lr_at_step=lambda step: self.schedule(lr, epoch + step / steps, epochs))
         net.eval()
         valid_loader = self.data.valid_loader(self.batch_size)
         valid = evaluate(net, valid_loader, min(len(valid_loader), self.eval_batches or len(valid_loader)),
@@ -310,10 +286,10 @@ class SupernetEvaluator(Evaluator):
         loader = self.data.weight_loader(self.batch_size, self.seed)
         steps = min(len(loader), self.steps_per_epoch or len(loader))
         model = _SinglePath(self.supernet, self.space, self.paths)
+        schedule = Cosine(s["lr_min"])  # darts_wrapper_discrete.py: CosineAnnealingLR stepped per epoch
         for epoch in range(self.trained_epochs, self.epochs):
-            lr = cosine_lr(s["lr"], s["lr_min"], epoch, self.epochs)  # CosineAnnealingLR stepped per epoch
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+            lr = schedule(s["lr"], epoch, self.epochs)
+            set_lr(self.optimizer, lr)
             loader.set_epoch(epoch)
             metrics = train_epoch(model, loader, self.optimizer, steps, device, _cross_entropy, s["grad_clip"],
                                   f"supernet {epoch}", self.progress)
@@ -323,8 +299,10 @@ class SupernetEvaluator(Evaluator):
         self.supernet.eval()
         self.batches = list(islice(self.data.valid_loader(self.batch_size), self.eval_batches))
 
-    def evaluate(self, genotype: Any, index: int) -> Evaluation:
-        """Validation accuracy (%) of ``genotype`` with the shared weights."""
+    def evaluate(self, genotype: Any, index: int, fidelity: None = None) -> Evaluation:
+        """Validation accuracy (%) of ``genotype`` with the shared weights (no fidelity: the weights are trained once)."""
+        if fidelity is not None:
+            raise ValueError(f"evaluator=supernet takes no fidelity, got {fidelity!r}")
         start = time.perf_counter()
         mixing = self.space.one_hot(genotype)
         result = evaluate(lambda x: self.supernet(x, mixing), self.batches, len(self.batches), self.data.device,

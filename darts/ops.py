@@ -1,17 +1,105 @@
-"""DARTS candidate operations (primitives) and the `OPS` factory table.
+"""Shared primitive ops, each declaring the parameter-free head the supernet may share between edges.
 
 Layer order, kernel/padding/dilation choices, bias-free convolutions and BatchNorm placement follow
 the DARTS reference code (quark0/darts, cnn/operations.py) exactly, so parameter counts and
-state_dict keys (e.g. `op.1.weight`) match it.
-"""
+state_dict keys (e.g. `op.1.weight`) match it. A space's op table (name -> factory) lives with the
+space (``search_spaces.darts.OPS``, ``search_spaces.nb201.OPS``).
 
-from typing import Callable
+The fast path (``darts.supernet.MixedOp``) computes an op as ``tail(head(x))`` where ``head`` is
+parameter-free and shared by every edge leaving the same input state. An op opts in by defining
+``head_split()``; an op without it is computed whole (correct, merely not shared).
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Protocol, runtime_checkable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+Fn = Callable[[torch.Tensor], torch.Tensor]
 
 
-class ReLUConvBN(nn.Module):
+class HeadSplit(NamedTuple):
+    """An op is ``tail(head(x))`` (``tail`` None: the head alone); ``head`` holds no parameters and computes
+    the same function for every op declaring the same ``key``."""
+
+    key: tuple
+    head: Fn
+    tail: Fn | None
+
+
+@runtime_checkable
+class SplitsHead(Protocol):
+    """An op that declares its parameter-free head (see the module docstring)."""
+
+    def head_split(self) -> HeadSplit:
+        """The op as head and tail."""
+
+
+def head_split(op: nn.Module) -> HeadSplit | None:
+    """The op's declared split, or None (the op is then computed whole)."""
+    return op.head_split() if isinstance(op, SplitsHead) else None
+
+
+_RELU = ("relu",)
+
+
+def _pool_key(pool: nn.Module) -> tuple:
+    """Pools of equal type and hyper-parameters compute the same function."""
+    return (type(pool).__name__, *sorted((k, v) for k, v in vars(pool).items() if not k.startswith("_") and k != "training"))
+
+
+class AvgPool(nn.AvgPool2d):
+    """nn.AvgPool2d that declares itself a shareable head (parameter-free)."""
+
+    def head_split(self) -> HeadSplit:
+        """All head, no tail."""
+        return HeadSplit(_pool_key(self), self, None)
+
+
+class MaxPool(nn.MaxPool2d):
+    """nn.MaxPool2d that declares itself a shareable head (parameter-free)."""
+
+    def head_split(self) -> HeadSplit:
+        """All head, no tail."""
+        return HeadSplit(_pool_key(self), self, None)
+
+
+class PoolBN(nn.Sequential):
+    """A pool followed by an affine-free BN (DARTS model_search.py MixedOp); state_dict keys ``0.``/``1.`` as there."""
+
+    def __init__(self, pool: nn.Module, C: int):
+        super().__init__(pool, nn.BatchNorm2d(C, affine=False))
+
+    def head_split(self) -> HeadSplit:
+        """The pool is shared; its BN stays per edge (so its running statistics stay exact)."""
+        return HeadSplit(_pool_key(self[0]), self[0], self[1])
+
+
+class ReLUSequential(nn.Sequential):
+    """An nn.Sequential whose first layer is a ReLU, declared as the shareable head."""
+
+    def head_split(self) -> HeadSplit:
+        """ReLU head, the remaining layers as tail."""
+        return HeadSplit(_RELU, F.relu, self[1:])
+
+
+class _ReLUHeaded(nn.Module):
+    """Base of ops whose ``self.op`` is an nn.Sequential starting with a ReLU."""
+
+    op: nn.Sequential
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the op: (B, C_in, H, W) -> (B, C_out, H/stride, W/stride)."""
+        return self.op(x)
+
+    def head_split(self) -> HeadSplit:
+        """The leading ReLU is the head; the rest of ``op`` the tail."""
+        return HeadSplit(_RELU, F.relu, self.op[1:])
+
+
+class ReLUConvBN(_ReLUHeaded):
     """ReLU -> Conv2d (no bias) -> BatchNorm2d, as DARTS cnn/operations.py."""
 
     def __init__(
@@ -24,12 +112,8 @@ class ReLUConvBN(nn.Module):
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the op: (B, C_in, H, W) -> (B, C_out, H', W')."""
-        return self.op(x)
 
-
-class DilConv(nn.Module):
+class DilConv(_ReLUHeaded):
     """ReLU -> dilated depthwise conv -> pointwise conv -> BN (one pass), as DARTS cnn/operations.py."""
 
     def __init__(
@@ -53,12 +137,8 @@ class DilConv(nn.Module):
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the op: (B, C_in, H, W) -> (B, C_out, H/stride, W/stride)."""
-        return self.op(x)
 
-
-class SepConv(nn.Module):
+class SepConv(_ReLUHeaded):
     """Two passes of ReLU -> depthwise -> pointwise -> BN; only the first depthwise is strided.
 
     DARTS cnn/operations.py: the first pass keeps C_in channels, the second maps to C_out.
@@ -81,10 +161,6 @@ class SepConv(nn.Module):
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the op: (B, C_in, H, W) -> (B, C_out, H/stride, W/stride)."""
-        return self.op(x)
-
 
 class Identity(nn.Module):
     """Identity (skip_connect at stride 1); the discrete cell never drop-paths it."""
@@ -92,6 +168,10 @@ class Identity(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the input unchanged: (B, C, H, W) -> (B, C, H, W)."""
         return x
+
+    def head_split(self) -> HeadSplit:
+        """All head: the input itself."""
+        return HeadSplit(("identity",), nn.Identity(), None)
 
 
 class Zero(nn.Module):
@@ -129,41 +209,12 @@ class FactorizedReduce(nn.Module):
         """Apply the op: (B, C_in, H, W) -> (B, C_out, H/2, W/2) for even H, W."""
         return self.reduce(self.relu(x))
 
+    def head_split(self) -> HeadSplit:
+        """The leading ReLU is the head; ``reduce`` the tail."""
+        return HeadSplit(_RELU, F.relu, self.reduce)
+
     def reduce(self, x: torch.Tensor) -> torch.Tensor:
         """Everything after the leading ReLU (the supernet shares that ReLU between edges)."""
         a = self.conv_1(x)  # (B, C_out/2, H/2, W/2)
         b = self.conv_2(x[:, :, 1:, 1:])  # (B, C_out/2, H/2, W/2)
         return self.bn(torch.cat([a, b], dim=1))  # (B, C_out, H/2, W/2)
-
-
-def _conv_7x1_1x7(C: int, stride: int, affine: bool) -> nn.Sequential:
-    """ReLU -> (1,7) conv -> (7,1) conv -> BN, striding W then H, as DARTS cnn/operations.py."""
-    return nn.Sequential(
-        nn.ReLU(inplace=False),
-        nn.Conv2d(C, C, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
-        nn.Conv2d(C, C, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
-        nn.BatchNorm2d(C, affine=affine),
-    )
-
-
-def _skip_connect(C: int, stride: int, affine: bool) -> nn.Module:
-    """Identity at stride 1, FactorizedReduce at stride 2 (DARTS cnn/operations.py)."""
-    return Identity() if stride == 1 else FactorizedReduce(C, C, affine=affine)
-
-
-# name -> factory(C, stride, affine); every op maps C channels to C channels.
-# Paddings keep "same" spatial size at stride 1 (DARTS cnn/operations.py).
-OPS: dict[str, Callable[[int, int, bool], nn.Module]] = {
-    "none": lambda C, stride, affine: Zero(stride),
-    "avg_pool_3x3": lambda C, stride, affine: nn.AvgPool2d(
-        3, stride=stride, padding=1, count_include_pad=False
-    ),
-    "max_pool_3x3": lambda C, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
-    "skip_connect": _skip_connect,
-    "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine=affine),
-    "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine=affine),
-    "sep_conv_7x7": lambda C, stride, affine: SepConv(C, C, 7, stride, 3, affine=affine),
-    "dil_conv_3x3": lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine=affine),
-    "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine=affine),
-    "conv_7x1_1x7": _conv_7x1_1x7,
-}

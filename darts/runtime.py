@@ -1,10 +1,11 @@
-"""Run-level helpers: device choice, seeding, locating a run to resume."""
+"""How a network runs (device, precision, memory format, fast path, compile) and seeding."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -61,19 +62,40 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def find_resume_dir(resume: object, outputs: str | Path, marker: str) -> Path | None:
-    """The run directory to continue: a path, or for ``true`` the newest run under ``outputs`` with ``marker``
-    and no ``result.json``; None when not resuming."""
-    if resume in (None, False, "", "false", "False"):
-        return None
-    if resume is True or resume in ("true", "True"):
-        runs = sorted((p.parent for p in Path(outputs).glob(f"*/*/{marker}") if not (p.parent / "result.json").exists()),
-                      key=lambda p: p.stat().st_mtime)
-        if not runs:
-            raise FileNotFoundError(f"resume=true but no unfinished run (with {marker}) under {outputs}/; "
-                                    "pass resume=<run directory>")
-        return runs[-1]
-    path = Path(str(resume)).expanduser()
-    if not (path / marker).is_file():
-        raise FileNotFoundError(f"resume={resume!r}: no {marker} in that directory")
-    return path
+@dataclass(frozen=True)
+class Runtime:
+    """How a network is placed and run; given to ``SearchSpace.build_supernet`` (and retraining) when it is built.
+
+    Args:
+        device: where parameters and batches live.
+        amp_dtype: autocast dtype of the forward pass (None = fp32); parameters and optimizers stay fp32.
+        channels_last: NHWC memory format for parameters and inputs.
+        fast: the supernet's fast path (``darts.supernet.MixedOp``); False = the reference's computation.
+        compile: ``torch.compile`` the module.
+    """
+
+    device: torch.device = torch.device("cpu")
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+    fast: bool = True
+    compile: bool = False
+
+    @classmethod
+    def of(cls, device: str = "auto", precision: str = "auto", channels_last: bool | str = "auto", fast: bool = True,
+           compile: bool = False) -> Runtime:
+        """The runtime the configuration's values name (``device``, ``precision``, ``channels_last``: see README)."""
+        dev = pick_device(device)
+        amp = amp_dtype(precision, dev)
+        return cls(dev, amp, use_channels_last(channels_last, dev, amp), fast, compile)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """channels_last or contiguous."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def place(self, module: nn.Module) -> nn.Module:
+        """Move ``module`` to the device and memory format, compiled when asked; returns it."""
+        module.to(self.device, memory_format=self.memory_format)
+        if self.compile:
+            module.compile()
+        return module

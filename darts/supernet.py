@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darts.ops import OPS, FactorizedReduce, Identity
-from darts.runtime import autocast
+from darts.ops import HeadSplit, Zero, head_split
+from darts.runtime import Runtime, autocast
 
 
 @dataclass
@@ -77,61 +77,33 @@ class SharedInput:
         return self._parts[c]
 
 
-_POOLS = (nn.MaxPool2d, nn.AvgPool2d)
-Plan = tuple[tuple | None, Callable[[torch.Tensor], torch.Tensor] | None, Callable[[torch.Tensor], torch.Tensor] | None]
-
-
-def _pool_key(pool: nn.Module) -> tuple:
-    """Pools with equal type and hyper-parameters compute the same function."""
-    return (type(pool).__name__, *sorted((k, v) for k, v in vars(pool).items() if not k.startswith("_") and k != "training"))
-
-
-def _plan(op: nn.Module) -> Plan:
-    """Split an op into a shareable parameter-free head (with its cache key) and the rest."""
-    if isinstance(op, (Identity, nn.Identity)):
-        return ("identity",), nn.Identity(), None
-    if isinstance(op, _POOLS):
-        return _pool_key(op), op, None
-    if isinstance(op, nn.Sequential) and isinstance(op[0], _POOLS):  # pool + affine-free BN: BN stays per edge
-        return _pool_key(op[0]), op[0], op[1:]
-    if isinstance(op, FactorizedReduce):
-        return ("relu",), F.relu, op.reduce
-    body = getattr(op, "op", op)
-    if isinstance(body, nn.Sequential) and isinstance(body[0], nn.ReLU):
-        return ("relu",), F.relu, body[1:]
-    return None, None, None
-
-
 class MixedOp(nn.Module):
     """All candidate ops of one edge; output = sum_k w_k * op_k(x) (DARTS eq. 2).
 
     With ``partial_channels`` K > 1 only C/K channels go through the ops and the rest bypass them,
-    followed by a channel shuffle (PC-DARTS, Xu et al., ICLR 2020, sec. 3.2). ``ops`` is the op table
-    (DARTS or NB201); ``pool_bn`` adds DARTS's affine-free BN after pools.
+    followed by a channel shuffle (PC-DARTS, Xu et al., ICLR 2020, sec. 3.2). ``ops`` is the space's op
+    table (name -> factory(C, stride, affine)); search ops are built without affine BN parameters.
 
-    ``fast`` (default): `none` is never computed (it adds exactly zero, value and gradient) and the
-    parameter-free heads of the ops come from a ``SharedInput``; ``fast=False`` is the reference's
-    plain computation of every op, kept for benchmarks and equivalence tests.
+    ``fast`` (default): `none` (``darts.ops.Zero``) is never computed (it adds exactly zero, value and
+    gradient) and the parameter-free heads the ops declare (``darts.ops.HeadSplit``) come from a
+    ``SharedInput``; ``fast=False`` is the reference's plain computation of every op, kept for
+    benchmarks and equivalence tests.
     """
 
-    def __init__(self, C: int, stride: int, primitives: Sequence[str], partial_channels: int = 1,
-                 ops: Mapping[str, Callable[[int, int, bool], nn.Module]] = OPS, pool_bn: bool = True):
+    def __init__(self, C: int, stride: int, primitives: Sequence[str],
+                 ops: Mapping[str, Callable[[int, int, bool], nn.Module]], partial_channels: int = 1,
+                 fast: bool = True):
         super().__init__()
         if C % partial_channels:
             raise ValueError(f"partial_channels={partial_channels} must divide the channels C={C}")
         self.primitives = tuple(primitives)
         self.stride = stride
         self.k = partial_channels
-        c = C // partial_channels
-        self._ops = nn.ModuleList()
-        for name in self.primitives:
-            op = ops[name](c, stride, False)
-            if pool_bn and "pool" in name:  # DARTS model_search.py: pools get an affine-free BN
-                op = nn.Sequential(op, nn.BatchNorm2d(c, affine=False))
-            self._ops.append(op)
-        self._active = [i for i, name in enumerate(self.primitives) if name != "none"]
-        self._plans = [_plan(op) for op in self._ops]  # a plain list: the modules are registered in _ops
-        self.fast = True
+        self.fast = fast
+        self._ops = nn.ModuleList(ops[name](C // partial_channels, stride, False) for name in self.primitives)
+        self._active = [i for i, op in enumerate(self._ops) if not isinstance(op, Zero)]
+        # a plain list (the modules are registered in _ops): each op's declared head, or None
+        self._splits: list[HeadSplit | None] = [head_split(op) for op in self._ops]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None = None,
                 shared: SharedInput | None = None) -> torch.Tensor:
@@ -155,11 +127,11 @@ class MixedOp(nn.Module):
 
     def _run(self, i: int, x: torch.Tensor, shared: SharedInput | None) -> torch.Tensor:
         """Op i on x, its parameter-free head taken from ``shared`` when possible."""
-        key, head, tail = self._plans[i]
-        if shared is None or key is None:
+        split = self._splits[i]
+        if shared is None or split is None:
             return self._ops[i](x)
-        y = shared.get(key, head)
-        return y if tail is None else tail(y)
+        y = shared.get(split.key, split.head)
+        return y if split.tail is None else split.tail(y)
 
     def _mix(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None,
              shared: SharedInput | None) -> torch.Tensor:
@@ -220,9 +192,15 @@ class CellDAG(nn.Module):
 
 
 class Supernet(nn.Module, ABC):
-    """Base of every supernet: owns alphas [E, K] per cell type; subclasses implement ``logits``."""
+    """Base of every supernet: owns alphas [E, K] per cell type; subclasses implement ``logits``.
 
-    def __init__(self, cell_types: Sequence[str], num_edges: int, primitives: Sequence[str]):
+    ``runtime`` (``darts.runtime.Runtime``) is given when the supernet is built: its autocast dtype and
+    memory format apply in ``forward``, its ``fast`` flag to the mixed ops the subclass builds, and
+    ``SearchSpace.build_supernet`` places the finished network with ``runtime.place``.
+    """
+
+    def __init__(self, cell_types: Sequence[str], num_edges: int, primitives: Sequence[str],
+                 runtime: Runtime = Runtime()):
         super().__init__()
         self.cell_types = tuple(cell_types)
         self.primitives = tuple(primitives)
@@ -231,20 +209,8 @@ class Supernet(nn.Module, ABC):
         self.alphas = nn.ParameterDict(
             {t: nn.Parameter(1e-3 * torch.randn(num_edges, len(self.primitives))) for t in self.cell_types}
         )
-        self.amp_dtype: torch.dtype | None = None  # e.g. torch.bfloat16: autocast inside forward
-        self.memory_format = torch.contiguous_format
-
-    def set_precision(self, amp_dtype: torch.dtype | None, channels_last: bool = False) -> None:
-        """Run the network under autocast to ``amp_dtype`` (None = fp32), optionally channels_last."""
-        self.amp_dtype = amp_dtype
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.to(memory_format=self.memory_format)
-
-    def set_fast(self, fast: bool) -> None:
-        """Fast path (skip `none`, share parameter-free heads) or the reference's plain computation."""
-        for m in self.modules():
-            if isinstance(m, MixedOp):
-                m.fast = fast
+        self.runtime = runtime
+        self.amp_dtype = runtime.amp_dtype  # e.g. torch.bfloat16: autocast inside forward; None = fp32
 
     def arch_parameters(self) -> list[nn.Parameter]:
         """The architecture parameters (alphas), one [E, K] tensor per cell type."""
@@ -258,7 +224,7 @@ class Supernet(nn.Module, ABC):
         """Logits for x (B, 3, H, W); without mixing, the DARTS relaxation softmax(alphas)."""
         if mixing is None:
             mixing = {t: Mixing(F.softmax(self.alphas[t], dim=-1)) for t in self.cell_types}
-        x = x.contiguous(memory_format=self.memory_format)
+        x = x.contiguous(memory_format=self.runtime.memory_format)
         # the mixing weights arrive in fp32 (computed outside); only the network runs in amp_dtype
         with autocast(x.device.type, self.amp_dtype):
             logits = self.logits(x, mixing)

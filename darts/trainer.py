@@ -71,8 +71,8 @@ def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable
         x, y = train
         optimizer.zero_grad(set_to_none=True)
         with frozen(strategy.arch_parameters()):
-            logits = supernet(x, strategy.mixing())
-            loss = F.cross_entropy(logits, y)
+            logits = supernet(x, strategy.weight_mixing())
+            loss = strategy.weight_loss(logits, y)
         loss.backward()
         nn.utils.clip_grad_norm_(weights, grad_clip)
         optimizer.step()
@@ -82,17 +82,27 @@ def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable
     return meter.result()
 
 
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate of every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def train_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer, steps: int,
                 device: torch.device, loss_fn: Callable[[object, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
                 grad_clip: float | None = None, desc: str = "train", progress: bool = True,
-                amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+                amp_dtype: torch.dtype | None = None,
+                lr_at_step: Callable[[int], float] | None = None) -> dict[str, float]:
     """One epoch of plain training; ``loss_fn(model_output, y) -> (loss, logits)``; the forward and the loss
-    run under autocast to ``amp_dtype`` when it is set (weights, gradients and optimizer stay fp32)."""
+    run under autocast to ``amp_dtype`` when it is set (weights, gradients and optimizer stay fp32);
+    ``lr_at_step(step)``, when given, sets the learning rate before each step (per-step schedules)."""
     model.train()
     meter = Meter(device)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     bar = _bar(islice(loader, steps), steps, desc, progress)
     for step, (x, y) in enumerate(bar):
+        if lr_at_step is not None:
+            set_lr(optimizer, lr_at_step(step))
         optimizer.zero_grad(set_to_none=True)
         with autocast(device.type, amp_dtype):
             loss, logits = loss_fn(model(x), y)

@@ -1,4 +1,4 @@
-"""The interface every search space implements: topology only, no search algorithm."""
+"""The interface every search space implements: its networks and genotypes, no search algorithm."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -7,27 +7,34 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from darts.runtime import Runtime
 from darts.supernet import Mixing, Supernet
 
 
 class SearchSpace(ABC):
     """Primitives, edges and cell types of a space; builds its networks and handles its genotypes.
 
-    Strategies talk to a space only through this interface, so they never know which space they
-    search. Genotypes are the space's own immutable value type.
+    Strategies, evaluators and runs talk to a space only through this interface, so they never know
+    which space they search. Genotypes are the space's own immutable value type. A space is a package
+    under ``search_spaces/`` (its ops, genotype, supernet, networks, published cells) plus
+    ``conf/search_space/<name>.yaml`` and its retraining recipes ``conf/recipe/<name>/<dataset>.yaml``.
     """
 
     primitives: tuple[str, ...]
     cell_types: tuple[str, ...]
     num_edges: int
 
+    def build_supernet(self, num_classes: int, runtime: Runtime = Runtime()) -> Supernet:
+        """The weight-sharing supernet, built with ``runtime`` (precision, memory format, fast path) and placed by it."""
+        return runtime.place(self.make_supernet(num_classes, runtime))
+
     @abstractmethod
-    def build_supernet(self, num_classes: int) -> Supernet:
-        """The weight-sharing supernet (mixed ops on every edge), with the space's partial channels."""
+    def make_supernet(self, num_classes: int, runtime: Runtime) -> Supernet:
+        """A new supernet (mixed ops on every edge, with the space's partial channels and ``runtime.fast``), on the CPU."""
 
     @abstractmethod
     def build_network(self, genotype: Any, num_classes: int) -> nn.Module:
-        """The discrete network of one genotype at the search size; forward returns logits."""
+        """The discrete network of one genotype at the space's size; forward returns logits."""
 
     @abstractmethod
     def derive(self, weights: dict[str, torch.Tensor]) -> Any:
@@ -44,6 +51,10 @@ class SearchSpace(ABC):
     @abstractmethod
     def to_json(self, genotype: Any) -> dict:
         """A JSON-serialisable form of a genotype."""
+
+    @abstractmethod
+    def from_json(self, data: Any) -> Any:
+        """The genotype of a ``to_json`` form; ValueError when malformed."""
 
     @abstractmethod
     def sample(self, generator: torch.Generator) -> Any:

@@ -1,6 +1,6 @@
 """The speed benchmark (benchmarks/speed.py) and the numerics of the fast path (issue 7, scope 6).
 
-The fast path (``Supernet.set_fast(True)``: `none` skipped, shared parameter-free heads) must give the plain
+The fast path (``Runtime(fast=True)``: `none` skipped, shared parameter-free heads) must give the plain
 path's alphas trajectory: to fp32 rounding in fp32, within a bf16 tolerance under bf16 autocast. The GPU
 features (bf16 autocast, channels_last, compile) run here on CPU as far as the CPU allows.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, replace
+from functools import partial
 
 import pytest
 import torch
@@ -16,16 +17,19 @@ import torch.nn.functional as F
 
 from benchmarks import speed
 from darts.data import fake
-from darts.final import FinalRun, FinalSettings, NetworkSpec
-from darts.network import NetworkCIFAR
-from darts.runtime import use_channels_last
-from darts.search import SearchRun, SearchSettings
+from darts.runs.final import FinalRun, FinalSettings
+from darts.runs.network_spec import NetworkSpec
+from darts.runs.search import SearchRun
+from darts.runtime import Runtime, use_channels_last
+from darts.schedules import Cosine
+from darts.search_data import SearchData
+from search_spaces.darts.network import NetworkCIFAR
 from darts.strategies.darts import DARTS
 from darts.strategies.gdas import GDAS
 from darts.strategies.pcdarts import PCDARTS
 from darts.trainer import search_epoch
 from search_spaces.darts import DartsSpace
-from search_spaces.darts_genotypes import GENOTYPES
+from search_spaces.darts.genotypes import GENOTYPES
 from search_spaces.nb201 import NB201Space
 
 CPU = torch.device("cpu")
@@ -59,10 +63,8 @@ def trajectory(space, strategy_cls, kwargs: dict, fast: bool, amp_dtype=None, ch
                backend: str | None = None, steps: int = 2):
     """Alphas (and betas) after each of ``steps`` seeded search steps [steps, P], the final genotype, the supernet."""
     torch.manual_seed(0)
-    supernet = space.build_supernet(10)
+    supernet = space.build_supernet(10, Runtime(amp_dtype=amp_dtype, channels_last=channels_last, fast=fast))
     strategy = strategy_cls(supernet, space, **kwargs)
-    supernet.set_precision(amp_dtype, channels_last)
-    supernet.set_fast(fast)
     if backend:
         supernet.compile(backend=backend)
     optimizer = torch.optim.SGD(supernet.weight_parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
@@ -109,8 +111,7 @@ def test_fast_path_gives_the_plain_second_order_hypergradient_in_float64():
     for fast in (False, True):
         torch.manual_seed(0)
         space = DartsSpace(4, 3)
-        supernet = space.build_supernet(10).double()
-        supernet.set_fast(fast)
+        supernet = space.build_supernet(10, Runtime(fast=fast)).double()
         strategy = DARTS(supernet, space, order=2)
         optimizer = torch.optim.SGD(supernet.weight_parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
         grads.append(torch.cat([g.flatten() for g in strategy.unrolled_gradient(train, valid, optimizer)]))
@@ -134,10 +135,8 @@ def test_bf16_autocast_alphas_gradient_and_trajectory_are_within_bf16_tolerance_
     grads = []
     for fast, amp_dtype in ((False, None), (True, torch.bfloat16)):
         torch.manual_seed(0)
-        supernet = space.build_supernet(10)
+        supernet = space.build_supernet(10, Runtime(amp_dtype=amp_dtype, fast=fast))
         strategy, (valid, _) = cls(supernet, space, **kwargs), fixed_batches(1)[0]
-        supernet.set_precision(amp_dtype)
-        supernet.set_fast(fast)
         grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(strategy.arch_loss(valid),
                                                                           strategy.arch_parameters())]))
     assert (grads[1] - grads[0]).norm() / grads[0].norm() <= BF16_MAX_GRAD_ERROR
@@ -182,31 +181,28 @@ def test_compile_setting_gives_the_eager_trajectory_with_inductor(tmp_path):
     space = NB201Space(4, 1)
     eager, _, _ = trajectory(space, DARTS, {}, fast=True, steps=2)
     torch.manual_seed(0)
-    supernet = space.build_supernet(10)
-    strategy = DARTS(supernet, space)
-    data = fake(num_train=32, num_test=8, image_size=16)
-    run = SearchRun(tmp_path, space, strategy, data.train.loader(8, CPU, True), data.train.loader(8, CPU, True),
-                    SearchSettings(compile=True, progress=False), CPU)
+    data = SearchData(lambda: fake(num_train=32, num_test=8, image_size=16), 0.5, 0, CPU)
+    run = SearchRun(tmp_path, space, data, DARTS, Runtime(compile=True), batch_size=8, progress=False)
     out = []
     for train, valid in fixed_batches(2):
-        search_epoch(run.supernet, strategy, [train], [valid], run.optimizer, 5.0, 1, CPU, progress=False)
-        out.append(torch.cat([a.detach().flatten() for a in strategy.arch_parameters()]))
+        search_epoch(run.supernet, run.strategy, [train], [valid], run.optimizer, 5.0, 1, CPU, progress=False)
+        out.append(torch.cat([a.detach().flatten() for a in run.strategy.arch_parameters()]))
     torch.testing.assert_close(torch.stack(out), eager, rtol=0, atol=1e-5)
 
 
-def tiny_final_run(tmp_path, **settings) -> FinalRun:
+def tiny_final_run(tmp_path, precision: str = "auto", channels_last: bool | str = "auto") -> FinalRun:
     """A DARTS_V2 retraining at C=4, 3 cells, batch 8 on synthetic images, one step per epoch."""
     data = fake(num_train=32, num_test=16)
-    spec = NetworkSpec(NetworkCIFAR, GENOTYPES["DARTS_V2"], 4, 3, 10, True)
-    s = FinalSettings(epochs=1, steps_per_epoch=1, progress=False, **settings)
+    spec = NetworkSpec(partial(NetworkCIFAR, C=4, layers=3), GENOTYPES["DARTS_V2"], DartsSpace(), 10, auxiliary=True)
+    s = FinalSettings(epochs=1, steps_per_epoch=1, progress=False)
     return FinalRun(tmp_path, spec, data.train.loader(8, CPU, True, cutout=16), data.test.loader(8, CPU, False), s,
-                    torch.optim.lr_scheduler.ConstantLR, CPU)
+                    Cosine(), Runtime.of("cpu", precision, channels_last))
 
 
 @pytest.mark.parametrize("precision, channels_last, dtype", [("bf16", False, torch.bfloat16),
                                                             ("fp32", True, torch.float32)])
 def test_retraining_honours_precision_and_channels_last(tmp_path, precision, channels_last, dtype):
-    """FinalRun(precision, channels_last): the weights' layout, the convolutions' dtype and the input layout
+    """FinalRun with a runtime's precision and channels_last: the weights' layout, the convolutions' dtype and the input layout
     are as asked, in the training step and the evaluation, and the run completes with finite numbers."""
     run = tiny_final_run(tmp_path, precision=precision, channels_last=channels_last)
     assert run.amp_dtype == (None if precision == "fp32" else dtype)
@@ -232,7 +228,7 @@ def test_bf16_with_channels_last_is_refused_on_cpu(tmp_path):
 def test_bad_precision_and_variants_are_clear_errors():
     """Unknown precisions, variant modifiers and cases raise ValueError naming the valid choices."""
     with pytest.raises(ValueError, match="precision='fp16'.*auto"):
-        FinalSettings(precision="fp16")
+        Runtime.of("cpu", precision="fp16")
     with pytest.raises(ValueError, match="'bf17'.*channels_last"):
         speed.parse_variant("bf17+channels_last")
     with pytest.raises(ValueError, match="darts-3rd.*darts-1st"):

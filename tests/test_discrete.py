@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +18,16 @@ from PIL import Image
 
 from conftest import ROOT, read_json, tensorboard_tags
 from darts.data import Datasets, ImageData
-from darts.discrete import HISTORY, DiscreteRun, read_history
-from darts.evaluators import SearchData, SupernetEvaluator, TabularEvaluator, TrainEvaluator
-from darts.genotype import Genotype
+from darts.evaluators import SupernetEvaluator, TabularEvaluator, TrainEvaluator
+from darts.runs.directory import read_jsonl
+from darts.runs.discrete import HISTORY, DiscreteRun
+from darts.search_data import SearchData
+from search_spaces.darts.genotype import Genotype
 from darts.strategies.evolution import RegularizedEvolution
 from darts.strategies.random_search import RandomSearch
 from search_spaces.darts import DartsSpace
 from search_spaces.nb201 import NB201Space
-from search_spaces.nb201_genotype import EDGES, PRIMITIVES, parse_arch
+from search_spaces.nb201.genotype import EDGES, PRIMITIVES, parse_arch
 
 CHI2_999 = {4: 18.467, 6: 22.458}  # chi-square quantile 0.999 by degrees of freedom
 TIMING = ("time", "elapsed", "cost")  # the only fields of a history record that may differ between runs
@@ -150,7 +153,7 @@ def test_tabular_evaluator_scores_a_validation_column(nb201_csv):
     assert ev.report(parse_arch(arch))["cifar10_test_200ep"] == ev.benchmark.query(arch, "cifar10_test_200ep")
     with pytest.raises(ValueError, match="validation column"):
         TabularEvaluator(space, path=str(nb201_csv), column="cifar10_test_200ep")
-    with pytest.raises(ValueError, match="search_space=nb201"):
+    with pytest.raises(ValueError, match="not a genotype of DartsSpace.*another search space"):
         TabularEvaluator(DartsSpace(), path=str(nb201_csv))
 
 
@@ -211,18 +214,18 @@ def test_supernet_evaluator_resumes_training_exactly(mini_images):
 
 def history_without_timing(run_dir: Path) -> list[dict]:
     """The records of a run's history, timing fields removed."""
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_history(run_dir / HISTORY)]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_jsonl(run_dir / HISTORY)]
 
 
 def tabular_run(run_dir: Path, csv: Path, strategy, workers: int = 1) -> DiscreteRun:
     """A discrete run in the NB201 space scored by the table."""
     space = NB201Space()
-    return DiscreteRun(run_dir, space, strategy(space), TabularEvaluator(space, str(csv), workers=workers),
+    return DiscreteRun(run_dir, space, None, strategy, partial(TabularEvaluator, path=str(csv), workers=workers),
                        progress=False)
 
 
-@pytest.mark.parametrize("make", [lambda s: RegularizedEvolution(s, budget=40, generation=4, seed=5),
-                                  lambda s: RandomSearch(s, budget=40, seed=5)], ids=["evolution", "random"])
+@pytest.mark.parametrize("make", [partial(RegularizedEvolution, budget=40, generation=4, seed=5),
+                                  partial(RandomSearch, budget=40, seed=5)], ids=["evolution", "random"])
 def test_parallel_and_serial_runs_write_the_same_history(nb201_csv, tmp_path, make):
     """Scoring each generation with 4 worker threads gives the serial run's history and result."""
     serial = tabular_run(tmp_path / "serial", nb201_csv, make).run()
@@ -237,16 +240,16 @@ def test_parallel_training_matches_serial(mini_images, tmp_path):
     def run(name: str, workers: int) -> list[dict]:
         space = tiny_nb201()
         data = SearchData(lambda: mini_images, 0.5, 0, "cpu")
-        evaluator = TrainEvaluator(space, data, epochs=1, batch_size=16, steps_per_epoch=2, eval_batches=2,
-                                   workers=workers)
-        DiscreteRun(tmp_path / name, space, RandomSearch(space, budget=4, seed=0), evaluator, progress=False).run()
+        evaluator = partial(TrainEvaluator, epochs=1, batch_size=16, steps_per_epoch=2, eval_batches=2, workers=workers)
+        DiscreteRun(tmp_path / name, space, data, partial(RandomSearch, budget=4, seed=0), evaluator,
+                    progress=False).run()
         return history_without_timing(tmp_path / name)
     assert run("serial", 1) == run("parallel", 2)
 
 
 def test_resume_continues_an_interrupted_history(nb201_csv, tmp_path):
     """A run cut after 17 evaluations (mid-line) and resumed ends with the uninterrupted run's history and result."""
-    make = lambda s: RegularizedEvolution(s, budget=40, seed=2)  # noqa: E731
+    make = partial(RegularizedEvolution, budget=40, seed=2)
     full = tabular_run(tmp_path / "full", nb201_csv, make).run()
     tabular_run(tmp_path / "cut", nb201_csv, make).run()
     lines = (tmp_path / "cut" / HISTORY).read_text().splitlines(keepends=True)
@@ -261,8 +264,8 @@ def test_resume_continues_an_interrupted_history(nb201_csv, tmp_path):
 
 def test_resume_refuses_a_history_from_another_seed(nb201_csv, tmp_path):
     """Resuming with a different seed stops with a clear error instead of mixing two searches."""
-    tabular_run(tmp_path / "run", nb201_csv, lambda s: RegularizedEvolution(s, budget=12, seed=0)).run()
-    other = tabular_run(tmp_path / "run", nb201_csv, lambda s: RegularizedEvolution(s, budget=12, seed=1))
+    tabular_run(tmp_path / "run", nb201_csv, partial(RegularizedEvolution, budget=12, seed=0)).run()
+    other = tabular_run(tmp_path / "run", nb201_csv, partial(RegularizedEvolution, budget=12, seed=1))
     other.resume()
     with pytest.raises(ValueError, match="does not match"):
         other.run()
@@ -280,8 +283,8 @@ def test_discrete_configs_compose_with_every_evaluator(strategy, evaluator):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("search", overrides=[f"strategy={strategy}", f"evaluator={evaluator}", "evaluator.path=x"]
                       if evaluator == "tabular" else [f"strategy={strategy}", f"evaluator={evaluator}"])
-        assert cfg.run._target_ == "darts.discrete.DiscreteRun" and cfg.strategy.seed == cfg.seed
-        assert "run" not in compose("search", overrides=["strategy=darts"])
+        assert cfg.run._target_ == "darts.runs.discrete.DiscreteRun" and cfg.strategy.seed == cfg.seed
+        assert compose("search", overrides=["strategy=darts"]).run._target_ == "darts.runs.search.SearchRun"
         with pytest.raises(Exception, match="evaluator"):
             compose("search", overrides=[f"strategy={strategy}"])
 
@@ -333,7 +336,7 @@ def test_entry_point_runs_write_history_result_and_tensorboard(entry_runs, name,
     run = base / name
     result = read_json(run / "result.json")
     assert isinstance(DartsSpace().parse(result["genotype"]), genotype_type)
-    records = read_history(run / HISTORY)
+    records = read_jsonl(run / HISTORY)
     assert [r["index"] for r in records] == [0, 1, 2] and result["evaluations"] == 3
     assert result["score"] == max(r["score"] for r in records) and all(r["cost"] > 0 for r in records)
     assert (run / "genotype.txt").is_file() and (run / "checkpoint.pt").is_file()
@@ -352,13 +355,8 @@ def test_tabular_entry_run_loads_no_dataset_and_resumes(entry_runs, nb201_csv):
     result = read_json(run / "result.json")
     assert result["benchmark"]["cifar10_test_200ep"] > 0 and result["evaluations"] == 20
     finish(start(run, f"resume={run}", "+strategy.budget=30"))  # `+`: the default strategy (darts) has no budget
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("search", overrides=["search_space=nb201", "strategy=evolution", "evaluator=tabular",
-                                           f"evaluator.path={nb201_csv}", "strategy.budget=30", "seed=7",
-                                           "progress=false"])
-    sys.path.insert(0, str(ROOT))
-    from train_search import build_discrete_run
-    build_discrete_run(cfg, base / "fresh").run()
+    finish(start(base / "fresh", "search_space=nb201", "strategy=evolution", "evaluator=tabular",
+                 f"evaluator.path={nb201_csv}", "strategy.budget=30", "seed=7"))
     assert history_without_timing(run) == history_without_timing(base / "fresh")
     assert read_json(run / "result.json")["evaluations"] == 30
     assert json.loads((run / HISTORY).read_text().splitlines()[-1])["index"] == 29

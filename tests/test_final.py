@@ -1,4 +1,4 @@
-"""Retraining (darts/final.py, train_final.py): genotype sources, the recipes, the loss, FLOPs, resume, end to end."""
+"""Retraining (darts/runs/final.py, train_final.py): genotype sources, the recipes, the loss, FLOPs, resume, end to end."""
 from __future__ import annotations
 
 import importlib.util
@@ -16,16 +16,25 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-import darts.final as final
+import cli
+import darts.runs.final as final
 from conftest import ROOT, read_json, run_entry
-from darts.final import count_flops, final_loss, holdout_split, resolve_genotype
-from search_spaces.darts_genotypes import GENOTYPES
+from darts.model_stats import count_flops
+from darts.runs.final import final_loss
+from darts.runs.network_spec import holdout_split, resolve_genotype as resolve
+from search_spaces.darts import GENOTYPES, DartsSpace
+from search_spaces.nb201 import NB201Space
 
 V2 = GENOTYPES["DARTS_V2"]
 NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 # a tiny, fast retraining on the real CIFAR-10 subset: 3 epochs of 1 step, 10% held out for validation
 TINY = ["genotype=DARTS_V2", "model.init_channels=4", "model.layers=3", "epochs=3", "batch_size=8",
         "steps_per_epoch=1", "valid_portion=0.1", "device=cpu", "progress=false"]
+
+
+def resolve_genotype(source):
+    """A genotype of the DARTS space from any source form."""
+    return resolve(source, DartsSpace())
 
 
 def tiny_overrides(cifar_mini: Path) -> list[str]:
@@ -84,9 +93,9 @@ def test_unknown_name_error_lists_the_published_names():
 
 
 @pytest.mark.parametrize("source, match", [
-    ("Genotype(normal=[('conv_9x9', 0)])", "bad genotype text"),
-    ("outputs/no/such/run", "no such file or directory"),
-    ("__import__('os').system('true')", "unknown genotype"),
+    ("Genotype(normal=[('conv_9x9', 0)])", "not a genotype of DartsSpace.*is missing normal_concat"),
+    ("outputs/no/such/run.json", "no such file or directory"),
+    ("__import__('os').system('true')", "not a genotype of DartsSpace"),
 ])
 def test_bad_genotype_sources_raise_value_error(source, match):
     """Bad text, a missing path and code all give a clear ValueError (text is never evaluated)."""
@@ -94,14 +103,17 @@ def test_bad_genotype_sources_raise_value_error(source, match):
         resolve_genotype(source)
 
 
-def test_nb201_sources_are_refused(tmp_path):
-    """An NB201 run directory, its genotype.json or its result.json is refused with a clear error."""
+def test_sources_of_another_space_are_refused(tmp_path):
+    """An NB201 run directory, its genotype.json, its result.json or its text, given to the DARTS space, is refused
+    with an error naming the space and the search_space setting; the NB201 space reads every one of them."""
     (tmp_path / "genotype.txt").write_text(NB201_ARCH + "\n")
     (tmp_path / "genotype.json").write_text(json.dumps({"arch": NB201_ARCH}))
     (tmp_path / "result.json").write_text(json.dumps({"genotype": NB201_ARCH}))
-    for source in (tmp_path, tmp_path / "genotype.json", tmp_path / "result.json", NB201_ARCH):
-        with pytest.raises(ValueError, match="NAS-Bench-201"):
+    sources = (tmp_path, tmp_path / "genotype.json", tmp_path / "result.json", NB201_ARCH)
+    for source in sources:
+        with pytest.raises(ValueError, match="DartsSpace.*search_space="):
             resolve_genotype(source)
+    assert {str(resolve(source, NB201Space())) for source in sources} == {NB201_ARCH}
 
 
 def test_unfinished_search_run_is_refused(tmp_path):
@@ -151,13 +163,14 @@ def test_dataset_selects_its_recipe(dataset):
     """dataset=imagenet composes the DARTS ImageNet recipe; every other dataset the CIFAR-10 one."""
     cfg = compose_final([f"dataset={dataset}"])
     imagenet = dataset == "imagenet"
-    assert cfg.model.network.endswith("NetworkImageNet" if imagenet else "NetworkCIFAR")
+    assert cfg.model.network._target_.endswith("NetworkImageNet" if imagenet else "NetworkCIFAR")
     expected = ((48, 14, 250, 128, 0.1, 3e-5, 0.1, 0.0, 0) if imagenet else
                 (36, 20, 600, 96, 0.025, 3e-4, 0.0, 0.2, 16))
     assert (cfg.model.init_channels, cfg.model.layers, cfg.epochs, cfg.batch_size, cfg.optimizer.lr,
             cfg.optimizer.weight_decay, cfg.label_smoothing, cfg.drop_path_prob, cfg.cutout) == expected
     assert cfg.auxiliary_weight == 0.4 and cfg.optimizer.grad_clip == 5 and cfg.optimizer.momentum == 0.9
-    assert cfg.scheduler._target_.endswith("StepLR" if imagenet else "CosineAnnealingLR")
+    assert cfg.scheduler._target_.endswith("Exponential" if imagenet else "Cosine")
+    assert not cfg.optimizer.nesterov
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +217,8 @@ def test_resume_continues_from_the_saved_epoch(finished_run, cifar_mini, tmp_pat
     run (epoch 2 already drew drop-path masks, so the RNG state must be restored too)."""
     train_final = load_entry_point()
     cfg = compose_final(tiny_overrides(cifar_mini))
-    (tmp_path / "config.yaml").write_text(Path(finished_run / "config.yaml").read_text())
+    for name in ("config.yaml", "composed.yaml"):
+        (tmp_path / name).write_text(Path(finished_run / name).read_text())
     calls = []
     real_train_epoch = final.train_epoch
 
@@ -233,11 +247,11 @@ def test_resume_continues_from_the_saved_epoch(finished_run, cifar_mini, tmp_pat
         assert math.isclose(resumed[key], reference[key], rel_tol=1e-4), key
 
 
-def test_resuming_refuses_recipe_changes():
-    """On resume only runtime keys may change: the saved epochs fix the lr and drop-path schedules."""
-    train_final = load_entry_point()
-    saved = OmegaConf.create({"epochs": 3, "device": "auto", "resume": None})
-    cfg = train_final.resumed_config(saved, ["resume=/some/run", "device=cpu"])
-    assert (cfg.epochs, cfg.device, cfg.resume) == (3, "cpu", "/some/run")
-    with pytest.raises(ValueError, match="'epochs'"):
-        train_final.resumed_config(saved, ["resume=true", "epochs=10"])
+def test_resuming_accepts_only_what_keeps_the_run():
+    """On resume a longer schedule and runtime keys may change; the model, data, seed or recipe may not."""
+    saved = OmegaConf.create({"epochs": 3, "device": "auto", "resume": None, "seed": 0, "model": {"layers": 3}})
+    cfg = cli.resumed_config(saved, ["resume=/some/run", "device=cpu", "epochs=10"])
+    assert (cfg.epochs, cfg.device, cfg.resume) == (10, "cpu", "/some/run")
+    for override in ("seed=1", "model.layers=5", "optimizer.lr=0.1", "dataset=fake"):
+        with pytest.raises(ValueError, match=f"cannot change '{override.split('=')[0]}' when resuming"):
+            cli.resumed_config(saved, ["resume=true", override])

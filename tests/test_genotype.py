@@ -5,9 +5,9 @@ import pickle
 
 import pytest
 
-from darts.genotype import Genotype, parse_genotype
-from darts.ops import OPS
-from search_spaces.darts_genotypes import GENOTYPES, PUBLISHED_ERROR, get_genotype
+from search_spaces.darts.genotype import Genotype, parse_genotype
+from search_spaces.darts.ops import OPS
+from search_spaces.darts.genotypes import GENOTYPES, PUBLISHED_ERROR, get_genotype
 
 # Pasted literally from the official genotypes.py files (DARTS cnn/genotypes.py as copied into
 # PC-DARTS/P-DARTS genotypes.py; PC-DARTS genotypes.py; P-DARTS genotypes.py, its spacing kept).

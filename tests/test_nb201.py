@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from darts.benchmarks import NB201Benchmark
+from search_spaces.nb201 import NB201Benchmark
 from darts.supernet import Mixing
 from search_spaces.nb201 import NB201Space, build_network, build_supernet
-from search_spaces.nb201_genotype import PRIMITIVES, NB201Genotype, format_arch, parse_arch
+from search_spaces.nb201.genotype import PRIMITIVES, NB201Genotype, format_arch, parse_arch
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CSV = DATA / "nb201" / "nb201_accuracies.csv"

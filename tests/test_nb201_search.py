@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from conftest import read_json, run_entry, tensorboard_tags
-from search_spaces.nb201_genotype import parse_arch
+from search_spaces.nb201.genotype import parse_arch
 
 
 def test_nb201_search_logs_benchmark_accuracy(cifar_mini, nb201_csv, tmp_path):

@@ -1,20 +1,20 @@
-"""Tests for darts/network.py: reference parameter counts, shapes, drop path and genotype errors."""
+"""Tests for search_spaces/darts/network.py: reference parameter counts, shapes, drop path and genotype errors."""
 
 from collections import namedtuple
 
 import pytest
 import torch
 
-from darts.network import (
+from search_spaces.darts.network import (
     AuxiliaryHeadCIFAR,
     AuxiliaryHeadImageNet,
     Cell,
     NetworkCIFAR,
     NetworkImageNet,
-    count_parameters,
     drop_path,
 )
-from search_spaces.darts_genotypes import GENOTYPES
+from darts.model_stats import count_parameters
+from search_spaces.darts.genotypes import GENOTYPES
 
 DARTS_V2 = GENOTYPES["DARTS_V2"]
 AMOEBA = GENOTYPES["AmoebaNet"]

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from darts.ops import OPS, FactorizedReduce, Identity, SepConv, Zero
+from darts.ops import FactorizedReduce, Identity, SepConv, Zero
+from search_spaces.darts.ops import OPS
 
 DARTS_OP_NAMES = {
     "none", "avg_pool_3x3", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",

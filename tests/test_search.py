@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from conftest import read_json, run_entry, tensorboard_tags
-from darts.genotype import Genotype
+from search_spaces.darts.genotype import Genotype
 from darts.strategies.darts import DARTS
 from darts.trainer import search_epoch
 from search_spaces.darts import GENOTYPES, PRIMITIVES, DartsSpace, build_supernet, derive_genotype

@@ -3,16 +3,28 @@
 Everything else (supernet, data, loop, logging, checkpoints) is shared and knows nothing about the
 algorithm. The search loop (``darts.trainer.search_epoch``) calls, per step,
 
-    strategy.arch_step(train_batch, valid_batch, weight_optimizer)   # update the arch parameters
-    logits = supernet(x, strategy.mixing())                          # weight step with these weights
+    strategy.arch_step(train_batch, valid_batch, weight_optimizer)          # update the arch parameters
+    logits = supernet(x, strategy.weight_mixing())                          # the weight step's forward
+    loss = strategy.weight_loss(logits, y)                                  # ... and its loss
 
-and, per epoch, ``strategy.epoch_start(epoch, epochs)`` before the first step. ``genotype()`` is the
-current discrete architecture; ``scalars()`` adds what is specific to the algorithm to the logs.
+per epoch ``strategy.epoch_start(epoch, epochs)`` before the first step, and once after the last
+epoch ``strategy.select(context)`` before the final genotype is written. ``genotype()`` is the current
+discrete architecture; ``scalars()`` adds what is specific to the algorithm to the logs.
+
+Hooks a new method overrides (each has a neutral default):
+
+- ``arch_penalty()``: a term of the arch parameters alone added to the arch objective, in first- and
+  second-order steps alike (e.g. DrNAS's KL to the anchor, beta-DARTS's beta regularisation);
+- ``weight_mixing()``: the mixing weights the weight step sees (e.g. SDARTS's perturbed alphas);
+- ``weight_loss(logits, y)``: the weight step's loss (cross-entropy; add a regulariser here);
+- ``select(context)``: a post-search selection phase with the supernet and the data (e.g. DARTS-PT's
+  perturbation-based selection); it may change what ``genotype()`` returns.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +33,20 @@ from darts.supernet import Mixing, Supernet
 from search_spaces.base import SearchSpace
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, 3, H, W), labels (B,)
+
+
+@dataclass
+class SearchContext:
+    """What a post-search selection phase may use: the trained supernet, both halves of the search split
+    (augmented loaders, as the search used them), the weight optimizer, the steps per epoch, the device."""
+
+    supernet: Supernet
+    train_loader: Iterable[Batch]
+    valid_loader: Iterable[Batch]
+    weight_optimizer: torch.optim.Optimizer
+    steps: int
+    device: torch.device
+    progress: bool = True
 
 
 class Strategy(ABC):
@@ -71,6 +97,27 @@ class Strategy(ABC):
         """Cross-entropy of the supernet under the current mixing weights."""
         x, y = batch
         return F.cross_entropy(self.supernet(x, self.mixing()), y)
+
+    def arch_penalty(self) -> torch.Tensor | None:
+        """A term of the arch parameters alone added to the arch objective (None: nothing)."""
+        return None
+
+    def arch_loss(self, valid: Batch) -> torch.Tensor:
+        """The first-order arch objective: L_val plus ``arch_penalty()``."""
+        loss = self.loss(valid)
+        penalty = self.arch_penalty()
+        return loss if penalty is None else loss + penalty
+
+    def weight_mixing(self) -> dict[str, Mixing]:
+        """The mixing weights of the weight step (the arch parameters are frozen there)."""
+        return self.mixing()
+
+    def weight_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The weight step's loss on logits (B, K) and labels (B,): cross-entropy."""
+        return F.cross_entropy(logits, y)
+
+    def select(self, context: SearchContext) -> None:
+        """A selection phase after the last epoch, before the final genotype is written (default: none)."""
 
     def scalars(self) -> dict[str, float | torch.Tensor]:
         """Algorithm-specific values to log each epoch (e.g. a temperature)."""

@@ -63,18 +63,20 @@ class DARTS(Strategy):
             p.grad = None if g is None else g.detach()
         self.arch_optimizer.step()
 
-    def arch_loss(self, valid: Batch) -> torch.Tensor:
-        """The first-order arch objective: L_val (subclasses add regularisers)."""
-        return self.loss(valid)
-
     def unrolled_gradient(self, train: Batch, valid: Batch, weight_optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
         """Eq. 7 with the finite-difference Hessian-vector product of eq. 8 (no model copies), always in fp32:
-        under bf16 autocast the finite differences measured 53-65% off the float64 hypergradient."""
+        under bf16 autocast the finite differences measured 53-65% off the float64 hypergradient.
+        ``arch_penalty()`` depends on the arch parameters alone, so its gradient adds to the hypergradient."""
         amp, self.supernet.amp_dtype = self.supernet.amp_dtype, None
         try:
-            return self._unrolled_gradient(train, valid, weight_optimizer)
+            grads = self._unrolled_gradient(train, valid, weight_optimizer)
         finally:
             self.supernet.amp_dtype = amp
+        penalty = self.arch_penalty()
+        if penalty is None:
+            return grads
+        extra = torch.autograd.grad(penalty, self.arch_parameters(), allow_unused=True)
+        return [g if e is None else g + e for g, e in zip(grads, extra)]
 
     def _unrolled_gradient(self, train: Batch, valid: Batch, weight_optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
         names, w = zip(*[(n, p) for n, p in self.supernet.named_parameters() if not n.startswith("alphas.")])

@@ -1,11 +1,15 @@
 """The interface of discrete search strategies: propose genotypes, learn from their scores.
 
 A discrete strategy never sees how a genotype is scored (a table lookup, training from scratch or
-shared supernet weights): the run (``darts.discrete.DiscreteRun``) calls, until ``done``,
+shared supernet weights): the run (``darts.runs.discrete.DiscreteRun``) calls, until ``done``,
 
     genotypes = strategy.ask()              # one generation, drawn from the state before it
-    scores = [evaluate(g) for g in genotypes]   # in any order, serially or by a worker pool
-    strategy.tell(scores)                   # learn from the generation, in ask order
+    results = [evaluate(g) for g in genotypes]   # in any order, serially or by a worker pool
+    strategy.tell(scores, costs)            # learn from the generation, in ask order
+
+The budget counts evaluations (``budget``) and, optionally, their cost in seconds (``time_budget``,
+the evaluator's reported cost: wall time of training, or a table's recorded training time): the
+search stops when either is spent (the generation that crosses ``time_budget`` is kept).
 
 Every random draw comes from the strategy's own seeded ``torch.Generator``, and ``ask`` depends
 only on that generator and the scores told so far. So a seed fixes the whole history whether a
@@ -32,15 +36,21 @@ class DiscreteStrategy(ABC):
         space: the search space (sample, mutate).
         budget: evaluations in all (>= 1).
         seed: seeds the strategy's generator.
+        time_budget: seconds of evaluation cost in all (None: no limit).
 
-    ``history`` lists ``(genotype, score)`` of every told candidate, in evaluation order.
+    ``history`` lists ``(genotype, score)`` of every told candidate, in evaluation order; ``spent`` is
+    the total cost told so far.
     """
 
-    def __init__(self, space: SearchSpace, budget: int, seed: int):
+    def __init__(self, space: SearchSpace, budget: int, seed: int, time_budget: float | None = None):
         if budget < 1:
             raise ValueError(f"budget={budget} must be >= 1 (evaluations in all)")
+        if time_budget is not None and time_budget <= 0:
+            raise ValueError(f"time_budget={time_budget} must be > 0 seconds (or null: no limit)")
         self.space = space
         self.budget = budget
+        self.time_budget = time_budget
+        self.spent = 0.0
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[tuple[Any, float]] = []
         self._asked: list[Any] = []
@@ -52,22 +62,24 @@ class DiscreteStrategy(ABC):
 
     @property
     def done(self) -> bool:
-        """Whether the budget is spent."""
-        return self.remaining <= 0
+        """Whether the budget (evaluations, or seconds of cost) is spent."""
+        return self.remaining <= 0 or (self.time_budget is not None and self.spent >= self.time_budget)
 
     def ask(self) -> list[Any]:
         """The next generation: at least one genotype, at most the remaining budget."""
         if self._asked:
             raise RuntimeError("ask() called twice without tell(); tell the scores of the last generation first")
         if self.done:
-            raise RuntimeError(f"the budget of {self.budget} evaluations is spent")
+            raise RuntimeError(f"the budget is spent ({len(self.history)} evaluations, {self.spent:.0f} s)")
         self._asked = self._propose(self.remaining)
         return list(self._asked)
 
-    def tell(self, scores: list[float]) -> None:
-        """The scores (higher is better) of the last generation, in ask order."""
-        if len(scores) != len(self._asked):
-            raise ValueError(f"got {len(scores)} scores for a generation of {len(self._asked)} genotypes")
+    def tell(self, scores: list[float], costs: list[float] | None = None) -> None:
+        """The scores (higher is better) of the last generation, in ask order, and their costs in seconds."""
+        if len(scores) != len(self._asked) or (costs is not None and len(costs) != len(scores)):
+            raise ValueError(f"got {len(scores)} scores and {len(costs or scores)} costs for a generation of "
+                             f"{len(self._asked)} genotypes")
+        self.spent += sum(costs or [])
         told = list(zip(self._asked, map(float, scores)))
         self._asked = []
         self.history.extend(told)

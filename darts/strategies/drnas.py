@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Dirichlet, kl_divergence
 
-from darts.strategies.base import Batch
 from darts.strategies.darts import DARTS
 from darts.supernet import Mixing, Supernet
 from search_spaces.base import SearchSpace
@@ -44,9 +43,6 @@ class DrNAS(DARTS):
                  arch_betas: tuple[float, float] = (0.5, 0.999), fd_radius: float = 0.01, arch_start_epoch: int = 0):
         if reg_type not in REG_TYPES:
             raise ValueError(f"strategy.reg_type={reg_type!r} is not valid; choose one of {REG_TYPES}")
-        if reg_type == "kl" and order == 2:
-            raise ValueError("strategy.reg_type='kl' supports order=1 only (the unrolled gradient uses the "
-                             "plain loss); use reg_type='l2' for order=2")
         if drop_none and "none" not in space.primitives:
             raise ValueError(f"strategy.drop_none=True but the space has no 'none' primitive: {space.primitives}")
         # architect.py: l2 is Adam's weight decay on alpha; kl adds its term to the loss, no weight decay
@@ -73,13 +69,13 @@ class DrNAS(DARTS):
         """The Dirichlet mean beta / sum(beta) [E, K], detached."""
         return {t: self._full(c / c.sum(-1, keepdim=True)).detach() for t, c in self.concentrations().items()}
 
-    def arch_loss(self, valid: Batch) -> torch.Tensor:
-        """L_val on a fresh sample, plus reg_scale * sum KL(Dir(beta) || Dir(1)) for reg_type 'kl'."""
-        loss = self.loss(valid)
-        if self.reg_type == "kl":
-            for c in self.concentrations().values():
-                loss = loss + self.reg_scale * kl_divergence(Dirichlet(c), Dirichlet(torch.ones_like(c))).sum()
-        return loss
+    def arch_penalty(self) -> torch.Tensor | None:
+        """reg_scale * sum over edges of KL(Dir(beta) || Dir(1)) for reg_type 'kl' (201-space/search_model.py
+        ``_get_kl_reg``); None for 'l2', which is Adam's weight decay."""
+        if self.reg_type != "kl":
+            return None
+        return self.reg_scale * sum(kl_divergence(Dirichlet(c), Dirichlet(torch.ones_like(c))).sum()
+                                    for c in self.concentrations().values())
 
     def scalars(self) -> dict[str, Any]:
         """Entropy of the Dirichlet mean and the concentrations' mean, min and max per cell type."""

@@ -36,11 +36,13 @@ class RegularizedEvolution(DiscreteStrategy):
         sample: tournament size (S).
         generation: children proposed per generation (1 = the paper's sequential algorithm).
         seed: seeds sampling, tournaments and mutations.
+        time_budget: seconds of evaluation cost in all (None: no limit; NB201's R-EA.sh uses 12,000 s of the
+            table's recorded training time).
     """
 
     def __init__(self, space: SearchSpace, budget: int = 100, population: int = 10, sample: int = 3,
-                 generation: int = 1, seed: int = 0):
-        super().__init__(space, budget, seed)
+                 generation: int = 1, seed: int = 0, time_budget: float | None = None):
+        super().__init__(space, budget, seed, time_budget)
         for name, value in (("population", population), ("sample", sample), ("generation", generation)):
             if value < 1:
                 raise ValueError(f"{name}={value} must be >= 1")

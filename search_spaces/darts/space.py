@@ -1,9 +1,7 @@
 """The DARTS CNN search space (Liu et al., ICLR 2019, sec. 2.1 and 3.1; code: quark0/darts cnn/).
 
-A cell has 2 input nodes (the outputs of the two previous cells), 4 intermediate nodes, an edge
-from every earlier node to each intermediate node (2+3+4+5 = 14 edges) and outputs the
-concatenation of the 4 intermediate nodes. The supernet stacks 8 cells (16 initial channels) with
-reduction cells at layers//3 and 2*layers//3, stem multiplier 3, as cnn/model_search.py.
+Derivation, sampling, mutation and one-hot mixing of DARTS genotypes; the networks are in
+``supernet.py`` (search) and ``network.py`` (retraining).
 """
 from __future__ import annotations
 
@@ -11,82 +9,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darts.genotype import Genotype, parse_genotype
-from darts.network import NetworkCIFAR
-from darts.ops import FactorizedReduce, ReLUConvBN
-from darts.supernet import CellDAG, MixedOp, Mixing, Supernet
+from darts.runtime import Runtime
+from darts.supernet import Mixing
 from search_spaces.base import SearchSpace, randint
-from search_spaces.darts_genotypes import GENOTYPES
+from search_spaces.darts.genotype import Genotype, parse_genotype
+from search_spaces.darts.genotypes import GENOTYPES
+from search_spaces.darts.network import NetworkCIFAR
+from search_spaces.darts.ops import PRIMITIVES
+from search_spaces.darts.supernet import MULTIPLIER, NUM_EDGES, STEPS, DartsSupernet
 
-# cnn/genotypes.py, in the paper's order (index 0 is `none`)
-PRIMITIVES = (
-    "none",
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-)
-STEPS = 4  # intermediate nodes per cell
-MULTIPLIER = 4  # how many of the last nodes are concatenated into the cell output
-NUM_EDGES = sum(2 + i for i in range(STEPS))  # 14
 CONCAT = range(2 + STEPS - MULTIPLIER, STEPS + 2)  # range(2, 6), as model_search.py prints it
-
-__all__ = ["PRIMITIVES", "GENOTYPES", "DartsSpace", "build_supernet", "derive_genotype", "SearchCell"]
-
-
-class SearchCell(nn.Module):
-    """A DARTS search cell: preprocess both inputs, 14 mixed edges, concat of the 4 nodes."""
-
-    def __init__(self, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
-                 primitives: tuple[str, ...], partial_channels: int = 1):
-        super().__init__()
-        self.reduction = reduction
-        # model_search.py Cell: FactorizedReduce after a reduction, else a 1x1 ReLUConvBN
-        self.preprocess0 = FactorizedReduce(C_pp, C, affine=False) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False)
-        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
-        self.dag = CellDAG(2, STEPS, lambda i, j: MixedOp(C, 2 if reduction and i < 2 else 1, primitives, partial_channels))
-
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, mixing: Mixing) -> torch.Tensor:
-        """(B, C_pp, H', W'), (B, C_p, H, W) -> (B, 4C, H/r, W/r)."""
-        states = self.dag([self.preprocess0(s0), self.preprocess1(s1)], mixing)
-        return torch.cat(states[-MULTIPLIER:], dim=1)
-
-
-class DartsSupernet(Supernet):
-    """The DARTS search network (cnn/model_search.py Network) with alphas per cell type."""
-
-    def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8,
-                 primitives: tuple[str, ...] = PRIMITIVES, partial_channels: int = 1, stem_multiplier: int = 3):
-        super().__init__(("normal", "reduce"), NUM_EDGES, primitives)
-        C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
-        C_pp, C_p, C_curr = C_curr, C_curr, C
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                C_curr *= 2
-            self.cells.append(SearchCell(C_pp, C_p, C_curr, reduction, reduction_prev, primitives, partial_channels))
-            reduction_prev = reduction
-            C_pp, C_p = C_p, MULTIPLIER * C_curr
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C_p, num_classes)
-
-    def logits(self, x: torch.Tensor, mixing: dict[str, Mixing]) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, num_classes)."""
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, mixing["reduce" if cell.reduction else "normal"])
-        return self.classifier(self.global_pooling(s1).flatten(1))
-
-
-def build_supernet(init_channels: int = 16, layers: int = 8, num_classes: int = 10, partial_channels: int = 1) -> DartsSupernet:
-    """The DARTS supernet; defaults are the paper's search setting (sec. 3.1.1: 8 cells, 16 channels)."""
-    return DartsSupernet(init_channels, num_classes, layers, PRIMITIVES, partial_channels)
 
 
 def _derive_cell(weights: torch.Tensor, primitives: tuple[str, ...]) -> list[tuple[str, int]]:
@@ -125,12 +57,13 @@ class DartsSpace(SearchSpace):
         if self.primitives[0] != "none":
             raise ValueError(f"the DARTS space expects 'none' as primitive 0, got {self.primitives}")
 
-    def build_supernet(self, num_classes: int) -> DartsSupernet:
+    def make_supernet(self, num_classes: int, runtime: Runtime) -> DartsSupernet:
         """The supernet at this space's size (partial channels K for PC-DARTS)."""
-        return DartsSupernet(self.init_channels, num_classes, self.layers, self.primitives, self.partial_channels)
+        return DartsSupernet(self.init_channels, num_classes, self.layers, self.primitives, self.partial_channels,
+                             runtime=runtime)
 
     def build_network(self, genotype: Genotype, num_classes: int) -> nn.Module:
-        """NetworkCIFAR of the genotype at the search size, without auxiliary head, returning logits."""
+        """NetworkCIFAR of the genotype at this space's size, without auxiliary head, returning logits."""
         return _LogitsOnly(NetworkCIFAR(self.init_channels, num_classes, self.layers, False, genotype))
 
     def derive(self, weights: dict[str, torch.Tensor]) -> Genotype:
@@ -145,11 +78,19 @@ class DartsSpace(SearchSpace):
     def parse(self, text: str) -> Genotype:
         """A published name (e.g. DARTS_V2) or a Genotype(...) text."""
         text = text.strip()
-        return GENOTYPES[text] if text in GENOTYPES else parse_genotype(text)
+        if text in GENOTYPES:
+            return GENOTYPES[text]
+        if text.isidentifier():
+            raise ValueError(f"unknown published genotype {text!r}; published names: {', '.join(GENOTYPES)}")
+        return parse_genotype(text)
 
     def to_json(self, genotype: Genotype) -> dict:
         """The genotype's JSON form."""
         return genotype.to_json()
+
+    def from_json(self, data: dict) -> Genotype:
+        """The genotype of its JSON form."""
+        return Genotype.from_json(data)
 
     def sample(self, generator: torch.Generator) -> Genotype:
         """Per node, 2 distinct inputs and a non-none op for each, uniformly."""
@@ -179,9 +120,7 @@ class DartsSpace(SearchSpace):
         else:
             ops = [o for o in self.primitives[1:] if o != op]
             gene[k] = (ops[randint(generator, len(ops))], src)
-        fields = {"normal": genotype.normal, "reduce": genotype.reduce, cell_type: gene}
-        return Genotype(normal=fields["normal"], normal_concat=genotype.normal_concat,
-                        reduce=fields["reduce"], reduce_concat=genotype.reduce_concat)
+        return genotype._replace(**{cell_type: gene})
 
     def one_hot(self, genotype: Genotype) -> dict[str, Mixing]:
         """An op index per edge: the genotype's op on its kept edges, `none` elsewhere."""
@@ -203,4 +142,5 @@ class _LogitsOnly(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, num_classes)."""
         return self.net(x)[0]

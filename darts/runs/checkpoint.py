@@ -24,7 +24,8 @@ def save(state: dict[str, Any], path: str | Path) -> None:
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only)."""
+    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only), onto the CPU by default:
+    each object copies its state to its own device (``load_state_dict``), random states restore where they came from."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")

@@ -1,21 +1,16 @@
-"""One TensorBoard writer with namespaced tags (search/..., arch/..., final/...)."""
+"""One TensorBoard writer per run directory, with namespaced tags (search/..., arch/..., final/...)."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
-
-log = logging.getLogger(__name__)
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch.utils.tensorboard import SummaryWriter
 
 
-class Logger:
+class TensorBoardLog:
     """Scalars, arch-weight heatmaps and genotype text for one run directory."""
 
     def __init__(self, run_dir: str | Path):
@@ -27,17 +22,18 @@ class Logger:
             self.writer.add_scalar(f"{prefix}/{name}", float(value), step)
 
     def heatmap(self, tag: str, weights: torch.Tensor, primitives: tuple[str, ...], step: int) -> None:
-        """Op weights [E, K] as an image: one row per edge, one column per op."""
+        """Op weights [E, K] as an image: one row per edge, one column per op (drawn without pyplot's global state)."""
         w = weights.detach().float().cpu().numpy()
-        fig, ax = plt.subplots(figsize=(1.0 + 0.6 * w.shape[1], 0.9 + 0.3 * w.shape[0]), dpi=80)
+        fig = Figure(figsize=(1.0 + 0.6 * w.shape[1], 0.9 + 0.3 * w.shape[0]), dpi=80)
+        canvas = FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
         im = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=max(float(w.max()), 1e-6), aspect="auto")
         ax.set_xticks(range(len(primitives)), primitives, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(range(w.shape[0]), [f"edge {e}" for e in range(w.shape[0])], fontsize=7)
         fig.colorbar(im, ax=ax)
         fig.tight_layout()
-        fig.canvas.draw()
-        image = np.asarray(fig.canvas.buffer_rgba())[..., :3]  # (H, W, 3)
-        plt.close(fig)
+        canvas.draw()
+        image = np.asarray(canvas.buffer_rgba())[..., :3]  # (H, W, 3)
         self.writer.add_image(tag, image, step, dataformats="HWC")
 
     def text(self, tag: str, text: str, step: int) -> None:

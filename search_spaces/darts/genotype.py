@@ -18,7 +18,7 @@ from collections import namedtuple
 from collections.abc import Sequence
 from typing import Any
 
-from darts.ops import OPS
+from search_spaces.darts.ops import OPS
 
 Pair = tuple[str, int]
 Concat = tuple[int, ...] | range

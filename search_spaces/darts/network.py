@@ -1,4 +1,4 @@
-"""Discrete (retraining) DARTS networks built from a genotype.
+"""Discrete (retraining) networks of the DARTS space, built from a genotype.
 
 Follows the DARTS reference code (quark0/darts, cnn/model.py and cnn/utils.py) layer for layer so
 that parameter counts match it (e.g. DARTS_V2 at 36 channels / 20 layers: 3,349,342 without the
@@ -13,7 +13,8 @@ from typing import Any, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from darts.ops import OPS, FactorizedReduce, Identity, ReLUConvBN
+from darts.ops import FactorizedReduce, Identity, ReLUConvBN
+from search_spaces.darts.ops import OPS
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
@@ -30,11 +31,6 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     keep_prob = 1.0 - drop_prob
     mask = x.new_empty(x.size(0), 1, 1, 1).bernoulli_(keep_prob)  # (B, 1, 1, 1)
     return x.div(keep_prob).mul(mask)  # (B, C, H, W)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of parameters outside the auxiliary head (DARTS cnn/utils.py count_parameters_in_MB)."""
-    return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name)
 
 
 class Cell(nn.Module):
@@ -197,9 +193,11 @@ class NetworkCIFAR(nn.Module):
     logits_aux being None unless training with `auxiliary`.
     """
 
-    def __init__(self, C: int, num_classes: int, layers: int, auxiliary: bool, genotype: Any) -> None:
+    def __init__(self, C: int, num_classes: int, layers: int, auxiliary: bool = False, genotype: Any = None) -> None:
         super().__init__()
         _check_sizes(C, layers)
+        if genotype is None:
+            raise ValueError(f"{type(self).__name__} needs a genotype")
         self._layers = layers
         self._auxiliary = auxiliary
         self.drop_path_prob = 0.0
@@ -232,9 +230,11 @@ class NetworkImageNet(nn.Module):
     Same interface as NetworkCIFAR; the final AvgPool2d(7) requires 224x224 inputs.
     """
 
-    def __init__(self, C: int, num_classes: int, layers: int, auxiliary: bool, genotype: Any) -> None:
+    def __init__(self, C: int, num_classes: int, layers: int, auxiliary: bool = False, genotype: Any = None) -> None:
         super().__init__()
         _check_sizes(C, layers)
+        if genotype is None:
+            raise ValueError(f"{type(self).__name__} needs a genotype")
         self._layers = layers
         self._auxiliary = auxiliary
         self.drop_path_prob = 0.0

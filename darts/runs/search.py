@@ -1,0 +1,142 @@
+"""A gradient-based search run: epochs of bilevel steps, logging, checkpoints, results.
+
+The run directory (``darts.runs.directory``) holds ``checkpoint.pt``, ``genotypes.jsonl`` (one record
+per epoch), ``result.json``, ``genotype.txt``/``genotype.json`` (the final genotype) and TensorBoard events.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from darts.runs import checkpoint
+from darts.runs.directory import RunDirectory
+from darts.runs.tensorboard_log import TensorBoardLog
+from darts.runtime import Runtime
+from darts.schedules import Cosine
+from darts.search_data import SearchData
+from darts.strategies.base import SearchContext, Strategy
+from darts.tabular import TabularBenchmark
+from darts.trainer import evaluate, search_epoch, set_lr
+from search_spaces.base import SearchSpace
+
+log = logging.getLogger(__name__)
+HISTORY = "genotypes.jsonl"
+
+
+class SearchRun:
+    """Runs (or resumes) a gradient search in ``run_dir``: builds the supernet and the strategy, then searches.
+
+    Args:
+        run_dir: the run directory.
+        space: the search space.
+        data: the search split (weight half, arch half).
+        strategy: builds the strategy: ``strategy(supernet=..., space=...)`` (a partial from the config).
+        runtime: device, precision, memory format, fast path and compile of the supernet.
+        benchmark: optional tabular benchmark scoring each epoch's genotype.
+        epochs, batch_size, steps_per_epoch, seed, progress: the search loop (DARTS sec. 3.1.1 defaults).
+        lr, lr_min, momentum, weight_decay, grad_clip: SGD on the weights, cosine-annealed per epoch.
+    """
+
+    def __init__(self, run_dir: str | Path, space: SearchSpace, data: SearchData, strategy: Callable[..., Strategy],
+                 runtime: Runtime, benchmark: TabularBenchmark | None = None, epochs: int = 50, batch_size: int = 64,
+                 steps_per_epoch: int | None = None, lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9,
+                 weight_decay: float = 3e-4, grad_clip: float = 5.0, seed: int = 2, progress: bool = True):
+        if epochs < 1:
+            raise ValueError(f"epochs={epochs} must be >= 1")
+        self.dir, self.space, self.benchmark = RunDirectory(run_dir), space, benchmark
+        self.epochs, self.grad_clip, self.progress, self.device = epochs, grad_clip, progress, runtime.device
+        self.lr, self.schedule = lr, Cosine(lr_min)  # DARTS train_search.py: CosineAnnealingLR per epoch
+        self.supernet = space.build_supernet(data.num_classes, runtime)
+        self.strategy = strategy(supernet=self.supernet, space=space)
+        # DARTS train_search.py: both halves use the training augmentation
+        self.train_loader = data.weight_loader(batch_size, seed)
+        self.valid_loader = data.arch_loader(batch_size, seed + 1)
+        self.optimizer = torch.optim.SGD(self.supernet.weight_parameters(), lr, momentum=momentum,
+                                         weight_decay=weight_decay)
+        self.steps = min(len(self.train_loader), len(self.valid_loader), steps_per_epoch or math.inf)
+        self.start_epoch = 0
+        self.metrics: dict[str, float] = {}
+
+    def resume(self) -> None:
+        """Continue from the run directory's checkpoint."""
+        state = self.dir.load_checkpoint()
+        self.start_epoch = state["epoch"] + 1
+        if self.epochs < self.start_epoch:
+            raise ValueError(f"epochs={self.epochs} is below the {self.start_epoch} epochs {self.dir.path} has run")
+        self.supernet.load_state_dict(state["supernet"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        checkpoint.set_rng_state(state["rng"])
+        self.metrics = state["metrics"]
+        # records written after the checkpoint (a kill between the two) are dropped, as is a torn last line
+        self.dir.rewrite_jsonl(HISTORY, [r for r in self.dir.read_jsonl(HISTORY) if r["epoch"] < self.start_epoch])
+        log.info("resumed %s at epoch %d", self.dir.path, self.start_epoch)
+
+    def run(self) -> dict[str, Any]:
+        """Search for the remaining epochs, run the strategy's selection phase, then write and return ``result.json``."""
+        board = self.dir.tensorboard()
+        try:
+            for epoch in range(self.start_epoch, self.epochs):
+                self.metrics = self._epoch(epoch, board)
+                self._save(epoch)
+            self.strategy.select(SearchContext(self.supernet, self.train_loader, self.valid_loader, self.optimizer,
+                                               self.steps, self.device, self.progress))
+        finally:
+            board.close()
+        return self._finish(self.metrics)
+
+    def _epoch(self, epoch: int, board: TensorBoardLog) -> dict[str, float]:
+        start = time.time()
+        lr = self.schedule(self.lr, epoch, self.epochs)
+        set_lr(self.optimizer, lr)
+        self.strategy.epoch_start(epoch, self.epochs)
+        for loader in (self.train_loader, self.valid_loader):
+            loader.set_epoch(epoch)
+        train = search_epoch(self.supernet, self.strategy, self.train_loader, self.valid_loader, self.optimizer,
+                             self.grad_clip, self.steps, self.device, f"epoch {epoch}", self.progress)
+        self.supernet.eval()
+        valid = evaluate(lambda x: self.supernet(x, self.strategy.mixing()), self.valid_loader, self.steps,
+                         self.device, "valid", self.progress)
+        metrics = {"train_loss": train["loss"], "train_acc": train["acc"], "valid_loss": valid["loss"],
+                   "valid_acc": valid["acc"], "lr": lr, "epoch_time": time.time() - start}
+        genotype = self.strategy.genotype()
+        record = {"epoch": epoch, "genotype": self.space.to_text(genotype), **metrics}
+        self._log(board, epoch, metrics, record)
+        if self.benchmark is not None:
+            record["benchmark"] = self.benchmark.query(genotype)
+            board.scalars("benchmark", record["benchmark"], epoch)
+            log.info("benchmark accuracy of the epoch's genotype: %s", record["benchmark"])
+        board.flush()
+        self.dir.append_jsonl(HISTORY, record)
+        log.info("epoch %d/%d lr %.4g train_acc %.2f valid_acc %.2f (%.0fs) genotype %s", epoch + 1, self.epochs,
+                 lr, train["acc"], valid["acc"], metrics["epoch_time"], record["genotype"])
+        return metrics
+
+    def _log(self, board: TensorBoardLog, epoch: int, metrics: dict[str, float], record: dict[str, Any]) -> None:
+        """The epoch's scalars, the strategy's scalars, the op-weight heatmaps and the genotype text."""
+        board.scalars("search", metrics, epoch)
+        board.scalars("arch", self.strategy.scalars(), epoch)
+        for cell_type, w in self.strategy.op_weights().items():
+            board.heatmap(f"arch/{cell_type}", w, self.space.primitives, epoch)
+        board.text("arch/genotype", record["genotype"], epoch)
+
+    def _save(self, epoch: int) -> None:
+        self.dir.save_checkpoint({"epoch": epoch, "supernet": self.supernet.state_dict(),
+                                  "strategy": self.strategy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                  "rng": checkpoint.rng_state(), "metrics": self.metrics})
+
+    def _finish(self, metrics: dict[str, float]) -> dict[str, Any]:
+        genotype = self.strategy.genotype()
+        text = self.dir.write_genotype(self.space, genotype)
+        result = {"genotype": text, "genotype_json": self.space.to_json(genotype), "epochs": self.epochs,
+                  **{k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}}
+        if self.benchmark is not None:
+            result["benchmark"] = self.benchmark.query(genotype)
+        self.dir.write_result(result)
+        log.info("final genotype %s", text)
+        return result

@@ -1,0 +1,76 @@
+"""The DARTS search network (cnn/model_search.py ``Network``): 8 cells of 4 intermediate nodes, mixed ops on all 14 edges.
+
+A cell has 2 input nodes (the outputs of the two previous cells), 4 intermediate nodes, an edge
+from every earlier node to each intermediate node (2+3+4+5 = 14 edges) and outputs the
+concatenation of the 4 intermediate nodes. The supernet stacks ``layers`` cells (16 initial channels)
+with reduction cells at layers//3 and 2*layers//3, stem multiplier 3.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from darts.ops import FactorizedReduce, ReLUConvBN
+from darts.runtime import Runtime
+from darts.supernet import CellDAG, MixedOp, Mixing, Supernet
+from search_spaces.darts.ops import PRIMITIVES, SEARCH_OPS
+
+STEPS = 4  # intermediate nodes per cell
+MULTIPLIER = 4  # how many of the last nodes are concatenated into the cell output
+NUM_EDGES = sum(2 + i for i in range(STEPS))  # 14
+
+
+class SearchCell(nn.Module):
+    """A DARTS search cell: preprocess both inputs, 14 mixed edges, concat of the 4 nodes."""
+
+    def __init__(self, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
+                 primitives: tuple[str, ...], partial_channels: int = 1, fast: bool = True):
+        super().__init__()
+        self.reduction = reduction
+        # model_search.py Cell: FactorizedReduce after a reduction, else a 1x1 ReLUConvBN
+        self.preprocess0 = FactorizedReduce(C_pp, C, affine=False) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
+        self.dag = CellDAG(2, STEPS, lambda i, j: MixedOp(C, 2 if reduction and i < 2 else 1, primitives, SEARCH_OPS,
+                                                          partial_channels, fast))
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, mixing: Mixing) -> torch.Tensor:
+        """(B, C_pp, H', W'), (B, C_p, H, W) -> (B, 4C, H/r, W/r)."""
+        states = self.dag([self.preprocess0(s0), self.preprocess1(s1)], mixing)
+        return torch.cat(states[-MULTIPLIER:], dim=1)
+
+
+class DartsSupernet(Supernet):
+    """The DARTS search network (cnn/model_search.py Network) with alphas per cell type."""
+
+    def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8,
+                 primitives: tuple[str, ...] = PRIMITIVES, partial_channels: int = 1, stem_multiplier: int = 3,
+                 runtime: Runtime = Runtime()):
+        super().__init__(("normal", "reduce"), NUM_EDGES, primitives, runtime)
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        C_pp, C_p, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            self.cells.append(SearchCell(C_pp, C_p, C_curr, reduction, reduction_prev, primitives, partial_channels,
+                                         runtime.fast))
+            reduction_prev = reduction
+            C_pp, C_p = C_p, MULTIPLIER * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+
+    def logits(self, x: torch.Tensor, mixing: dict[str, Mixing]) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, num_classes)."""
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, mixing["reduce" if cell.reduction else "normal"])
+        return self.classifier(self.global_pooling(s1).flatten(1))
+
+
+def build_supernet(init_channels: int = 16, layers: int = 8, num_classes: int = 10, partial_channels: int = 1,
+                   runtime: Runtime = Runtime()) -> DartsSupernet:
+    """The DARTS supernet; defaults are the paper's search setting (sec. 3.1.1: 8 cells, 16 channels)."""
+    return runtime.place(DartsSupernet(init_channels, num_classes, layers, PRIMITIVES, partial_channels, runtime=runtime))

@@ -1,0 +1,88 @@
+"""The NAS-Bench-201 search space (Dong & Yang, ICLR 2020, sec. 2; code: D-X-Y/AutoDL-Projects).
+
+A cell is a DAG of 4 nodes: node 0 is the cell input and node i (1..3) sums one op applied to each
+earlier node, so each of the 6 edges picks one of 5 ops (5^6 = 15,625 cells); node 3 is the output.
+Genotypes are ``NB201Genotype`` values written as the benchmark's strings (``genotype.py``).
+"""
+from __future__ import annotations
+
+import torch
+
+from darts.runtime import Runtime
+from darts.supernet import Mixing
+from search_spaces.base import SearchSpace, randint
+from search_spaces.nb201.genotype import (EDGES, NUM_EDGES, NUM_NODES, PRIMITIVES, Arch, NB201Genotype, as_genotype,
+                                          format_arch, parse_arch)
+from search_spaces.nb201.network import TinyNetwork
+from search_spaces.nb201.supernet import NB201Supernet
+
+
+class NB201Space(SearchSpace):
+    """The NB201 space; ``init_channels``/``cells_per_stage`` size the supernet and networks."""
+
+    primitives = PRIMITIVES
+    cell_types = ("cell",)
+    num_edges = NUM_EDGES
+
+    def __init__(self, init_channels: int = 16, cells_per_stage: int = 5, track_running_stats: bool = False,
+                 partial_channels: int = 1):
+        self.init_channels = init_channels
+        self.cells_per_stage = cells_per_stage
+        self.track_running_stats = track_running_stats
+        self.partial_channels = partial_channels
+
+    def make_supernet(self, num_classes: int, runtime: Runtime) -> NB201Supernet:
+        """The supernet at this space's size (partial channels K for PC-DARTS)."""
+        return NB201Supernet(self.init_channels, self.cells_per_stage, num_classes, self.partial_channels,
+                             self.track_running_stats, runtime)
+
+    def build_network(self, genotype: Arch, num_classes: int) -> TinyNetwork:
+        """TinyNetwork of the genotype at this space's size, returning logits."""
+        return TinyNetwork(genotype, self.init_channels, self.cells_per_stage, num_classes)
+
+    def derive(self, weights: dict[str, torch.Tensor]) -> NB201Genotype:
+        """Per edge, the op of largest weight among all 5, `none` included (search_model_darts.py genotype)."""
+        w = weights["cell"]
+        if tuple(w.shape) != (NUM_EDGES, len(PRIMITIVES)):
+            raise ValueError(f"NB201 weights must be [{NUM_EDGES}, {len(PRIMITIVES)}], got {list(w.shape)}")
+        best = w.detach().float().cpu().argmax(dim=-1)  # [E]
+        return NB201Genotype.from_ops([PRIMITIVES[int(k)] for k in best])
+
+    def to_text(self, genotype: Arch) -> str:
+        """The benchmark string."""
+        return format_arch(as_genotype(genotype))
+
+    def parse(self, text: str) -> NB201Genotype:
+        """Parse a benchmark string."""
+        return parse_arch(text)
+
+    def to_json(self, genotype: Arch) -> dict:
+        """``{"arch": <benchmark string>}``."""
+        return {"arch": self.to_text(genotype)}
+
+    def from_json(self, data: dict) -> NB201Genotype:
+        """The genotype of ``{"arch": <benchmark string>}``."""
+        if not isinstance(data, dict) or not isinstance(data.get("arch"), str):
+            raise ValueError(f"NB201 genotype JSON must be {{\"arch\": \"|op~0|+...\"}}, got {str(data)[:80]}")
+        return parse_arch(data["arch"])
+
+    def sample(self, generator: torch.Generator) -> NB201Genotype:
+        """An op per edge, uniformly (each of the 15,625 cells equally likely)."""
+        return NB201Genotype.from_ops([PRIMITIVES[randint(generator, len(PRIMITIVES))] for _ in range(NUM_EDGES)])
+
+    def mutate(self, genotype: Arch, generator: torch.Generator) -> NB201Genotype:
+        """One edge gets a different op, as NB201 exps/algos/R_EA.py mutate_arch_func.
+
+        Like the reference, a node is drawn uniformly, then one of its input edges, then a
+        different op uniformly (so node 1's single edge is picked more often than node 3's).
+        """
+        ops = list(as_genotype(genotype).ops)
+        node = 1 + randint(generator, NUM_NODES)
+        e = EDGES.index((node, randint(generator, node)))
+        others = [op for op in PRIMITIVES if op != ops[e]]
+        ops[e] = others[randint(generator, len(others))]
+        return NB201Genotype.from_ops(ops)
+
+    def one_hot(self, genotype: Arch) -> dict[str, Mixing]:
+        """The genotype's op index on each edge."""
+        return {"cell": Mixing(index=[PRIMITIVES.index(op) for op in as_genotype(genotype).ops])}

@@ -1,0 +1,56 @@
+"""The NAS-Bench-201 weight-sharing network (AutoDL-Projects search_model_darts.py TinyNetworkDarts)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from darts.runtime import Runtime
+from darts.supernet import CellDAG, MixedOp, Mixing, Supernet
+from search_spaces.nb201.genotype import NUM_EDGES, NUM_NODES, PRIMITIVES
+from search_spaces.nb201.network import add_skeleton, head
+from search_spaces.nb201.ops import nb201_ops
+
+
+class SearchCell(nn.Module):
+    """An NB201 search cell: a mixed op on each of the 6 edges (search_cells.py NAS201SearchCell)."""
+
+    def __init__(self, C: int, partial_channels: int = 1, track_running_stats: bool = False, fast: bool = True):
+        super().__init__()
+        ops = nb201_ops(track_running_stats)
+        self.dag = CellDAG(1, NUM_NODES, lambda i, j: MixedOp(C, 1, PRIMITIVES, ops, partial_channels, fast))
+
+    def forward(self, x: torch.Tensor, mixing: Mixing) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W): node 3 of the DAG."""
+        return self.dag([x], mixing)[-1]
+
+
+class NB201Supernet(Supernet):
+    """The NB201 weight-sharing network (search_model_darts.py TinyNetworkDarts) with alphas [6, 5].
+
+    Search cells use affine-free BN, and by default batch statistics only (track_running_stats=False):
+    the defaults of NATS-Bench exps/NATS-algos/search-cell.py (--affine 0 --track_running_stats 0),
+    the NB201 authors' recommended BN=0 setting (AutoDL-Projects issue #70, NB201 appendix / Table 5).
+    The residual blocks, stem and head keep their default (affine, tracked) BN, as the reference.
+    """
+
+    def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, partial_channels: int = 1,
+                 track_running_stats: bool = False, runtime: Runtime = Runtime()):
+        super().__init__(("cell",), NUM_EDGES, PRIMITIVES, runtime)
+        add_skeleton(self, C, N, num_classes,
+                     lambda width: SearchCell(width, partial_channels, track_running_stats, runtime.fast))
+
+    def logits(self, x: torch.Tensor, mixing: dict[str, Mixing]) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, num_classes) with ``mixing["cell"]`` on every search cell."""
+        if "cell" not in mixing:
+            raise ValueError(f"NB201 mixing needs the cell type 'cell', got {sorted(mixing)}")
+        m = mixing["cell"]
+        h = self.stem(x)  # (B, C, H, W)
+        for cell in self.cells:
+            h = cell(h, m) if isinstance(cell, SearchCell) else cell(h)  # (B, C', H', W')
+        return head(self, h)  # (B, num_classes)
+
+
+def build_supernet(C: int = 16, N: int = 5, num_classes: int = 10, partial_channels: int = 1,
+                   track_running_stats: bool = False, runtime: Runtime = Runtime()) -> NB201Supernet:
+    """The NB201 supernet; defaults are the benchmark's search setting (C=16, N=5)."""
+    return runtime.place(NB201Supernet(C, N, num_classes, partial_channels, track_running_stats, runtime))
