@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from pathlib import Path
 
 import hydra
 from hydra.utils import instantiate
@@ -16,14 +17,12 @@ log = logging.getLogger("train_search")
 cli.register_run_dir("run_dir", "outputs")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="search")
-def main(cfg: DictConfig) -> None:
-    """Compose the config, then search (or resume) in the run directory.
+def search(cfg: DictConfig, run_dir: Path) -> dict:
+    """Build the run the config describes in ``run_dir``, resume it if asked, run it; returns its result.
 
     The run kind comes from the strategy's config (``conf/run/gradient.yaml`` or ``discrete.yaml``); the dataset
     is loaded only if the run asks for it, so a tabular lookup reads no images.
     """
-    cfg, run_dir = cli.run_config(cfg)
     seed_everything(cfg.seed)
     space = instantiate(cfg.search_space)
     data = SearchData(partial(instantiate, cfg.dataset), cfg.train_portion, cfg.seed, pick_device(cfg.device))
@@ -32,7 +31,14 @@ def main(cfg: DictConfig) -> None:
                       strategy=instantiate(cfg.strategy, _partial_=True))
     if cfg.resume:
         run.resume()
-    result = run.run()
+    return run.run()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="search")
+def main(cfg: DictConfig) -> None:
+    """Compose the config, then search (or resume) in the run directory."""
+    cfg, run_dir = cli.run_config(cfg)
+    result = search(cfg, run_dir)
     log.info("result: %s", run_dir / "result.json")
     log.info("genotype: %s", result["genotype"])
 

@@ -7,7 +7,7 @@ that does not fit in memory (ImageNet). Randomness is a pure function of ``(seed
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -16,10 +16,17 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms as T
 
-if TYPE_CHECKING:
-    from darts.data import ImageData
-
 CROP_PADDING = 4  # DARTS cnn/utils.py: RandomCrop(32, padding=4), zero fill
+
+
+class LabelledImages(Protocol):
+    """What the in-memory loaders read (``darts.data.ImageData``): uint8 images (N, 3, H, W) and int64 labels (N,)
+    on the CPU, with the per-channel mean and std that normalise them."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
 
 
 def check_eval_cutout(train: bool, cutout: int) -> None:
@@ -65,7 +72,8 @@ class EpochSeeded:
 
 
 class DeviceLoader(EpochSeeded):
-    """Batches of an `ImageData` with uint8 images kept on the device and the DARTS CIFAR augmentation done there.
+    """Batches of `LabelledImages` (e.g. `darts.data.ImageData`), uint8 images kept on the device and the DARTS
+    CIFAR augmentation done there.
 
     Same maths as DARTS cnn/utils.py `_data_transforms_cifar10` (RandomCrop(H, padding=4) with zero fill,
     RandomHorizontalFlip, ToTensor, Normalize, then Cutout on the normalised tensor), vectorised over the batch
@@ -77,7 +85,7 @@ class DeviceLoader(EpochSeeded):
     randomness. Yields x float32 (B, 3, H, W) normalised and y int64 (B,), both on `device`.
     """
 
-    def __init__(self, data: ImageData, batch_size: int, device: torch.device | str,
+    def __init__(self, data: LabelledImages, batch_size: int, device: torch.device | str,
                  indices: torch.Tensor | None = None, augment: bool = True, cutout: int = 0, shuffle: bool = True,
                  drop_last: bool = True, seed: int = 0):
         if indices is not None:
@@ -156,7 +164,7 @@ class Cutout:
 class _PILImages(Dataset):
     """(PIL image, label) pairs from uint8 tensors, as torchvision's CIFAR10 hands them to its transforms."""
 
-    def __init__(self, data: ImageData, indices: torch.Tensor | None):
+    def __init__(self, data: LabelledImages, indices: torch.Tensor | None):
         self.images = data.images if indices is None else data.images[indices]
         self.labels = data.labels if indices is None else data.labels[indices]
 
@@ -220,9 +228,9 @@ class StreamingLoader(EpochSeeded):
 
 
 class PlainLoader(StreamingLoader):
-    """Reference path for an `ImageData`: torch DataLoader + torchvision transforms on CPU workers (as DARTS)."""
+    """Reference path for a `LabelledImages`: torch DataLoader + torchvision transforms on CPU workers (as DARTS)."""
 
-    def __init__(self, data: ImageData, batch_size: int, device: torch.device | str,
+    def __init__(self, data: LabelledImages, batch_size: int, device: torch.device | str,
                  indices: torch.Tensor | None = None, augment: bool = True, cutout: int = 0, shuffle: bool = True,
                  drop_last: bool = True, seed: int = 0, num_workers: int = 2):
         _check_args(len(data) if indices is None else len(indices), batch_size, drop_last, seed, cutout)

@@ -1,4 +1,5 @@
-"""Every YAML in conf/ composes, its targets import, and the cheap ones build (so new configs are tested)."""
+"""Every YAML in conf/ composes, its targets import, and it runs: strategies, spaces, evaluators, datasets and
+recipes are discovered from the config folders, so a new YAML is tested without editing this file."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,25 +7,41 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-import train_final  # noqa: F401  (registers the run-dir resolvers)
-import train_search  # noqa: F401
+import train_final
+import train_search
+from conftest import SHARED_DATA, read_json
+from darts.strategies.base import Strategy
+from darts.strategies.discrete import DiscreteStrategy
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-TINY = {"darts": ["model.init_channels=8", "model.layers=3"], "nb201": ["model.init_channels=8", "model.cells_per_stage=1"]}
+SMOKE_SPACE = "toy"  # every strategy smoke-runs in the toy space (search_spaces/toy.py)
+# values for mandatory (???) keys, by key; a new mandatory key needs one here
+DATA = {"evaluator.path": SHARED_DATA / "nb201" / "nb201_accuracies.csv", "dataset.root": SHARED_DATA / "cifar10-mini"}
+FAKE = ["dataset=fake", "dataset.num_train=48", "dataset.num_test=16", "dataset.image_size=8"]
+SMOKE = ["progress=false", "device=cpu", "batch_size=8", "steps_per_epoch=1", "epochs=1", "strategy.arch_start_epoch=0"]
+# evaluator keys that shorten a smoke run, by evaluator (one without an entry runs with its defaults)
+TINY_EVALUATOR = {"train": ["evaluator.epochs=1", "evaluator.batch_size=8", "evaluator.eval_batches=1"],
+                  "supernet": ["evaluator.epochs=1", "evaluator.batch_size=8", "evaluator.eval_batches=1"]}
 
 
 def options(group: str) -> list[str]:
-    """The option names of a config group (its YAML files)."""
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """The option names of a config group (its YAML files, sub-folders included, e.g. recipe/darts/cifar10)."""
+    return sorted(str(p.relative_to(CONF / group).with_suffix("")) for p in (CONF / group).rglob("*.yaml"))
 
 
 def compose_config(name: str, overrides: list[str]) -> DictConfig:
-    """Compose conf/<name>.yaml with overrides, as the entry point would."""
+    """Compose conf/<name>.yaml with overrides, as the entry point would, mandatory values filled from DATA."""
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose(name, overrides)
+        cfg = compose(name, overrides)
+    for key in OmegaConf.missing_keys(cfg):
+        if key not in DATA:
+            raise AssertionError(f"{key} is mandatory (???); add a test value for it to DATA in {__file__}")
+        OmegaConf.update(cfg, key, str(DATA[key]))
+    return cfg
 
 
 def targets(node) -> list[str]:
@@ -43,44 +60,118 @@ def check_targets(cfg: DictConfig) -> None:
         assert get_object(target) is not None, target
 
 
+def strategy_class(strategy: str) -> type:
+    """The class a strategy config builds (read from its YAML: a discrete one does not compose without an evaluator)."""
+    node = OmegaConf.load(CONF / "strategy" / f"{strategy}.yaml")
+    return get_object(OmegaConf.select(node, "strategy._target_") or node._target_)
+
+
+def with_evaluator(strategy: str) -> list[str]:
+    """``evaluator=train`` for a discrete strategy (it needs one), nothing for a gradient strategy."""
+    return ["evaluator=train"] if issubclass(strategy_class(strategy), DiscreteStrategy) else []
+
+
 @pytest.mark.parametrize("space", options("search_space"))
 @pytest.mark.parametrize("strategy", options("strategy"))
 def test_search_configs_compose_and_build(strategy, space):
-    """Each strategy composes with each space; gradient strategies build and run one forward pass."""
-    extra = ["evaluator=tabular", "evaluator.path=x.csv"] if strategy in ("random", "evolution") else []
-    cfg = compose_config("search", [f"strategy={strategy}", f"search_space={space}", *TINY[space], *extra])
+    """Each strategy composes with each space at the space's own size; gradient strategies build the supernet and
+    run one forward pass with their mixing weights, whose genotype round-trips through the space's text."""
+    cfg = compose_config("search", [f"strategy={strategy}", f"search_space={space}", *with_evaluator(strategy)])
     OmegaConf.resolve(cfg)
     check_targets(cfg)
-    if cfg.run._target_ != "darts.runs.search.SearchRun":  # discrete: built with an evaluator (test_discrete.py)
-        return
+    if not issubclass(strategy_class(strategy), Strategy):
+        return  # a discrete strategy: run below with every evaluator
     torch.manual_seed(0)
     space_obj = instantiate(cfg.search_space)
     supernet = space_obj.build_supernet(10)
     strategy_obj = instantiate(cfg.strategy, supernet=supernet, space=space_obj)
-    assert supernet(torch.randn(2, 3, 16, 16), strategy_obj.mixing()).shape == (2, 10)
-    space_obj.parse(space_obj.to_text(strategy_obj.genotype()))
+    assert supernet(torch.randn(2, 3, 8, 8), strategy_obj.mixing()).shape == (2, 10)
+    assert space_obj.parse(space_obj.to_text(strategy_obj.genotype())) == strategy_obj.genotype()
 
 
-@pytest.mark.parametrize("dataset", options("dataset"))
-def test_dataset_and_recipe_configs_compose(dataset):
-    """Each dataset composes in search and retraining, and selects the retraining recipe of its name."""
-    root = ["dataset.root=/nonexistent"] if dataset in ("imagefolder", "imagenet") else []
-    check_targets(compose_config("search", [f"dataset={dataset}", *root]))
-    final = compose_config("final", [f"dataset={dataset}", *root])
-    check_targets(final)
-    assert (final.model.layers, final.model.init_channels) == ((14, 48) if dataset == "imagenet" else (20, 36))
+@pytest.mark.parametrize("strategy", [s for s in options("strategy") if issubclass(strategy_class(s), Strategy)])
+def test_every_gradient_strategy_runs_a_search(strategy, tmp_path):
+    """Each gradient strategy runs a one-step search through train_search.search in the toy space and writes its
+    result, the final genotype and a checkpoint."""
+    cfg = compose_config("search", [f"strategy={strategy}", f"search_space={SMOKE_SPACE}", *FAKE, *SMOKE])
+    result = train_search.search(cfg, tmp_path)
+    assert read_json(tmp_path / "result.json") == result and (tmp_path / "checkpoint.pt").is_file()
+    assert instantiate(cfg.search_space).parse(result["genotype"])
 
 
-def test_fake_dataset_instantiates():
-    """The synthetic dataset config builds a train/test pair."""
-    data = instantiate(compose_config("search", ["dataset=fake"]).dataset)
-    assert data.num_classes == 10 and len(data.train) == 512
+def fitting_run(strategy: str, evaluator: str) -> DictConfig:
+    """The config of a tiny discrete run with this evaluator in the first space it accepts (toy first)."""
+    spaces = [SMOKE_SPACE, *(s for s in options("search_space") if s != SMOKE_SPACE)]
+    for space in spaces:
+        cfg = compose_config("search", [f"strategy={strategy}", f"evaluator={evaluator}", f"search_space={space}",
+                                        *FAKE, "progress=false", "device=cpu", "steps_per_epoch=1",
+                                        "strategy.budget=2", *TINY_EVALUATOR.get(evaluator, [])])
+        try:
+            instantiate(cfg.evaluator)(space=instantiate(cfg.search_space), data=None)
+        except ValueError as err:
+            if "not a genotype of" in str(err):
+                continue  # the evaluator scores another space (a table of another space)
+            raise
+        return cfg
+    raise AssertionError(f"evaluator={evaluator} accepts none of the spaces {spaces}")
 
 
 @pytest.mark.parametrize("evaluator", options("evaluator"))
-def test_evaluator_configs_compose(evaluator):
-    """Each evaluator composes with each discrete strategy."""
-    for strategy in ("random", "evolution"):
-        cfg = compose_config("search", [f"strategy={strategy}", f"evaluator={evaluator}", "search_space=nb201",
-                                        "++evaluator.path=x.csv"])
-        check_targets(cfg)
+@pytest.mark.parametrize("strategy", [s for s in options("strategy") if issubclass(strategy_class(s), DiscreteStrategy)])
+def test_every_discrete_strategy_runs_with_every_evaluator(strategy, evaluator, tmp_path):
+    """Each discrete strategy runs a 2-evaluation search with each evaluator (in the first space the evaluator
+    accepts) and writes a history of 2 records and its result."""
+    if not DATA["evaluator.path"].is_file():
+        pytest.skip(f"the NB201 table is not at {DATA['evaluator.path']} (see ../shared/data/README.md)")
+    cfg = fitting_run(strategy, evaluator)
+    result = train_search.search(cfg, tmp_path)
+    assert result["evaluations"] == 2 and len((tmp_path / "history.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("dataset", options("dataset"))
+def test_datasets_compose_and_load(dataset):
+    """Each dataset composes in search and retraining; those available offline load a batch of images."""
+    cfg = compose_config("search", [f"dataset={dataset}"])
+    check_targets(cfg)
+    check_targets(compose_config("final", [f"dataset={dataset}"]))
+    if "download" in cfg.dataset:
+        cfg.dataset.download = False
+    try:
+        data = instantiate(cfg.dataset)
+    except InstantiationException as err:  # needs data that is not on this machine (e.g. CIFAR-10, ImageNet)
+        if not isinstance(err.__cause__, FileNotFoundError):
+            raise
+        pytest.skip(f"dataset={dataset} is not available here: {str(err.__cause__)[:200]}")
+    x, y = next(iter(data.train.loader(4, torch.device("cpu"), train=True)))
+    assert x.shape[:2] == (4, 3) and y.shape == (4,) and data.num_classes >= 2
+
+
+def recipes() -> list[tuple[str, str]]:
+    """(space, dataset) of every retraining recipe (conf/recipe/<space>/<dataset>.yaml)."""
+    return [tuple(r.split("/")) for r in options("recipe")]
+
+
+@pytest.mark.parametrize("space, dataset", recipes())
+def test_every_recipe_composes_and_builds_its_network(space, dataset):
+    """Each recipe composes with its space and dataset, and builds its network from a sampled genotype."""
+    cfg = compose_config("final", [f"search_space={space}", f"dataset={dataset}"])
+    check_targets(cfg)
+    space_obj = instantiate(cfg.search_space)
+    genotype = space_obj.sample(torch.Generator().manual_seed(0))
+    net = instantiate(cfg.model.network)(genotype=genotype, num_classes=10)
+    assert sum(p.numel() for p in net.parameters()) > 0
+    instantiate(cfg.scheduler)
+
+
+@pytest.mark.parametrize("space", options("search_space"))
+def test_every_space_has_a_cifar10_recipe_and_retrains(space, tmp_path):
+    """Each space retrains a sampled genotype through train_final.build_run for one step of its own CIFAR-10
+    recipe (4 initial channels, 32x32 synthetic images) and reports it."""
+    cfg = compose_config("final", [f"search_space={space}", "dataset=fake", "dataset.num_train=16",
+                                   "dataset.num_test=8", "epochs=1", "steps_per_epoch=1", "batch_size=8",
+                                   "progress=false", "device=cpu", "++model.init_channels=4"])
+    space_obj = instantiate(cfg.search_space)
+    genotype_text = space_obj.to_text(space_obj.sample(torch.Generator().manual_seed(0)))
+    cfg.genotype = genotype_text
+    result = train_final.build_run(cfg, tmp_path).run()
+    assert 0 <= result["test_accuracy"] <= 100 and result["genotype"] == genotype_text

@@ -158,6 +158,37 @@ def test_tabular_evaluator_scores_a_validation_column(nb201_csv):
 
 
 @pytest.fixture(scope="module")
+def timed_csv(nb201_csv, tmp_path_factory) -> Path:
+    """The NB201 table with a recorded training time of 2 s for each cifar10_valid_12ep lookup."""
+    lines = nb201_csv.read_text().splitlines()
+    path = tmp_path_factory.mktemp("timed") / "timed.csv"
+    path.write_text("\n".join([lines[0] + ",cifar10_valid_12ep_time"] + [line + ",2.0" for line in lines[1:]]) + "\n")
+    return path
+
+
+def test_tabular_fidelity_is_a_column_and_cost_its_recorded_time(timed_csv):
+    """A fidelity picks another validation column; a lookup costs the column's recorded time (<column>_time) where
+    the table has one, else 0 s; a test column is refused as a fidelity too."""
+    space = NB201Space()
+    ev = TabularEvaluator(space, path=str(timed_csv))
+    genotype = space.sample(torch.Generator().manual_seed(0))
+    default, other = ev.evaluate(genotype, 0), ev.evaluate(genotype, 0, fidelity="cifar100_valid_12ep")
+    assert (default.score, default.cost) == (ev.benchmark.query(genotype, "cifar10_valid_12ep"), 2.0)
+    assert (other.score, other.cost) == (ev.benchmark.query(genotype, "cifar100_valid_12ep"), 0.0)
+    with pytest.raises(ValueError, match="validation column"):
+        ev.evaluate(genotype, 0, fidelity="cifar10_test_200ep")
+
+
+@pytest.mark.parametrize("make", [partial(RandomSearch, budget=50, seed=1, time_budget=7.0),
+                                  partial(RegularizedEvolution, budget=50, seed=1, time_budget=7.0)],
+                         ids=["random", "evolution"])
+def test_time_budget_stops_the_search_when_the_cost_is_spent(timed_csv, tmp_path, make):
+    """With 2 s per lookup and a 7 s time budget, the search stops after 4 evaluations (8 s spent) of its 50."""
+    result = tabular_run(tmp_path, timed_csv, make).run()
+    assert result["evaluations"] == 4 and result["cost"] == 8.0
+
+
+@pytest.fixture(scope="module")
 def mini_images(cifar_mini) -> Datasets:
     """24 real CIFAR-10 training images per class (240 in all), read directly for fast in-process tests."""
     images, labels = [], []
@@ -187,6 +218,10 @@ def test_train_evaluator_is_seeded_by_candidate(mini_images):
     assert {"train_acc", "train_loss", "valid_loss"} <= first.metrics.keys()
     assert (first.score, first.metrics) == (again.score, again.metrics)
     assert first.metrics["train_loss"] != other.metrics["train_loss"]
+    # a fidelity is a number of epochs: one epoch is the first epoch of the two-epoch run, with its own schedule
+    assert ev.evaluate(genotype, 3, fidelity=1).metrics["train_loss"] != first.metrics["train_loss"]
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        ev.evaluate(genotype, 3, fidelity=0)
 
 
 def test_supernet_evaluator_resumes_training_exactly(mini_images):

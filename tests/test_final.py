@@ -255,3 +255,81 @@ def test_resuming_accepts_only_what_keeps_the_run():
     for override in ("seed=1", "model.layers=5", "optimizer.lr=0.1", "dataset=fake"):
         with pytest.raises(ValueError, match=f"cannot change '{override.split('=')[0]}' when resuming"):
             cli.resumed_config(saved, ["resume=true", override])
+
+
+ACCEPTANCE_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+
+
+def reference_tiny_network_params(arch: str, C: int = 16, N: int = 5, num_classes: int = 10) -> int:
+    """TinyNetwork's parameter count by hand from AutoDL-Projects tiny_network.py / cell_operations.py: a 3x3 conv
+    stem + BN; per cell, nor_conv_kxk = ReLU-Conv(k*k*c*c, no bias: affine BN)-BN(2c); two ResNetBasicblocks
+    (conv_a 3x3 stride 2 + BN, conv_b 3x3 + BN, avg-pool + 1x1 conv shortcut); BN-ReLU; a linear classifier."""
+    ops = [item.split("~")[0] for node in arch.strip("|").split("|+|") for item in node.split("|")]
+    per_op = {"nor_conv_3x3": lambda c: 9 * c * c + 2 * c, "nor_conv_1x1": lambda c: c * c + 2 * c}
+    cells = sum(N * sum(per_op.get(op, lambda c: 0)(c) for op in ops) for c in (C, 2 * C, 4 * C))
+    blocks = sum(9 * c * 2 * c + 2 * 2 * c + 9 * 4 * c * c + 2 * 2 * c + c * 2 * c for c in (C, 2 * C))
+    return 27 * C + 2 * C + cells + blocks + 2 * 4 * C + 4 * C * num_classes + num_classes
+
+
+def test_reference_count_of_the_extremes():
+    """The hand count gives the benchmark's published extremes (all-skip 73,306; all nor_conv_3x3 1,531,546)."""
+    skip = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+    assert reference_tiny_network_params(skip) == 73_306
+    assert reference_tiny_network_params(skip.replace("skip_connect", "nor_conv_3x3")) == 1_531_546
+
+
+def test_nb201_retraining_end_to_end(cifar_mini, tmp_path):
+    """train_final.py search_space=nb201 genotype=<arch> retrains the NB201 network on real images with the NB201
+    recipe (Nesterov SGD, lr 0.1 annealed per step) and writes result.json with its test accuracy and its parameter
+    count, which equals the reference TinyNetwork's at C=16, N=5."""
+    run = tmp_path / "run"
+    run_entry("train_final.py", run, "search_space=nb201", f"genotype='{ACCEPTANCE_ARCH}'", "dataset=imagefolder",
+              f"dataset.root={cifar_mini}", "epochs=2", "steps_per_epoch=2", "batch_size=16", "device=cpu")
+    result = read_json(run / "result.json")
+    assert 0 <= result["test_accuracy"] <= 100 and result["genotype"] == ACCEPTANCE_ARCH
+    assert result["params"] * 1e6 == pytest.approx(reference_tiny_network_params(ACCEPTANCE_ARCH), abs=0.5)
+    assert result["network"]["network"] == "search_spaces.nb201.network.TinyNetwork"
+    assert (result["network"]["C"], result["network"]["N"]) == (16, 5)
+    config = OmegaConf.load(run / "config.yaml")
+    assert config.optimizer.nesterov and config.optimizer.lr == 0.1 and config.scheduler.per_step
+    assert resolve(run, NB201Space()) == NB201Space().parse(ACCEPTANCE_ARCH)  # its directory feeds back in
+
+
+def test_closed_form_schedules_equal_torch_schedulers():
+    """Cosine (per epoch and per step) and Exponential give torch's CosineAnnealingLR and StepLR(1, gamma) rates."""
+    from darts.schedules import Cosine, Exponential
+
+    def torch_rates(make, n: int) -> list[float]:
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        sched, rates = make(opt), []
+        for _ in range(n):
+            rates.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return rates
+
+    epochs, steps = 4, 5
+    per_step = [Cosine(0.001, per_step=True)(0.1, e + s / steps, epochs) for e in range(epochs) for s in range(steps)]
+    assert per_step == pytest.approx(torch_rates(
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, epochs * steps, eta_min=0.001), epochs * steps))
+    assert [Cosine()(0.1, e, epochs) for e in range(epochs)] == pytest.approx(
+        torch_rates(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, epochs), epochs))
+    assert [Exponential(0.97)(0.1, e, epochs) for e in range(epochs)] == pytest.approx(
+        torch_rates(lambda o: torch.optim.lr_scheduler.StepLR(o, 1, 0.97), epochs))
+
+
+def test_train_epoch_sets_the_per_step_rate_before_each_step():
+    """train_epoch(lr_at_step=...) sets the rate of every parameter group before each step."""
+    from darts.trainer import train_epoch
+
+    model = nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    seen = []
+
+    def loss_fn(out, y):
+        seen.append(opt.param_groups[0]["lr"])
+        return nn.functional.cross_entropy(out, y), out
+
+    batches = [(torch.randn(2, 4), torch.tensor([0, 1]))] * 3
+    train_epoch(model, batches, opt, 3, torch.device("cpu"), loss_fn, progress=False, lr_at_step=lambda s: 0.1 * s)
+    assert seen == pytest.approx([0.0, 0.1, 0.2])

@@ -1,6 +1,8 @@
 """DARTS space, supernet, derivation, first/second-order steps and the search entry point."""
 from __future__ import annotations
 
+import json
+
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
@@ -169,16 +171,22 @@ def test_search_end_to_end_on_real_images(cifar_mini, tmp_path):
 
 
 def test_resume_continues_from_checkpoint(cifar_mini, tmp_path):
-    """resume=<run dir> epochs=N continues after the saved epoch and keeps one record per epoch."""
+    """resume=<run dir> epochs=N continues after the saved epoch, past a genotypes.jsonl line torn by a kill, and
+    keeps one record per epoch; overrides that would change the model or the seed are refused, naming the key."""
     run = tmp_path / "run"
     common = ["model.init_channels=4", "model.layers=2", "steps_per_epoch=1", "batch_size=8"]
     run_entry("train_search.py", run, "dataset=imagefolder", f"dataset.root={cifar_mini}", "epochs=1", *common)
+    with open(run / "genotypes.jsonl", "a") as f:
+        f.write('{"epoch": 1, "genotype": "Geno')  # a kill during the next epoch's append
+    for override in ("seed=3", "model.layers=5"):
+        proc = run_entry("train_search.py", run, f"resume={run}", "epochs=2", override, check=False)
+        assert proc.returncode != 0 and f"cannot change '{override.split('=')[0]}' when resuming" in proc.stderr
     proc = run_entry("train_search.py", run, f"resume={run}", "epochs=2")
     assert "at epoch 1" in proc.stdout + proc.stderr
-    epochs = [read_json_line["epoch"] for read_json_line in map(__import__("json").loads,
-                                                                 (run / "genotypes.jsonl").read_text().splitlines())]
+    epochs = [json.loads(line)["epoch"] for line in (run / "genotypes.jsonl").read_text().splitlines()]
     assert epochs == [0, 1]
     assert read_json(run / "result.json")["epochs"] == 2
+    assert "epochs: 2" in (run / "config.yaml").read_text()  # the saved configuration is the one that ran
 
 
 def test_missing_cifar_is_a_clear_error(tmp_path):
