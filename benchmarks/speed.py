@@ -25,187 +25,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache, partial
-from itertools import count
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
 from benchmarks.timing import ROOT, PeakMemory, environment, spread, time_steps
-from darts.data import Datasets, ImageData, cifar10, fake, image_folder, search_split
-from darts.loaders import PlainLoader
-from darts.runs.final import FinalRun, FinalSettings, final_loss
-from darts.runs.network_spec import NetworkSpec
-from darts.runs.search import SearchRun
-from darts.runtime import Runtime, pick_device
-from darts.schedules import Cosine
-from darts.strategies.darts import DARTS
-from darts.strategies.gdas import GDAS
-from darts.strategies.pcdarts import PCDARTS
-from darts.trainer import search_epoch, train_epoch
-from search_spaces.darts import GENOTYPES, DartsSpace, NetworkCIFAR
-from search_spaces.nb201 import NB201Space
+from benchmarks.workloads import (CASES, MODIFIERS, Case, describe_data, load_data, parse_variant, retrain_step,
+                                  search_step, sizes_of)
+from darts.runtime import pick_device
 
 log = logging.getLogger("benchmarks.speed")
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-mini"
 CIFAR10_TRAIN, SEARCH_EPOCHS, TRAIN_PORTION = 50_000, 50, 0.5  # the full-size targets (DARTS sec. 3.1.1, A.2.1)
-
-
-@dataclass(frozen=True)
-class Case:
-    """A measured workload: a search step (space, strategy) or the DARTS_V2 retraining step, at two sizes.
-
-    full/ci: channels C, layers (DARTS cells, or NB201 cells per stage), batch B, optional partial_channels.
-    """
-
-    kind: str
-    full: dict[str, int]
-    ci: dict[str, int]
-    space: str = "darts"
-    strategy: type | None = None
-    strategy_args: dict[str, Any] = field(default_factory=dict)
-    lr: float = 0.025  # DARTS sec. 3.1.1
-
-
-_DARTS = {"channels": 16, "layers": 8, "batch": 64}  # DARTS sec. 3.1.1
-_CI = {"channels": 4, "layers": 3, "batch": 8}
-_PC = {"batch": 256, "partial_channels": 4}  # PC-DARTS train_search.py: batch 256, lr 0.1; model_search.py K=4
-CASES = {
-    "darts-1st": Case("search", _DARTS, _CI, strategy=DARTS, strategy_args={"order": 1}),
-    "darts-2nd": Case("search", _DARTS, _CI, strategy=DARTS, strategy_args={"order": 2}),
-    "darts-1st-b256": Case("search", {**_DARTS, "batch": 256}, _CI, strategy=DARTS, strategy_args={"order": 1}, lr=0.1),
-    # NB201 sec. 3 (C=16, N=5); batch 64 as NATS-Bench's DARTS search (exps/NATS-algos/search-cell.py)
-    "nb201-1st": Case("search", {"channels": 16, "layers": 5, "batch": 64}, {**_CI, "layers": 1}, space="nb201",
-                      strategy=DARTS, strategy_args={"order": 1}),
-    "gdas": Case("search", _DARTS, _CI, strategy=GDAS),
-    # arch steps from the first step (PC-DARTS's 15 warm-up epochs have none; the benchmark times full steps)
-    "pcdarts": Case("search", {**_DARTS, **_PC}, {**_CI, "partial_channels": 4}, strategy=PCDARTS,
-                    strategy_args={"arch_start_epoch": 0}, lr=0.1),
-    "retrain-darts_v2": Case("retrain", {"channels": 36, "layers": 20, "batch": 96}, _CI),  # DARTS A.2.1
-}
-
-
-@dataclass(frozen=True)
-class Variant:
-    """How a case runs: op computation, precision, data loader, memory format, compilation."""
-
-    fast: bool
-    precision: str
-    loader: str  # "device" (DeviceLoader) or "plain" (PlainLoader: DataLoader + CPU workers)
-    channels_last: bool | str  # True, False or "auto" (darts.runtime.use_channels_last)
-    compile: bool
-
-
-PLAIN = Variant(fast=False, precision="fp32", loader="plain", channels_last=False, compile=False)
-FAST = Variant(fast=True, precision="auto", loader="device", channels_last="auto", compile=False)  # conf/search.yaml
-MODIFIERS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}, "channels_last": {"channels_last": True},
-             "contiguous": {"channels_last": False}, "compile": {"compile": True}, "plain_ops": {"fast": False},
-             "plain_loader": {"loader": "plain"}}
-
-
-def parse_variant(name: str) -> Variant:
-    """'plain', 'fast', or modifiers of the fast defaults joined by '+' (e.g. 'bf16+channels_last')."""
-    if name in ("plain", "fast"):
-        return PLAIN if name == "plain" else FAST
-    changes: dict[str, Any] = {}
-    for mod in name.split("+"):
-        if mod not in MODIFIERS:
-            raise ValueError(f"variant modifier {mod!r} in {name!r} is not valid; choose plain, fast, or modifiers "
-                             f"of fast joined by '+': {', '.join(MODIFIERS)}")
-        changes.update(MODIFIERS[mod])
-    return replace(FAST, **changes)
-
-
-def sizes_of(case: Case, size: str) -> dict[str, int]:
-    """The case's sizes for --size full|ci."""
-    return case.full if size == "full" else case.ci
-
-
-def describe_data(spec: str) -> str:
-    """What --data names: 'synthetic', 'CIFAR-10 <root>' or 'image folder <root>'."""
-    if spec == "synthetic":
-        return "synthetic (darts.data.fake: uint8 images, 16 batches of the case's size)"
-    root = Path(spec).expanduser()
-    return f"CIFAR-10 {root}" if (root / "cifar-10-batches-py").is_dir() else f"image folder {root}"
-
-
-@lru_cache(maxsize=4)
-def load_data(spec: str, synthetic_train: int) -> Datasets:
-    """'synthetic' (darts.data.fake, synthetic_train images), a torchvision CIFAR-10 root or an ImageFolder root."""
-    if spec == "synthetic":
-        return fake(num_train=synthetic_train, num_test=max(synthetic_train // 8, 128))
-    root = Path(spec).expanduser()
-    if (root / "cifar-10-batches-py").is_dir():
-        return cifar10(str(root), download=False)
-    return image_folder(str(root))
-
-
-def _loader(data: ImageData, batch: int, device: torch.device, variant: Variant, workers: int, train: bool = True,
-            cutout: int = 0, seed: int = 0, indices: torch.Tensor | None = None):
-    """The variant's loader: DeviceLoader (ImageData.loader) or the reference PlainLoader."""
-    if variant.loader == "plain":
-        return PlainLoader(data, batch, device, indices=indices, augment=train, cutout=cutout, shuffle=train,
-                           drop_last=train, seed=seed, num_workers=workers)
-    return data.loader(batch, device, train=train, cutout=cutout, seed=seed, indices=indices)
-
-
-def _forever(loader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The loader's batches epoch after epoch (a benchmark may need more steps than an epoch holds)."""
-    for epoch in count():
-        loader.set_epoch(epoch)
-        yield from loader
-
-
-class _VariantData:
-    """The search split of ``data`` with the variant's loaders, in the shape ``SearchRun`` asks of a ``SearchData``."""
-
-    def __init__(self, data: Datasets, variant: Variant, device: torch.device, workers: int):
-        self.data, self.variant, self.device, self.workers = data, variant, device, workers
-        self.num_classes = data.num_classes
-        self.weight_idx, self.arch_idx = search_split(len(data.train))
-
-    def weight_loader(self, batch: int, seed: int):
-        return _loader(self.data.train, batch, self.device, self.variant, self.workers, seed=seed, indices=self.weight_idx)
-
-    def arch_loader(self, batch: int, seed: int):
-        return _loader(self.data.train, batch, self.device, self.variant, self.workers, seed=seed, indices=self.arch_idx)
-
-
-def _runtime(variant: Variant, device: torch.device) -> Runtime:
-    return Runtime.of(device.type, variant.precision, variant.channels_last, variant.fast, variant.compile)
-
-
-def search_step(case: Case, sizes: dict[str, int], variant: Variant, data: Datasets, device: torch.device,
-                workers: int, run_dir: Path) -> Callable[[], Any]:
-    """One bilevel step of a search set up by ``SearchRun`` (as train_search.py does) with the variant's settings."""
-    C, layers, B, K = sizes["channels"], sizes["layers"], sizes["batch"], sizes.get("partial_channels", 1)
-    space = DartsSpace(C, layers, partial_channels=K) if case.space == "darts" else NB201Space(C, layers, partial_channels=K)
-    run = SearchRun(run_dir, space, _VariantData(data, variant, device, workers),
-                    partial(case.strategy, **case.strategy_args), _runtime(variant, device), batch_size=B, lr=case.lr,
-                    seed=0, progress=False)
-    run.strategy.epoch_start(0, run.epochs)
-    batches = (_forever(run.train_loader), _forever(run.valid_loader))
-    return partial(search_epoch, run.supernet, run.strategy, *batches, run.optimizer, run.grad_clip, 1, device,
-                   progress=False)
-
-
-def retrain_step(sizes: dict[str, int], variant: Variant, data: Datasets, device: torch.device, workers: int,
-                 run_dir: Path) -> Callable[[], Any]:
-    """One training step of the DARTS_V2 retraining set up by ``FinalRun`` (auxiliary head, cutout 16)."""
-    settings = FinalSettings(progress=False)
-    network = partial(NetworkCIFAR, C=sizes["channels"], layers=sizes["layers"])
-    spec = NetworkSpec(network, GENOTYPES["DARTS_V2"], DartsSpace(), data.num_classes, auxiliary=True)
-    train = _loader(data.train, sizes["batch"], device, variant, workers, cutout=16)  # DARTS A.2.1 cutout
-    test = _loader(data.test, sizes["batch"], device, variant, workers, train=False)
-    run = FinalRun(run_dir, spec, train, test, settings, Cosine(), _runtime(variant, device))
-    if variant.compile:  # no FinalRun option: measured here to decide whether one pays off
-        run.model.compile()
-    run.model.drop_path_prob = settings.drop_path_prob / 2  # the mean of DARTS's linear drop-path ramp
-    loss_fn = partial(final_loss, auxiliary_weight=settings.auxiliary_weight)
-    return partial(train_epoch, run.model, _forever(train), run.optimizer, 1, device, loss_fn, settings.grad_clip,
-                   progress=False, amp_dtype=run.amp_dtype)
 
 
 def _projection(case: Case, sizes: dict[str, int], step_s: float) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks import speed
+from benchmarks import speed, workloads
 from darts.data import fake
 from darts.runs.final import FinalRun, FinalSettings
 from darts.runs.network_spec import NetworkSpec
@@ -230,10 +230,10 @@ def test_bad_precision_and_variants_are_clear_errors():
     with pytest.raises(ValueError, match="precision='fp16'.*auto"):
         Runtime.of("cpu", precision="fp16")
     with pytest.raises(ValueError, match="'bf17'.*channels_last"):
-        speed.parse_variant("bf17+channels_last")
+        workloads.parse_variant("bf17+channels_last")
     with pytest.raises(ValueError, match="darts-3rd.*darts-1st"):
         speed.parse_args(["--cases", "darts-3rd"])
-    assert speed.parse_variant("bf16+channels_last") == replace(speed.FAST, precision="bf16", channels_last=True)
+    assert workloads.parse_variant("bf16+channels_last") == replace(workloads.FAST, precision="bf16", channels_last=True)
 
 
 def test_ci_benchmark_writes_every_case_and_variant(tmp_path):
@@ -266,7 +266,7 @@ def test_isolated_variant_reports_peak_memory_and_inapplicable_variants_are_list
     argv = ["--size", "ci", "--device", "cpu", "--steps", "1", "--warmup", "0", "--data", "synthetic"]
     row = speed.measure_isolated("retrain-darts_v2", "bf16+contiguous", argv)
     assert row["status"] == "ok" and row["peak_memory_mb"] > 0 and "VmHWM" in row["memory_method"], row
-    assert row["settings"] == {**asdict(speed.FAST), "precision": "bf16", "channels_last": False}
+    assert row["settings"] == {**asdict(workloads.FAST), "precision": "bf16", "channels_last": False}
     result = speed.main([*argv, "--no-isolate", "--cases", "retrain-darts_v2", "--variants",
                          "plain_ops,bf16+channels_last", "--out", str(tmp_path / "speed.json")])
     assert [(r["variant"], r["status"]) for r in result["results"]] == [

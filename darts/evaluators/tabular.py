@@ -1,0 +1,65 @@
+"""Score a genotype by looking it up in a tabular benchmark (``darts.tabular.Table``): no data, no training."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from darts.evaluators.base import Evaluation, Evaluator
+from darts.search_data import SearchData
+from darts.tabular import Table
+from search_spaces.base import SearchSpace
+
+
+_TABLES: dict[tuple, Table] = {}
+
+
+def _table(file: Path, space: SearchSpace) -> Table:
+    """One table per file, version and space type, shared by the runs of an in-process multirun."""
+    key = (str(file), file.stat().st_mtime_ns, type(space))
+    if key not in _TABLES:
+        _TABLES.clear()  # a multirun reads one table: keep only the latest
+        _TABLES[key] = Table(file, space)
+    return _TABLES[key]
+
+
+class TabularEvaluator(Evaluator):
+    """A tabular benchmark lookup (``darts.tabular.Table``): the score is a validation column, never a test column.
+
+    Args:
+        space: the space the table covers (NB201 for the shipped table).
+        path: the CSV (``darts.tabular``; NB201: ``search_spaces/nb201/table.py``).
+        column: the score, the default fidelity; ``cifar10_valid_12ep`` is NB201's search signal (R_EA.py/RANDOM.py
+            ``train_and_eval``: 'cifar10-valid', 'valid-accuracy', hp '12'). A fidelity is another validation column.
+        cost_suffix: the cost of a lookup of column c is the table's column ``c + cost_suffix`` (its recorded
+            training time in seconds) where the table has one, else 0 s (the shipped NB201 table has none).
+        workers: threads (a lookup gains nothing from them, but the option means the same everywhere).
+        data: never read, so a tabular run loads no dataset.
+    """
+
+    def __init__(self, space: SearchSpace, path: str, column: str = "cifar10_valid_12ep", cost_suffix: str = "_time",
+                 workers: int = 1, data: SearchData | None = None):
+        super().__init__(space, workers)
+        file = Path(path).expanduser().resolve()
+        if not file.is_file():
+            raise FileNotFoundError(f"evaluator.path={path!r}: no table there (the format is in darts/tabular.py)")
+        self.benchmark = _table(file, space)
+        self.cost_suffix = cost_suffix
+        self.column = self._score_column(column)
+
+    def _score_column(self, column: str) -> str:
+        """``column`` if it is a validation column of the table, else ValueError naming the valid ones."""
+        valid = [c for c in self.benchmark.columns if "test" not in c and not c.endswith(self.cost_suffix)]
+        if column not in valid:
+            raise ValueError(f"evaluator.column={column!r} cannot score a search; a validation column is needed: {valid}")
+        return column
+
+    def evaluate(self, genotype: Any, index: int, fidelity: str | None = None) -> Evaluation:
+        """The table's value of the fidelity's column (default ``column``); the cost is its recorded time, if any."""
+        column = self.column if fidelity is None else self._score_column(fidelity)
+        timing = column + self.cost_suffix
+        cost = self.benchmark.query(genotype, timing) if timing in self.benchmark.columns else 0.0
+        return Evaluation(self.benchmark.query(genotype, column), cost)
+
+    def report(self, genotype: Any) -> dict[str, float]:
+        """Every column of the table (validation and test accuracies)."""
+        return self.benchmark.query(genotype)
