@@ -18,7 +18,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from search_spaces.base import SearchSpace
+
+class GenotypeText(Protocol):
+    """What a table needs of a search space (``search_spaces.base.SearchSpace`` has both): its genotypes' text."""
+
+    def parse(self, text: str) -> Any: ...
+
+    def to_text(self, genotype: Any) -> str: ...
 
 
 class TabularBenchmark(Protocol):
@@ -43,7 +49,7 @@ class Table:
     howto = "the CSV format is in the docstring of darts/tabular.py"
     space_hint = "is it the table of another search space?"
 
-    def __init__(self, path: str | Path, space: SearchSpace):
+    def __init__(self, path: str | Path, space: GenotypeText):
         self.path = Path(path).expanduser()
         self.space = space
         if not self.path.is_file():
@@ -111,7 +117,7 @@ class Table:
         return self.space.to_text(self.space.parse(arch) if isinstance(arch, str) else arch)
 
 
-def _read_csv(path: Path, space: SearchSpace,
+def _read_csv(path: Path, space: GenotypeText,
               hint: str) -> tuple[tuple[str, ...], list[str], list[int], list[list[float]]]:
     """Metric column names, canonical arch texts, benchmark indices and metric rows of the CSV."""
     try:
@@ -121,7 +127,7 @@ def _read_csv(path: Path, space: SearchSpace,
         raise ValueError(f"{path} is not a text CSV file") from None
 
 
-def _read_rows(path: Path, reader, space: SearchSpace,
+def _read_rows(path: Path, reader, space: GenotypeText,
                hint: str) -> tuple[tuple[str, ...], list[str], list[int], list[list[float]]]:
     header = next(reader, [])
     if "index" not in header or "arch" not in header:
