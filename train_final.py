@@ -26,7 +26,7 @@ def build_run(cfg: DictConfig, run_dir: Path) -> FinalRun:
                              steps_per_epoch=cfg.steps_per_epoch, progress=cfg.progress, **cfg.optimizer)
     runtime = Runtime.of(cfg.device, cfg.precision, cfg.channels_last)
     seed_everything(cfg.seed)
-    data = instantiate(cfg.dataset)
+    data = instantiate(cfg.dataset, _partial_=True)()  # called here: a missing dataset is reported unwrapped
     spec = NetworkSpec(instantiate(cfg.model.network), genotype, space, data.num_classes,
                        auxiliary=cfg.auxiliary_weight > 0)
     train_idx, valid_idx = holdout_split(len(data.train), cfg.valid_portion, cfg.seed)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from functools import partial
 from pathlib import Path
 
 import hydra
@@ -25,10 +24,12 @@ def search(cfg: DictConfig, run_dir: Path) -> dict:
     """
     seed_everything(cfg.seed)
     space = instantiate(cfg.search_space)
-    data = SearchData(partial(instantiate, cfg.dataset), cfg.train_portion, cfg.seed, pick_device(cfg.device))
-    benchmark = instantiate(cfg.benchmark, space=space) if cfg.benchmark.path else None
-    run = instantiate(cfg.run, run_dir=run_dir, space=space, data=data, benchmark=benchmark,
-                      strategy=instantiate(cfg.strategy, _partial_=True))
+    # partials, called here and by the run: their errors (e.g. no CIFAR-10) reach the user unwrapped
+    data = SearchData(instantiate(cfg.dataset, _partial_=True), cfg.train_portion, cfg.seed, pick_device(cfg.device))
+    benchmark = instantiate(cfg.benchmark, _partial_=True)(space=space) if cfg.benchmark.path else None
+    make_run = instantiate(cfg.run, _partial_=True)
+    run = make_run(run_dir=run_dir, space=space, data=data, benchmark=benchmark,
+                   strategy=instantiate(cfg.strategy, _partial_=True))
     if cfg.resume:
         run.resume()
     return run.run()
