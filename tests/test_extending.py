@@ -205,9 +205,9 @@ def test_tensorboard_writer_has_no_import_side_effects():
     subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
 
 
-def test_partial_is_how_configs_pass_strategies():
+def test_partial_is_how_configs_pass_strategies(tmp_path):
     """The run builds the strategy from a partial (as Hydra's _partial_ gives it) with the supernet and space."""
     data = SearchData(lambda: fake(num_train=16, num_test=8, image_size=8), 0.5, 0, CPU)
-    run = SearchRun("/tmp/unused-run-dir", ToySpace(4), data, partial(DARTS, order=2), Runtime(), epochs=1,
+    run = SearchRun(tmp_path, ToySpace(4), data, partial(DARTS, order=2), Runtime(), epochs=1,
                     batch_size=4, progress=False)
     assert run.strategy.order == 2 and run.strategy.supernet is run.supernet
