@@ -1,43 +1,140 @@
 """Plumbing shared by the entry points train_search.py and train_final.py (the only Hydra users).
 
-A run directory holds its configuration twice: ``config.yaml``, fully resolved (what ran, for reading and
-comparing), and ``composed.yaml``, as composed with its interpolations (``run.epochs: ${epochs}``), which
-a resumed run reads so that an allowed override reaches every value derived from it.
+- Run directories: each new run creates its own (atomically, with a ``_1``, ``_2``... suffix when two runs start in
+  the same second); a directory that holds a run is never reused for a new one.
+- Configuration: a run directory holds it twice: ``config.yaml``, fully resolved (what ran, for reading and
+  comparing), and ``composed.yaml``, as composed with its interpolations (``run.epochs: ${epochs}``), which a
+  resumed run reads so that an allowed override reaches every value derived from it.
+- Settings are checked when the configuration is built (``CHECKS``), and user errors end the process with one
+  line on stderr (``reporting``).
 """
 from __future__ import annotations
 
+import functools
+import itertools
+import logging
+import os
+import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
+from darts.divergence import Diverged
 from darts.runs.directory import CHECKPOINT, CONFIG, find_resume_dir
 
+log = logging.getLogger("darts")
 COMPOSED = "composed.yaml"
 # One resume rule for both entry points: a resumed run may change only what alters neither the model, the data,
 # the seed nor the part of the schedule already run: a longer schedule or budget, and how it runs.
 RESUMABLE = ("epochs", "strategy.budget", "strategy.time_budget", "device", "progress", "precision",
-             "channels_last", "fast", "compile", "evaluator.workers")
+             "channels_last", "fast", "compile", "deterministic", "evaluator.workers")
+USER_ERRORS = (ValueError, FileNotFoundError, Diverged)
+
+
+def _integer(low: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low), f"an integer >= {low}"
+
+
+def _number(test: Callable[[float], bool], what: str, nullable: bool = False) -> tuple[Callable[[Any], bool], str]:
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and test(v)  # noqa: E731
+    return ((lambda v: v is None or number(v)), f"null or {what}") if nullable else (number, what)
+
+
+# key -> (check, the valid values in words); applied to the keys a configuration has
+CHECKS = {
+    "epochs": _integer(1), "batch_size": _integer(1), "seed": _integer(0), "cutout": _integer(0),
+    "steps_per_epoch": ((lambda v: v is None or _integer(1)[0](v)), "null or an integer >= 1"),
+    "train_portion": _number(lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "valid_portion": _number(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "optimizer.lr": _number(lambda v: v > 0, "a number > 0"),
+    "optimizer.lr_min": _number(lambda v: v >= 0, "a number >= 0"),
+    "optimizer.momentum": _number(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "optimizer.weight_decay": _number(lambda v: v >= 0, "a number >= 0"),
+    "optimizer.grad_clip": _number(lambda v: v > 0, "a number > 0", nullable=True),
+    "auxiliary_weight": _number(lambda v: v >= 0, "a number >= 0"),
+    "drop_path_prob": _number(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "label_smoothing": _number(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "model.init_channels": _integer(1), "model.layers": _integer(1), "model.cells_per_stage": _integer(1),
+    "strategy.arch_lr": _number(lambda v: v > 0, "a number > 0"),
+    "strategy.arch_start_epoch": _integer(0), "strategy.budget": _integer(1),
+    "strategy.time_budget": _number(lambda v: v > 0, "a number > 0 (seconds)", nullable=True),
+    "evaluator.workers": _integer(1), "evaluator.batch_size": _integer(1),
+    "evaluator.lr": _number(lambda v: v > 0, "a number > 0"),
+}
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """ValueError naming the first setting outside its valid range (``CHECKS``), with the range."""
+    for key, (valid, what) in CHECKS.items():
+        value = OmegaConf.select(cfg, key, default=KeyError)
+        if value is not KeyError and not valid(value):
+            raise ValueError(f"{key}={value!r} is not valid: {what}")
+
+
+_NEW_DIRS: dict[str, str] = {}
+
+
+def new_run_dir(default: str) -> str:
+    """``default``, else ``default_1``, ``default_2``...: the first directory this process creates itself (os.mkdir
+    is atomic, so runs started in the same second by several processes each get their own); one per process."""
+    if default not in _NEW_DIRS:
+        path = Path(default)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for k in itertools.count():
+            candidate = path if k == 0 else path.with_name(f"{path.name}_{k}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            _NEW_DIRS[default] = str(candidate)
+            break
+    return _NEW_DIRS[default]
 
 
 def register_run_dir(resolver: str, outputs: str) -> None:
     """``${<resolver>:${resume},<default dir>}``: the run to resume (a path, or ``true`` for the newest
-    unfinished run under ``outputs``), else the default new run directory."""
+    unfinished run under ``outputs``), else a new run directory (``new_run_dir``). ``${new_dir:<dir>}``: a new one."""
     OmegaConf.register_new_resolver(
-        resolver, lambda resume, default: str(find_resume_dir(resume, outputs, CHECKPOINT) or default), replace=True)
+        resolver, lambda resume, default: str(find_resume_dir(resume, outputs) or new_run_dir(default)), replace=True)
+    OmegaConf.register_new_resolver("new_dir", new_run_dir, replace=True)
+
+
+def check_resume_argument(argv: list[str], outputs: str) -> None:
+    """Before Hydra starts: a ``resume=`` on the command line that names no run stops with one line (Hydra would
+    otherwise fail inside its own error formatting, resolving the run directory)."""
+    values = [arg.partition("=")[2].strip("'\"") for arg in argv if arg.startswith("resume=")]
+    if values:
+        try:
+            find_resume_dir(values[-1], outputs)
+        except FileNotFoundError as err:
+            sys.exit(f"FileNotFoundError: {err}")
 
 
 def run_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
-    """The run directory and its configuration, saved there: the composed one for a new run; for a resumed run
-    the saved one with the command-line overrides that ``RESUMABLE`` allows (any other: ValueError)."""
+    """The run directory and its configuration, checked and saved there: the composed one for a new run (in a
+    directory that holds no run yet); for a resumed run the saved one with the command-line overrides that
+    ``RESUMABLE`` allows (any other: ValueError)."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     saved = next((run_dir / name for name in (COMPOSED, CONFIG) if (run_dir / name).is_file()), None)
+    overrides = list(HydraConfig.get().overrides.task)
     if cfg.resume and saved is not None:  # CONFIG alone: a run directory from before composed.yaml existed
-        cfg = resumed_config(OmegaConf.load(saved), HydraConfig.get().overrides.task)
+        cfg = resumed_config(OmegaConf.load(saved), overrides)
+    elif saved is not None or (run_dir / CHECKPOINT).is_file():
+        raise ValueError(f"{run_dir} already holds a run: continue it with resume={run_dir}, or choose another "
+                         "directory (hydra.run.dir=...)")
+    else:
+        added = [item for item in overrides if item.startswith("+")]
+        if added:
+            raise ValueError(f"{added[0]!r} adds a key that no part of a new run reads; drop the '+' to set an "
+                             "existing key (the valid keys are in the run's config.yaml)")
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as e:
         raise ValueError(f"{e.full_key} has no value; set it on the command line ({e.full_key}=...)") from None
+    check_settings(cfg)
     OmegaConf.save(cfg, run_dir / COMPOSED)
     OmegaConf.save(cfg, run_dir / CONFIG, resolve=True)
     return cfg, run_dir
@@ -54,3 +151,28 @@ def resumed_config(saved: DictConfig, overrides: list[str]) -> DictConfig:
                              f"schedule it has run; only {', '.join(RESUMABLE)} may change")
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
     return cfg
+
+
+def user_error(err: BaseException) -> BaseException | None:
+    """The user error behind ``err`` (a bad value, a missing or corrupt file, a divergence), unwrapping Hydra's
+    InstantiationException; None for anything else (a bug: it keeps its traceback)."""
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    return err if isinstance(err, USER_ERRORS) else None
+
+
+def reporting(main: Callable[[DictConfig], None]) -> Callable[[DictConfig], None]:
+    """``main``, where a user error exits with status 1 and its message as one line on stderr (and in the run's
+    log); the traceback only with HYDRA_FULL_ERROR=1."""
+    @functools.wraps(main)
+    def wrapped(cfg: DictConfig) -> None:
+        try:
+            main(cfg)
+        except Exception as err:
+            cause = user_error(err)
+            if cause is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            message = " ".join(f"{type(cause).__name__}: {cause}".split())
+            log.error(message)
+            sys.exit(message)
+    return wrapped

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -11,10 +12,11 @@ from omegaconf import DictConfig
 import cli
 from darts.runs.final import FinalRun, FinalSettings
 from darts.runs.network_spec import NetworkSpec, holdout_split, resolve_genotype
-from darts.runtime import Runtime, seed_everything
+from darts.runtime import Runtime, seed_everything, set_deterministic
 
 log = logging.getLogger("train_final")
-cli.register_run_dir("final_run_dir", "outputs/final")  # apart from searches: resume=true never picks a search run
+OUTPUTS = "outputs/final"  # apart from searches: resume=true never picks a search run
+cli.register_run_dir("final_run_dir", OUTPUTS)
 
 
 def build_run(cfg: DictConfig, run_dir: Path) -> FinalRun:
@@ -38,9 +40,11 @@ def build_run(cfg: DictConfig, run_dir: Path) -> FinalRun:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="final")
+@cli.reporting
 def main(cfg: DictConfig) -> None:
     """Compose the config, then retrain (or resume) in the run directory."""
     cfg, run_dir = cli.run_config(cfg)
+    set_deterministic(cfg.deterministic)
     run = build_run(cfg, run_dir)
     if cfg.resume:
         run.resume()
@@ -51,4 +55,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    cli.check_resume_argument(sys.argv[1:], OUTPUTS)
     main()

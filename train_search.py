@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -9,11 +10,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import cli
-from darts.runtime import pick_device, seed_everything
+from darts.runtime import pick_device, seed_everything, set_deterministic
 from darts.search_data import SearchData
 
 log = logging.getLogger("train_search")
-cli.register_run_dir("run_dir", "outputs")
+OUTPUTS = "outputs"
+cli.register_run_dir("run_dir", OUTPUTS)
 
 
 def search(cfg: DictConfig, run_dir: Path) -> dict:
@@ -36,13 +38,16 @@ def search(cfg: DictConfig, run_dir: Path) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="search")
+@cli.reporting
 def main(cfg: DictConfig) -> None:
     """Compose the config, then search (or resume) in the run directory."""
     cfg, run_dir = cli.run_config(cfg)
+    set_deterministic(cfg.deterministic)
     result = search(cfg, run_dir)
     log.info("result: %s", run_dir / "result.json")
     log.info("genotype: %s", result["genotype"])
 
 
 if __name__ == "__main__":
+    cli.check_resume_argument(sys.argv[1:], OUTPUTS)
     main()

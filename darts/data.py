@@ -194,7 +194,12 @@ def _read_images(folder: tvd.ImageFolder) -> tuple[torch.Tensor, torch.Tensor]:
     """All images of folder as uint8 (N, 3, H, W) and labels (N,); every image must have the same size."""
     arrays, first = [], None
     for path, _ in folder.samples:
-        with Image.open(path) as img:
+        try:
+            img = Image.open(path)
+            img.load()
+        except OSError as err:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+            raise ValueError(f"{path} is not a readable image ({err}); remove or replace it") from None
+        with img:
             if first is None:
                 first = (path, img.size)
             elif img.size != first[1]:

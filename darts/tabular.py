@@ -13,6 +13,7 @@ genotype or its text. ``search_spaces.nb201.NB201Benchmark`` is the NAS-Bench-20
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -123,8 +124,8 @@ def _read_csv(path: Path, space: GenotypeText,
     try:
         with path.open(newline="") as f:
             return _read_rows(path, csv.reader(f), space, hint)
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not a text CSV file") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path} is not a text CSV file ({err})") from None
 
 
 def _read_rows(path: Path, reader, space: GenotypeText,
@@ -132,6 +133,9 @@ def _read_rows(path: Path, reader, space: GenotypeText,
     header = next(reader, [])
     if "index" not in header or "arch" not in header:
         raise ValueError(f"{path}: the header needs 'index' and 'arch' columns, got {header[:10]}")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{path}: the header repeats the columns {repeated}")
     ia, ii = header.index("arch"), header.index("index")
     metric_at = [k for k in range(len(header)) if k not in (ia, ii)]
     archs, indices, values = [], [], []
@@ -143,9 +147,14 @@ def _read_rows(path: Path, reader, space: GenotypeText,
             values.append([float(row[k]) for k in metric_at])
         except ValueError as err:
             raise ValueError(f"{path}:{line}: a non-numeric index or metric ({err})") from None
+        bad = [header[k] for k, v in zip(metric_at, values[-1]) if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"{path}:{line}: non-finite value in column {bad[0]!r}")
         try:
             archs.append(space.to_text(space.parse(row[ia])))
         except ValueError as err:
             raise ValueError(f"{path}:{line}: arch {row[ia][:60]!r} is not a genotype of {type(space).__name__} "
                              f"({err}); {hint}") from None
+    if not archs:
+        raise ValueError(f"{path} holds no architecture rows")
     return tuple(header[k] for k in metric_at), archs, indices, values

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from darts.divergence import Diverged
 from darts.runtime import autocast
 from darts.strategies.base import Batch, Strategy
 
@@ -21,23 +22,40 @@ REFRESH = 50  # steps between progress-bar refreshes (each one is a host sync)
 
 
 class Meter:
-    """Running sums of loss and correct predictions, kept on the device."""
+    """Running sums of loss and correct predictions, and the first step at which the loss (or anything ``note``d)
+    was not finite, all on the device: no host sync until ``result``."""
 
     def __init__(self, device: torch.device):
+        self.device = device
         self.loss = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device)
-        self.n = 0
+        self.first_nonfinite: dict[str, torch.Tensor] = {}
+        self.n = self.steps = 0
+
+    def note(self, what: str, finite: torch.Tensor) -> None:
+        """Record this step as the first at which ``what`` was not finite, if it is and none was before."""
+        first = self.first_nonfinite.get(what, torch.full((), -1, dtype=torch.long, device=self.device))
+        self.first_nonfinite[what] = torch.where((first < 0) & ~finite, self.steps, first)
 
     def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        """Add a batch: mean loss (scalar), logits (B, K), labels (B,)."""
-        self.loss += loss.detach() * y.numel()
+        """Add a batch: mean loss (scalar), logits (B, K), labels (B,); ends the step."""
+        loss = loss.detach()
+        self.note("loss", torch.isfinite(loss))
+        self.loss += loss * y.numel()
         self.correct += (logits.detach().argmax(-1) == y).sum()
         self.n += y.numel()
+        self.steps += 1
 
     def result(self) -> dict[str, float]:
-        """Mean loss and accuracy (%) so far (one host sync)."""
+        """Mean loss and accuracy (%) so far (one host sync); Diverged naming the first non-finite step, if any."""
+        names = list(self.first_nonfinite)
+        values = torch.stack([self.loss, self.correct.float(), *(self.first_nonfinite[k].float() for k in names)])
+        loss, correct, *firsts = values.tolist()
+        bad = sorted((step, what) for what, step in zip(names, firsts) if step >= 0)
+        if bad:
+            raise Diverged(f"non-finite {bad[0][1]} at step {int(bad[0][0])}")
         n = max(self.n, 1)
-        return {"loss": float(self.loss) / n, "acc": 100.0 * float(self.correct) / n}
+        return {"loss": loss / n, "acc": 100.0 * correct / n}
 
 
 @contextmanager
@@ -65,12 +83,14 @@ def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable
     meter = Meter(device)
     weights = [p for g in optimizer.param_groups for p in g["params"]]
     bar = _bar(islice(zip(train_loader, valid_loader), steps), steps, desc, progress)
+    arch = strategy.arch_parameters()
     for step, (train, valid) in enumerate(bar):
         if strategy.arch_active:
             strategy.arch_step(train, valid, optimizer)
+            meter.note("arch parameters", torch.stack([torch.isfinite(a).all() for a in arch]).all())
         x, y = train
         optimizer.zero_grad(set_to_none=True)
-        with frozen(strategy.arch_parameters()):
+        with frozen(arch):
             logits = supernet(x, strategy.weight_mixing())
             loss = strategy.weight_loss(logits, y)
         loss.backward()

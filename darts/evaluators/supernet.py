@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from darts.divergence import Diverged, check_finite, diverged
 from darts.evaluators.base import EpochCallback, Evaluation, Evaluator, build_seeded, cross_entropy
 from darts.schedules import Cosine
 from darts.search_data import SearchData
@@ -77,8 +78,12 @@ class SupernetEvaluator(Evaluator):
             lr = schedule(s["lr"], epoch, self.epochs)
             set_lr(self.optimizer, lr)
             loader.set_epoch(epoch)
-            metrics = train_epoch(model, loader, self.optimizer, steps, device, cross_entropy, s["grad_clip"],
-                                  f"supernet {epoch}", self.progress)
+            try:
+                metrics = train_epoch(model, loader, self.optimizer, steps, device, cross_entropy, s["grad_clip"],
+                                      f"supernet {epoch}", self.progress)
+                check_finite(self.supernet.named_parameters())
+            except Diverged as err:
+                raise diverged("the supernet's training", epoch, err, f"evaluator.lr={s['lr']}") from None
             self.trained_epochs = epoch + 1
             if on_epoch is not None:
                 on_epoch(epoch, {"train_loss": metrics["loss"], "train_acc": metrics["acc"], "lr": lr})

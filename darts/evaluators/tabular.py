@@ -9,7 +9,6 @@ from darts.search_data import SearchData
 from darts.tabular import Table
 from search_spaces.base import SearchSpace
 
-
 _TABLES: dict[tuple, Table] = {}
 
 

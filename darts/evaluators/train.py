@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from darts.divergence import Diverged
 from darts.evaluators.base import EpochCallback, Evaluation, Evaluator, build_seeded, candidate_seed, cross_entropy
 from darts.schedules import Cosine
 from darts.search_data import SearchData
@@ -59,14 +60,19 @@ class TrainEvaluator(Evaluator):
         steps = min(len(loader), self.steps_per_epoch or len(loader))
         optimizer = torch.optim.SGD(net.parameters(), **self.optimizer)
         lr = self.optimizer["lr"]
-        for epoch in range(epochs):
-            loader.set_epoch(epoch)
-            # 12E.config "scheduler": "cos", updated every iteration (xautodl CosineAnnealingLR with iterations)
-            train = train_epoch(net, loader, optimizer, steps, self.data.device, cross_entropy, progress=False,
-                                lr_at_step=lambda step: self.schedule(lr, epoch + step / steps, epochs))
-        net.eval()
-        valid_loader = self.data.valid_loader(self.batch_size)
-        valid = evaluate(net, valid_loader, min(len(valid_loader), self.eval_batches or len(valid_loader)),
-                         self.data.device, progress=False)
+        try:
+            for epoch in range(epochs):
+                loader.set_epoch(epoch)
+                # 12E.config "scheduler": "cos", updated every iteration (xautodl CosineAnnealingLR with iterations)
+                train = train_epoch(net, loader, optimizer, steps, self.data.device, cross_entropy, progress=False,
+                                    lr_at_step=lambda step: self.schedule(lr, epoch + step / steps, epochs))
+            net.eval()
+            valid_loader = self.data.valid_loader(self.batch_size)
+            valid = evaluate(net, valid_loader, min(len(valid_loader), self.eval_batches or len(valid_loader)),
+                             self.data.device, progress=False)
+        except Diverged as err:
+            raise Diverged(f"training candidate {index} ({self.space.to_text(genotype)}) diverged in epoch {epoch}: "
+                           f"{err}; most likely evaluator.lr={lr} is too large (lower it); no result was written"
+                           ) from None
         return Evaluation(valid["acc"], time.perf_counter() - start,
                           {"train_acc": train["acc"], "train_loss": train["loss"], "valid_loss": valid["loss"]})

@@ -29,7 +29,12 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # a truncated zip, garbage, or objects weights_only refuses
+        cause = " ".join(str(err).split())[:200]
+        raise ValueError(f"{path} is not a readable checkpoint ({type(err).__name__}: {cause}); it is corrupt or "
+                         "not from this project: restore it from a copy, or delete it to start the run over") from None
 
 
 def rng_state() -> dict[str, Any]:

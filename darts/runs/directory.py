@@ -72,6 +72,16 @@ class RunDirectory:
         """Whether the run wrote its result."""
         return (self.path / RESULT).is_file()
 
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether a checkpoint was completed (a kill during the first write leaves none)."""
+        return (self.path / CHECKPOINT).is_file()
+
+    def remove_temporary(self) -> None:
+        """Delete the temporary files of writes a kill interrupted (``*.tmp``; the files they replace are intact)."""
+        for tmp in self.path.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+
     def save_checkpoint(self, state: dict[str, Any], name: str = CHECKPOINT) -> None:
         """Save ``state`` atomically."""
         checkpoint.save(state, self.path / name)
@@ -113,19 +123,19 @@ class RunDirectory:
         return TensorBoardLog(self.path)
 
 
-def find_resume_dir(resume: object, outputs: str | Path, marker: str = CHECKPOINT) -> Path | None:
-    """The run directory to continue: a path, or for ``true`` the newest run under ``outputs`` with ``marker``
-    and no ``result.json``; None when not resuming."""
+def find_resume_dir(resume: object, outputs: str | Path) -> Path | None:
+    """The run directory to continue: a path holding a run (its ``config.yaml``), or for ``true`` the newest run
+    under ``outputs`` with a checkpoint and no ``result.json``; None when not resuming."""
     if resume in (None, False, "", "false", "False"):
         return None
     if resume is True or resume in ("true", "True"):
-        runs = sorted((p.parent for p in Path(outputs).glob(f"*/*/{marker}") if not (p.parent / RESULT).exists()),
+        runs = sorted((p.parent for p in Path(outputs).glob(f"*/*/{CHECKPOINT}") if not (p.parent / RESULT).exists()),
                       key=lambda p: p.stat().st_mtime)
         if not runs:
-            raise FileNotFoundError(f"resume=true but no unfinished run (with {marker}) under {outputs}/; "
+            raise FileNotFoundError(f"resume=true but no unfinished run (with {CHECKPOINT}) under {outputs}/; "
                                     "pass resume=<run directory>")
         return runs[-1]
     path = Path(str(resume)).expanduser()
-    if not (path / marker).is_file():
-        raise FileNotFoundError(f"resume={resume!r}: no {marker} in that directory")
+    if not (path / CONFIG).is_file():
+        raise FileNotFoundError(f"resume={resume!r}: no run in that directory (it has no {CONFIG})")
     return path

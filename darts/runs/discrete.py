@@ -56,17 +56,23 @@ class DiscreteRun:
         self.cost = 0.0
 
     def resume(self) -> None:
-        """Read back ``history.jsonl`` (dropping a line cut short by a kill) and the evaluator's checkpoint."""
+        """Read back ``history.jsonl`` (dropping a line cut short by a kill) and the evaluator's checkpoint (or start
+        over if none was completed)."""
+        if not self.dir.has_checkpoint:
+            log.warning("%s has no completed checkpoint (it stopped before its first evaluation): starting over",
+                        self.dir.path)
+            return
         self.evaluator.load_state_dict(self.dir.load_checkpoint()["evaluator"])
         self.records = self.dir.read_jsonl(HISTORY)
         if len(self.records) > self.strategy.budget:
             raise ValueError(f"{self.dir / HISTORY} holds {len(self.records)} evaluations, more than "
                              f"strategy.budget={self.strategy.budget}; resume with a budget of at least that")
-        self.dir.rewrite_jsonl(HISTORY, self.records)
         log.info("resumed %s after %d evaluations", self.dir.path, len(self.records))
 
     def run(self) -> dict[str, Any]:
         """Evaluate up to the budget, then write and return ``result.json``."""
+        self.dir.remove_temporary()
+        self.dir.rewrite_jsonl(HISTORY, self.records)  # a torn last line dropped; a new run starts empty
         board = self.dir.tensorboard()
         try:
             self.evaluator.prepare(on_epoch=partial(self._prepare_epoch, board))

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from darts.divergence import Diverged, check_finite, diverged
 from darts.model_stats import count_flops, count_parameters
 from darts.runs import checkpoint
 from darts.runs.directory import RunDirectory
@@ -130,7 +131,10 @@ class FinalRun:
 
     def resume(self) -> None:
         """Continue from the checkpoint (model, optimizer, epoch, RNG, best so far); a larger ``epochs`` replans
-        the schedule of the epochs not yet run."""
+        the schedule of the epochs not yet run; starts over if no checkpoint was completed."""
+        if not self.dir.has_checkpoint:
+            log.warning("%s has no completed checkpoint (it stopped during its first epoch): starting over", self.dir.path)
+            return
         state = self.dir.load_checkpoint()
         if state["spec"] != self.spec.to_dict():
             raise ValueError(f"{self.dir / 'checkpoint.pt'} was trained with {state['spec']}, not {self.spec.to_dict()}")
@@ -146,6 +150,7 @@ class FinalRun:
 
     def run(self) -> dict[str, Any]:
         """Train for the remaining epochs, then write and return ``result.json``."""
+        self.dir.remove_temporary()
         text = self.dir.write_genotype(self.spec.space, self.spec.genotype)
         board = self.dir.tensorboard()
         try:
@@ -167,15 +172,10 @@ class FinalRun:
         if self.s.drop_path_prob > 0:
             self.model.drop_path_prob = drop_prob
         self.train_loader.set_epoch(epoch)
-        loss_fn = partial(final_loss, auxiliary_weight=self.s.auxiliary_weight, label_smoothing=self.s.label_smoothing)
-        train = train_epoch(self.model, self.train_loader, self.optimizer, self.steps["train"], self.device, loss_fn,
-                            self.s.grad_clip, f"epoch {epoch}", self.s.progress, self.amp_dtype, per_step)
-        metrics = {"train_loss": train["loss"], "train_acc": train["acc"]}
-        self.model.eval()
-        for name, loader in self._loaders(train=False):
-            result = evaluate(lambda x: split_output(self.model(x))[0], loader, self.steps[name], self.device, name,
-                              self.s.progress, self.amp_dtype)
-            metrics.update({f"{name}_loss": result["loss"], f"{name}_acc": result["acc"]})
+        try:
+            metrics = self._steps(epoch, per_step)
+        except Diverged as err:
+            raise diverged("the retraining", epoch, err, f"optimizer.lr={self.s.lr}") from None
         metrics.update(lr=lr, drop_path_prob=drop_prob, epoch_time=time.time() - start)
         board.scalars("final", metrics, epoch)
         board.flush()
@@ -185,9 +185,23 @@ class FinalRun:
                                       "metrics": metrics}, BEST)
         self._save(epoch, metrics)
         log.info("epoch %d/%d lr %.4g drop_path %.3f train_acc %.2f%s test_acc %.2f (%.0fs)", epoch + 1,
-                 self.s.epochs, lr, drop_prob, train["acc"],
+                 self.s.epochs, lr, drop_prob, metrics["train_acc"],
                  f" valid_acc {metrics['valid_acc']:.2f}" if "valid_acc" in metrics else "",
                  metrics["test_acc"], metrics["epoch_time"])
+        return metrics
+
+    def _steps(self, epoch: int, per_step) -> dict[str, float]:
+        """The epoch's training steps, then the evaluation on each split; Diverged on a non-finite loss or weight."""
+        loss_fn = partial(final_loss, auxiliary_weight=self.s.auxiliary_weight, label_smoothing=self.s.label_smoothing)
+        train = train_epoch(self.model, self.train_loader, self.optimizer, self.steps["train"], self.device, loss_fn,
+                            self.s.grad_clip, f"epoch {epoch}", self.s.progress, self.amp_dtype, per_step)
+        check_finite(self.model.named_parameters())
+        metrics = {"train_loss": train["loss"], "train_acc": train["acc"]}
+        self.model.eval()
+        for name, loader in self._loaders(train=False):
+            result = evaluate(lambda x: split_output(self.model(x))[0], loader, self.steps[name], self.device, name,
+                              self.s.progress, self.amp_dtype)
+            metrics.update({f"{name}_loss": result["loss"], f"{name}_acc": result["acc"]})
         return metrics
 
     def _lr_at_step(self, epoch: int, step: int) -> float:

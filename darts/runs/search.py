@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import torch
 
+from darts.divergence import Diverged, check_finite, diverged
 from darts.runs import checkpoint
 from darts.runs.directory import RunDirectory
 from darts.runs.tensorboard_log import TensorBoardLog
@@ -63,7 +64,10 @@ class SearchRun:
         self.metrics: dict[str, float] = {}
 
     def resume(self) -> None:
-        """Continue from the run directory's checkpoint."""
+        """Continue from the run directory's checkpoint (or start over if none was completed)."""
+        if not self.dir.has_checkpoint:
+            log.warning("%s has no completed checkpoint (it stopped during its first epoch): starting over", self.dir.path)
+            return
         state = self.dir.load_checkpoint()
         self.start_epoch = state["epoch"] + 1
         if self.epochs < self.start_epoch:
@@ -73,12 +77,13 @@ class SearchRun:
         self.optimizer.load_state_dict(state["optimizer"])
         checkpoint.set_rng_state(state["rng"])
         self.metrics = state["metrics"]
-        # records written after the checkpoint (a kill between the two) are dropped, as is a torn last line
-        self.dir.rewrite_jsonl(HISTORY, [r for r in self.dir.read_jsonl(HISTORY) if r["epoch"] < self.start_epoch])
         log.info("resumed %s at epoch %d", self.dir.path, self.start_epoch)
 
     def run(self) -> dict[str, Any]:
         """Search for the remaining epochs, run the strategy's selection phase, then write and return ``result.json``."""
+        self.dir.remove_temporary()
+        # records written after the checkpoint (a kill between the two) are dropped, as is a torn last line
+        self.dir.rewrite_jsonl(HISTORY, [r for r in self.dir.read_jsonl(HISTORY) if r["epoch"] < self.start_epoch])
         board = self.dir.tensorboard()
         try:
             for epoch in range(self.start_epoch, self.epochs):
@@ -97,11 +102,7 @@ class SearchRun:
         self.strategy.epoch_start(epoch, self.epochs)
         for loader in (self.train_loader, self.valid_loader):
             loader.set_epoch(epoch)
-        train = search_epoch(self.supernet, self.strategy, self.train_loader, self.valid_loader, self.optimizer,
-                             self.grad_clip, self.steps, self.device, f"epoch {epoch}", self.progress)
-        self.supernet.eval()
-        valid = evaluate(lambda x: self.supernet(x, self.strategy.mixing()), self.valid_loader, self.steps,
-                         self.device, "valid", self.progress)
+        train, valid = self._steps(epoch)
         metrics = {"train_loss": train["loss"], "train_acc": train["acc"], "valid_loss": valid["loss"],
                    "valid_acc": valid["acc"], "lr": lr, "epoch_time": time.time() - start}
         genotype = self.strategy.genotype()
@@ -116,6 +117,34 @@ class SearchRun:
         log.info("epoch %d/%d lr %.4g train_acc %.2f valid_acc %.2f (%.0fs) genotype %s", epoch + 1, self.epochs,
                  lr, train["acc"], valid["acc"], metrics["epoch_time"], record["genotype"])
         return metrics
+
+    def _steps(self, epoch: int) -> tuple[dict[str, float], dict[str, float]]:
+        """The epoch's search steps and its evaluation on the arch half; Diverged, naming the epoch, the step and
+        the setting most likely at fault, if a loss, a weight or an arch parameter is not finite."""
+        try:
+            train = search_epoch(self.supernet, self.strategy, self.train_loader, self.valid_loader, self.optimizer,
+                                 self.grad_clip, self.steps, self.device, f"epoch {epoch}", self.progress)
+            named = dict(self.supernet.named_parameters())
+            arch = {f"arch parameter {i} of the strategy": p for i, p in enumerate(self.strategy.arch_parameters())
+                    if all(p is not q for q in named.values())}
+            check_finite([*named.items(), *arch.items()])
+            self.supernet.eval()
+            valid = evaluate(lambda x: self.supernet(x, self.strategy.mixing()), self.valid_loader, self.steps,
+                             self.device, "valid", self.progress)
+        except Diverged as err:
+            raise diverged("the search", epoch, err, self._fault(err)) from None
+        return train, valid
+
+    def _fault(self, err: Diverged) -> str:
+        """The setting most likely at fault: the arch learning rate if the arch parameters went non-finite first (or
+        alone), else the weights' learning rate."""
+        def finite(params: list[torch.Tensor]) -> bool:
+            return bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
+
+        message = str(err)
+        if "arch parameters at" in message or ("alphas" in message and finite(self.supernet.weight_parameters())):
+            return "strategy.arch_lr"
+        return f"optimizer.lr={self.lr}"
 
     def _log(self, board: TensorBoardLog, epoch: int, metrics: dict[str, float], record: dict[str, Any]) -> None:
         """The epoch's scalars, the strategy's scalars, the op-weight heatmaps and the genotype text."""

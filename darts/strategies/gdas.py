@@ -15,9 +15,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from darts.divergence import Diverged
 from darts.strategies.darts import DARTS
 from darts.supernet import Mixing, Supernet
 from search_spaces.base import SearchSpace
+
+MAX_DRAWS = 100  # a finite alpha gives a finite sample with probability ~1 - 1e-7 per draw; more draws mean NaN alphas
 
 
 def gumbel_hard(alphas: torch.Tensor, tau: float,
@@ -70,7 +73,7 @@ class GDAS(DARTS):
 
     def mixing(self) -> dict[str, Mixing]:
         """A hard sample per edge: weights [E, K] (straight-through) and the op index [E] per cell type."""
-        while True:  # the reference resamples until the Gumbel noise and probabilities are finite
+        for _ in range(MAX_DRAWS):  # the reference resamples until the Gumbel noise and probabilities are finite
             samples = [gumbel_hard(self.supernet.alphas[t], self.tau, self.unselected_grad)
                        for t in self.supernet.cell_types]
             # one host sync per sample: the indices steer which op modules run
@@ -78,6 +81,8 @@ class GDAS(DARTS):
             values = flat.tolist()
             if not any(values[-len(samples):]):
                 break
+        else:
+            raise Diverged(f"no finite Gumbel sample in {MAX_DRAWS} draws: non-finite alphas")
         E = self.supernet.num_edges
         mixing = {}
         for i, (t, (hard, _, _)) in enumerate(zip(self.supernet.cell_types, samples)):
