@@ -26,6 +26,7 @@ from darts.divergence import Diverged
 from darts.runs.directory import CHECKPOINT, CONFIG, find_resume_dir
 
 log = logging.getLogger("darts")
+CONF = Path(__file__).resolve().parent / "conf"
 COMPOSED = "composed.yaml"
 # One resume rule for both entry points: a resumed run may change only what alters neither the model, the data,
 # the seed nor the part of the schedule already run: a longer schedule or budget, and how it runs.
@@ -102,9 +103,17 @@ def register_run_dir(resolver: str, outputs: str) -> None:
     OmegaConf.register_new_resolver("new_dir", new_run_dir, replace=True)
 
 
-def check_resume_argument(argv: list[str], outputs: str) -> None:
-    """Before Hydra starts: a ``resume=`` on the command line that names no run stops with one line (Hydra would
-    otherwise fail inside its own error formatting, resolving the run directory)."""
+def check_arguments(argv: list[str], outputs: str) -> None:
+    """Before Hydra starts, one line and status 1 for: a config group option that does not exist (``strategy=foo``;
+    Hydra would print a dozen lines), and a ``resume=`` that names no run (Hydra would fail inside its own error
+    formatting while resolving the run directory)."""
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        group = CONF / key
+        if sep and group.is_dir() and value.replace("/", "").replace("_", "").isalnum() \
+                and not (group / f"{value}.yaml").is_file():
+            options = sorted(str(p.relative_to(group).with_suffix("")) for p in group.rglob("*.yaml"))
+            sys.exit(f"ValueError: {key}={value!r} is not valid; choose one of {', '.join(options)}")
     values = [arg.partition("=")[2].strip("'\"") for arg in argv if arg.startswith("resume=")]
     if values:
         try:

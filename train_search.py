@@ -49,5 +49,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    cli.check_resume_argument(sys.argv[1:], OUTPUTS)
+    cli.check_arguments(sys.argv[1:], OUTPUTS)
     main()

@@ -101,7 +101,8 @@ def test_a_diverging_retraining_stops_without_a_result(tmp_path):
     (["precision=fp16"], "precision='fp16' is not valid; choose one of ('auto', 'fp32', 'bf16')"),
     (["+foo=1"], "'+foo=1' adds a key"),
     (["resume=/no/such/run"], "resume='/no/such/run': no run in that directory"),
-], ids=["batch_size", "train_portion", "epochs", "device", "precision", "plus", "resume"])
+    (["strategy=dartz"], "strategy='dartz' is not valid; choose one of darts, drnas"),
+], ids=["batch_size", "train_portion", "epochs", "device", "precision", "plus", "resume", "group-option"])
 def test_user_errors_are_one_line(tmp_path, args, expected):
     """Bad settings stop the search with status 1 and one line on stderr naming the key, the value and the fix."""
     if args == ["device=cuda:7"] and torch.cuda.device_count() > 7:
