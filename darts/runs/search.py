@@ -163,7 +163,7 @@ class SearchRun:
         genotype = self.strategy.genotype()
         text = self.dir.write_genotype(self.space, genotype)
         result = {"genotype": text, "genotype_json": self.space.to_json(genotype), "epochs": self.epochs,
-                  **{k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}}
+                  **metrics}  # finite: the divergence guard stops a run before a non-finite value is reported
         if self.benchmark is not None:
             result["benchmark"] = self.benchmark.query(genotype)
         self.dir.write_result(result)
