@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 import cli
 from darts.runs.final import FinalRun, FinalSettings
 from darts.runs.network_spec import NetworkSpec, holdout_split, resolve_genotype
-from darts.runtime import Runtime, seed_everything, set_deterministic
+from darts.runtime import Runtime, configure_backends, seed_everything
 
 log = logging.getLogger("train_final")
 OUTPUTS = "outputs/final"  # apart from searches: resume=true never picks a search run
@@ -44,7 +44,7 @@ def build_run(cfg: DictConfig, run_dir: Path) -> FinalRun:
 def main(cfg: DictConfig) -> None:
     """Compose the config, then retrain (or resume) in the run directory."""
     cfg, run_dir = cli.run_config(cfg)
-    set_deterministic(cfg.deterministic)
+    configure_backends(cfg.precision, cfg.deterministic)
     run = build_run(cfg, run_dir)
     if cfg.resume:
         run.resume()

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import cli
-from darts.runtime import pick_device, seed_everything, set_deterministic
+from darts.runtime import configure_backends, pick_device, seed_everything
 from darts.search_data import SearchData
 
 log = logging.getLogger("train_search")
@@ -42,7 +42,7 @@ def search(cfg: DictConfig, run_dir: Path) -> dict:
 def main(cfg: DictConfig) -> None:
     """Compose the config, then search (or resume) in the run directory."""
     cfg, run_dir = cli.run_config(cfg)
-    set_deterministic(cfg.deterministic)
+    configure_backends(cfg.precision, cfg.deterministic)
     result = search(cfg, run_dir)
     log.info("result: %s", run_dir / "result.json")
     log.info("genotype: %s", result["genotype"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,8 +259,20 @@ def fake(num_train: int = 512, num_test: int = 128, num_classes: int = 10, image
     return Datasets(ImageData(x_tr, y_tr, classes, mean, std), ImageData(x_te, y_te, classes, mean, std))
 
 
-def imagenet(root: str, num_workers: int = 4) -> Datasets:
-    """ImageNet as root/train and root/val class folders, streamed from disk (DARTS cnn/train_imagenet.py)."""
+def loader_workers(num_workers: int | str) -> int:
+    """'auto' = every CPU core this process may use (a GPU step at batch 128 outruns DARTS's 4 decoding workers);
+    else the number given (DARTS cnn/train_imagenet.py: 4)."""
+    if num_workers == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"dataset.num_workers={num_workers!r} is not valid: 'auto' or an integer >= 0")
+    return num_workers
+
+
+def imagenet(root: str, num_workers: int | str = "auto") -> Datasets:
+    """ImageNet as root/train and root/val class folders, streamed from disk (DARTS cnn/train_imagenet.py) by
+    ``loader_workers(num_workers)`` processes."""
+    num_workers = loader_workers(num_workers)
     base = Path(root).expanduser()
     if not (base / "train").is_dir() or not (base / "val").is_dir():
         raise FileNotFoundError(f"ImageNet folder {base} must contain train/ and val/, each with one subfolder "

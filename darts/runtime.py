@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn as nn
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+# precision -> autocast dtype (None = none). fp32 is IEEE fp32 (TF32 off); tf32 lets cuDNN and cuBLAS use TF32 for fp32
+# convolutions and matmuls on Ampere and newer GPUs (PyTorch's default for cuDNN convolutions); bf16 is autocast.
+PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16}
 
 
 def pick_device(name: str) -> torch.device:
@@ -31,7 +35,8 @@ def check_precision(precision: str) -> None:
 
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """'auto' = fp32 on every device: the papers' numerics (no GPU measurement has yet shown that bf16 finds the same
-    genotypes and retraining accuracy, README Reliability); else as named (bf16 = autocast, one override away)."""
+    genotypes and retraining accuracy, README Reliability); else as named (bf16 = autocast, one override away;
+    tf32 autocasts nothing: see ``configure_backends``)."""
     check_precision(precision)
     return None if precision == "auto" else PRECISIONS[precision]
 
@@ -56,13 +61,35 @@ def use_channels_last(setting: bool | str, device: torch.device, amp: torch.dtyp
     return setting
 
 
-def set_deterministic(on: bool) -> None:
-    """PyTorch's deterministic algorithms (cuDNN's included, and the cuBLAS workspace CUDA needs for them) for
-    bitwise-repeatable runs on a GPU; an op without a deterministic version then raises. Off: PyTorch's defaults."""
-    if on:
+def set_tf32(allowed: bool) -> None:
+    """Let (or forbid) cuDNN convolutions and cuBLAS matmuls compute fp32 in TF32 (Ampere and newer GPUs)."""
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    torch.backends.cudnn.allow_tf32 = allowed
+
+
+@contextmanager
+def ieee_fp32() -> Iterator[None]:
+    """TF32 off for the duration, the previous settings restored after: for computations whose finite differences
+    cancel (DARTS's unrolled step), where TF32's 10-bit mantissa measured 11-34% off the float64 hypergradient."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    set_tf32(False)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def configure_backends(precision: str, deterministic: bool) -> None:
+    """Process-wide numerics of a run: TF32 only for ``precision=tf32`` (fp32 means IEEE fp32; PyTorch's default lets
+    cuDNN use TF32); ``deterministic``: PyTorch's deterministic algorithms (cuDNN's included, and the cuBLAS workspace
+    CUDA needs) for bitwise-repeatable GPU runs, else cuDNN autotuning (``cudnn.benchmark``, as DARTS's scripts)."""
+    check_precision(precision)
+    set_tf32(precision == "tf32")
+    if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before the first cuBLAS call (PyTorch docs)
-    torch.use_deterministic_algorithms(on)
-    torch.backends.cudnn.deterministic = on
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 def seed_everything(seed: int) -> None:

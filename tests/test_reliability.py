@@ -98,7 +98,7 @@ def test_a_diverging_retraining_stops_without_a_result(tmp_path):
     (["train_portion=1.5"], "train_portion=1.5 is not valid: a number in (0, 1)"),
     (["epochs=-1"], "epochs=-1 is not valid: an integer >= 1"),
     (["device=cuda:7"], "device='cuda:7'"),
-    (["precision=fp16"], "precision='fp16' is not valid; choose one of ('auto', 'fp32', 'bf16')"),
+    (["precision=fp16"], "precision='fp16' is not valid; choose one of ('auto', 'fp32', 'tf32', 'bf16')"),
     (["+foo=1"], "'+foo=1' adds a key"),
     (["resume=/no/such/run"], "resume='/no/such/run': no run in that directory"),
     (["strategy=dartz"], "strategy='dartz' is not valid; choose one of darts, drnas"),

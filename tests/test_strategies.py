@@ -349,9 +349,10 @@ def test_drnas_rejects_bad_options(kwargs, match):
         setup("nb201", DrNAS, **kwargs)
 
 
-@pytest.mark.parametrize("cls", [GDAS, PCDARTS, DrNAS])
+@pytest.mark.parametrize("cls", [PCDARTS, DrNAS])
 def test_second_order_arch_step(cls):
-    """order=2 (DARTS's unrolled hypergradient) updates every arch parameter to finite values."""
+    """order=2 (DARTS's unrolled hypergradient) updates every arch parameter to finite values (GDAS refuses it:
+    tests/test_gpu_readiness.py)."""
     _, supernet, strategy = setup("nb201", cls, order=2)
     opt = torch.optim.SGD(supernet.weight_parameters(), 0.025, momentum=0.9)
     before = [p.detach().clone() for p in strategy.arch_parameters()]

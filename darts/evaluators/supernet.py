@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from darts.divergence import Diverged, check_finite, diverged
 from darts.evaluators.base import EpochCallback, Evaluation, Evaluator, build_seeded, cross_entropy
+from darts.runtime import Runtime, amp_dtype, check_precision
 from darts.schedules import Cosine
 from darts.search_data import SearchData
 from darts.trainer import evaluate, set_lr, train_epoch
@@ -46,16 +47,19 @@ class SupernetEvaluator(Evaluator):
         seed: seeds the supernet's weights and the sampled paths.
         workers: candidates scored at once (threads; scoring only reads the shared weights).
         progress: progress bars during the training phase.
+        precision: the run's ``precision`` (``darts.runtime.amp_dtype``; bf16 = autocast in the supernet).
     """
 
     def __init__(self, space: SearchSpace, data: SearchData, epochs: int = 100, batch_size: int = 64,
                  lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9, weight_decay: float = 3e-4,
                  grad_clip: float = 0.25, steps_per_epoch: int | None = None, eval_batches: int = 10,
-                 seed: int = 0, workers: int = 1, progress: bool = True):
+                 seed: int = 0, workers: int = 1, progress: bool = True, precision: str = "fp32"):
         super().__init__(space, workers)
         if epochs < 0 or eval_batches < 1:
             raise ValueError(f"evaluator.epochs={epochs} must be >= 0 and eval_batches={eval_batches} >= 1")
+        check_precision(precision)
         self.data, self.epochs, self.batch_size, self.seed, self.progress = data, epochs, batch_size, seed, progress
+        self.precision = precision
         self.sgd = dict(lr=lr, lr_min=lr_min, momentum=momentum, weight_decay=weight_decay, grad_clip=grad_clip)
         self.steps_per_epoch, self.eval_batches = steps_per_epoch, eval_batches
         self.trained_epochs = 0
@@ -64,7 +68,8 @@ class SupernetEvaluator(Evaluator):
     def prepare(self, on_epoch: EpochCallback | None = None) -> None:
         """Train the shared weights for the remaining epochs (``on_epoch`` after each), then fix the scoring batches."""
         s, device = self.sgd, self.data.device
-        self.supernet = build_seeded(lambda: self.space.build_supernet(self.data.num_classes), self.seed).to(device)
+        runtime = Runtime(device, amp_dtype(self.precision, device))
+        self.supernet = build_seeded(lambda: self.space.build_supernet(self.data.num_classes, runtime), self.seed)
         self.optimizer = torch.optim.SGD(self.supernet.weight_parameters(), s["lr"], momentum=s["momentum"],
                                          weight_decay=s["weight_decay"])
         self.paths = torch.Generator().manual_seed(self.seed)

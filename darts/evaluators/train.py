@@ -8,6 +8,7 @@ import torch
 
 from darts.divergence import Diverged
 from darts.evaluators.base import EpochCallback, Evaluation, Evaluator, build_seeded, candidate_seed, cross_entropy
+from darts.runtime import amp_dtype, check_precision
 from darts.schedules import Cosine
 from darts.search_data import SearchData
 from darts.trainer import evaluate, train_epoch
@@ -29,16 +30,18 @@ class TrainEvaluator(Evaluator):
         eval_batches: cap on validation batches; None = the whole validation half.
         seed: the run seed.
         workers: candidates trained at once (threads).
+        precision: the run's ``precision`` (``darts.runtime.amp_dtype``; bf16 = autocast).
     """
 
     def __init__(self, space: SearchSpace, data: SearchData, epochs: int = 12, batch_size: int = 256,
                  lr: float = 0.1, lr_min: float = 0.0, momentum: float = 0.9, nesterov: bool = True,
                  weight_decay: float = 5e-4, steps_per_epoch: int | None = None, eval_batches: int | None = None,
-                 seed: int = 0, workers: int = 1):
+                 seed: int = 0, workers: int = 1, precision: str = "fp32"):
         super().__init__(space, workers)
         if epochs < 1:
             raise ValueError(f"evaluator.epochs={epochs} must be >= 1")
-        self.data, self.epochs, self.batch_size, self.seed = data, epochs, batch_size, seed
+        check_precision(precision)
+        self.data, self.epochs, self.batch_size, self.seed, self.precision = data, epochs, batch_size, seed, precision
         self.optimizer = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
         self.schedule = Cosine(lr_min, per_step=True)
         self.steps_per_epoch, self.eval_batches = steps_per_epoch, eval_batches
@@ -59,17 +62,17 @@ class TrainEvaluator(Evaluator):
         loader = self.data.weight_loader(self.batch_size, seed)
         steps = min(len(loader), self.steps_per_epoch or len(loader))
         optimizer = torch.optim.SGD(net.parameters(), **self.optimizer)
-        lr = self.optimizer["lr"]
+        lr, amp = self.optimizer["lr"], amp_dtype(self.precision, self.data.device)
         try:
             for epoch in range(epochs):
                 loader.set_epoch(epoch)
                 # 12E.config "scheduler": "cos", updated every iteration (xautodl CosineAnnealingLR with iterations)
                 train = train_epoch(net, loader, optimizer, steps, self.data.device, cross_entropy, progress=False,
-                                    lr_at_step=lambda step: self.schedule(lr, epoch + step / steps, epochs))
+                                    amp_dtype=amp, lr_at_step=lambda step: self.schedule(lr, epoch + step / steps, epochs))
             net.eval()
             valid_loader = self.data.valid_loader(self.batch_size)
             valid = evaluate(net, valid_loader, min(len(valid_loader), self.eval_batches or len(valid_loader)),
-                             self.data.device, progress=False)
+                             self.data.device, progress=False, amp_dtype=amp)
         except Diverged as err:
             raise Diverged(f"training candidate {index} ({self.space.to_text(genotype)}) diverged in epoch {epoch}: "
                            f"{err}; most likely evaluator.lr={lr} is too large (lower it); no result was written"

@@ -1,12 +1,15 @@
 """Atomic checkpoints: write to a temporary file, then rename over the target."""
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def save(state: dict[str, Any], path: str | Path) -> None:
@@ -46,7 +49,13 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what ``rng_state`` returned."""
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    """Restore what ``rng_state`` returned, each state where it came from: the CPU's on the CPU (whatever device the
+    checkpoint was loaded onto), each GPU's on that GPU; a GPU that is not visible now keeps a fresh state (warned)."""
+    torch.set_rng_state(state["cpu"].cpu())
+    saved = state.get("cuda", [])
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for index, gpu_state in enumerate(saved[:visible]):
+        torch.cuda.set_rng_state(gpu_state.cpu(), index)
+    if len(saved) > visible:
+        log.warning("the checkpoint holds random states of %d GPUs but %d are visible: GPUs %d.. keep fresh states, "
+                    "so the resumed run is not bitwise equal to an uninterrupted one", len(saved), visible, visible)

@@ -23,6 +23,7 @@ Hooks a new method overrides (each has a neutral default):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -107,6 +108,11 @@ class Strategy(ABC):
         loss = self.loss(valid)
         penalty = self.arch_penalty()
         return loss if penalty is None else loss + penalty
+
+    def one_sample(self) -> AbstractContextManager:
+        """Within it, every ``mixing()`` uses the same random draw (a sampling strategy overrides it; the unrolled
+        second-order step needs one architecture throughout its finite difference)."""
+        return nullcontext()
 
     def weight_mixing(self) -> dict[str, Mixing]:
         """The mixing weights of the weight step (the arch parameters are frozen there)."""

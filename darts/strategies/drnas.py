@@ -13,7 +13,8 @@ and ops pruned between stages, DARTS-space/train_search.py) is not implemented.
 """
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,24 @@ from darts.supernet import Mixing, Supernet
 from search_spaces.base import SearchSpace
 
 REG_TYPES = ("l2", "kl")
+
+
+class FixedDirichlet(torch.autograd.Function):
+    """A given Dirichlet draw x [E, K'] of concentration c [E, K'], with the implicit reparameterisation gradient of
+    torch's ``Dirichlet.rsample`` (torch/distributions/dirichlet.py ``_Dirichlet.backward``), so that one draw can
+    enter several graphs with its pathwise gradient."""
+
+    @staticmethod
+    def forward(ctx, concentration: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, concentration)
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        x, concentration = ctx.saved_tensors
+        total = concentration.sum(-1, keepdim=True).expand_as(concentration)
+        grad_c = torch._dirichlet_grad(x, concentration, total)  # dx/dc through the Gamma draws
+        return grad_c * (grad - (x * grad).sum(-1, keepdim=True)), None
 
 
 class DrNAS(DARTS):
@@ -49,6 +68,7 @@ class DrNAS(DARTS):
         super().__init__(supernet, space, order, arch_lr, arch_betas, reg_scale if reg_type == "l2" else 0.0,
                          fd_radius, arch_start_epoch)
         self.reg_type, self.reg_scale = reg_type, reg_scale
+        self._draws: dict[str, torch.Tensor] | None = None  # a fixed draw per cell type inside one_sample()
         keep = [k for k, name in enumerate(space.primitives) if not (drop_none and name == "none")]
         self.keep = torch.tensor(keep, device=next(supernet.parameters()).device)  # [K']
 
@@ -62,8 +82,21 @@ class DrNAS(DARTS):
         return w.new_zeros(shape).index_copy(1, self.keep, w)
 
     def mixing(self) -> dict[str, Mixing]:
-        """A reparameterised Dirichlet sample [E, K] per cell type (rows on the simplex)."""
-        return {t: Mixing(self._full(Dirichlet(c).rsample())) for t, c in self.concentrations().items()}
+        """A reparameterised Dirichlet sample [E, K] per cell type (rows on the simplex); inside ``one_sample`` the
+        same draw each time, with the same pathwise gradient."""
+        # validate_args=False: the concentrations are positive by construction, and validation syncs with the host
+        draw = (lambda t, c: Dirichlet(c, validate_args=False).rsample()) if self._draws is None else \
+            (lambda t, c: FixedDirichlet.apply(c, self._draws[t]))
+        return {t: Mixing(self._full(draw(t, c))) for t, c in self.concentrations().items()}
+
+    @contextmanager
+    def one_sample(self) -> Iterator[None]:
+        """One Dirichlet draw per cell type for the duration (the unrolled second-order step)."""
+        self._draws = {t: Dirichlet(c.detach(), validate_args=False).sample() for t, c in self.concentrations().items()}
+        try:
+            yield
+        finally:
+            self._draws = None
 
     def op_weights(self) -> dict[str, torch.Tensor]:
         """The Dirichlet mean beta / sum(beta) [E, K], detached."""
@@ -74,7 +107,8 @@ class DrNAS(DARTS):
         ``_get_kl_reg``); None for 'l2', which is Adam's weight decay."""
         if self.reg_type != "kl":
             return None
-        return self.reg_scale * sum(kl_divergence(Dirichlet(c), Dirichlet(torch.ones_like(c))).sum()
+        return self.reg_scale * sum(kl_divergence(Dirichlet(c, validate_args=False),
+                                                  Dirichlet(torch.ones_like(c), validate_args=False)).sum()
                                     for c in self.concentrations().values())
 
     def scalars(self) -> dict[str, Any]:

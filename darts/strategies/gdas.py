@@ -51,17 +51,26 @@ class GDAS(DARTS):
         unselected_grad: True adds the non-sampled ops' zero weights to each edge's sum, so they get a
             gradient as in NB201's search_cells.py ``forward_gdas``; False keeps only the sampled op's
             weight, as the DARTS-space cell (search_cells.py NASNetSearchCell / MixedOp ``forward_gdas``).
-        order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch: as ``DARTS``
-            (GDAS.py: first order, Adam lr 3e-4, betas (0.5, 0.999), weight decay 1e-3).
+        order: 1 only (GDAS.py's first-order step; 2 is refused: a sampled architecture per forward pass makes
+            the unrolled finite difference subtract gradients of different architectures).
+        arch_lr, arch_betas, arch_weight_decay, arch_start_epoch: as ``DARTS`` (GDAS.py: Adam lr 3e-4,
+            betas (0.5, 0.999), weight decay 1e-3).
     """
 
     def __init__(self, supernet: Supernet, space: SearchSpace, tau_max: float = 10.0, tau_min: float = 0.1,
                  unselected_grad: bool = True, order: int = 1, arch_lr: float = 3e-4,
                  arch_betas: tuple[float, float] = (0.5, 0.999), arch_weight_decay: float = 1e-3,
-                 fd_radius: float = 0.01, arch_start_epoch: int = 0):
+                 arch_start_epoch: int = 0):
         if not 0 < tau_min <= tau_max:
             raise ValueError(f"GDAS needs 0 < tau_min <= tau_max, got tau_min={tau_min!r}, tau_max={tau_max!r}")
-        super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch)
+        if order != 1:
+            raise ValueError(f"strategy.order={order} is not defined for GDAS: its paper (sec. 3) and GDAS.py take a "
+                             "first-order arch step only; use strategy.order=1")
+        if supernet.runtime.compile:
+            raise ValueError("compile=true is not supported with strategy=gdas: the op sampled on each edge chooses "
+                             "which modules run, so torch.compile would recompile at every step; use compile=false")
+        super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay,
+                         arch_start_epoch=arch_start_epoch)
         self.tau_max, self.tau_min = float(tau_max), float(tau_min)
         self.unselected_grad = unselected_grad
         self.tau = self.tau_max  # search_model_gdas.py: self.tau = 10 until set_tau
