@@ -135,7 +135,8 @@ def run_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
         raise ValueError(f"{run_dir} already holds a run: continue it with resume={run_dir}, or choose another "
                          "directory (hydra.run.dir=...)")
     else:
-        added = [item for item in overrides if item.startswith("+")]
+        added = [item for item in overrides if item.startswith("+")
+                 and not (CONF / item.lstrip("+").partition("=")[0]).is_dir()]  # +<group>=<option> adds a config
         if added:
             raise ValueError(f"{added[0]!r} adds a key that no part of a new run reads; drop the '+' to set an "
                              "existing key (the valid keys are in the run's config.yaml)")
