@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import logging
 import os
@@ -95,12 +96,21 @@ def new_run_dir(default: str) -> str:
     return _NEW_DIRS[default]
 
 
+def run_name(overrides: str) -> str:
+    """A sweep job's directory name: its overrides (Hydra's override_dirname, e.g. ``seed=1,strategy=gdas``), with
+    '/' kept out of it and, past 240 characters (a file name holds 255), shortened with a hash of the whole."""
+    name = overrides.replace("/", "|") or "defaults"
+    return name if len(name) <= 240 else f"{name[:231]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
 def register_run_dir(resolver: str, outputs: str) -> None:
     """``${<resolver>:${resume},<default dir>}``: the run to resume (a path, or ``true`` for the newest
-    unfinished run under ``outputs``), else a new run directory (``new_run_dir``). ``${new_dir:<dir>}``: a new one."""
+    unfinished run under ``outputs``), else a new run directory (``new_run_dir``). ``${new_dir:<dir>}``: a new one;
+    ``${run_name:<overrides>}``: a sweep job's directory name."""
     OmegaConf.register_new_resolver(
         resolver, lambda resume, default: str(find_resume_dir(resume, outputs) or new_run_dir(default)), replace=True)
     OmegaConf.register_new_resolver("new_dir", new_run_dir, replace=True)
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
 def check_arguments(argv: list[str], outputs: str) -> None:
@@ -161,6 +171,26 @@ def resumed_config(saved: DictConfig, overrides: list[str]) -> DictConfig:
                              f"schedule it has run; only {', '.join(RESUMABLE)} may change")
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
     return cfg
+
+
+def hparams(cfg: DictConfig) -> dict[str, bool | int | float | str]:
+    """The run's settings for TensorBoard's HParams tab: the class of each component (``strategy: GDAS``) and every
+    plain value, flattened (``strategy.tau_max``); the run node (a copy of top-level values) and display keys left out."""
+    flat: dict[str, bool | int | float | str] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, f"{name}.")
+            elif key == "_target_":
+                flat[prefix.rstrip(".")] = str(value).rsplit(".", 1)[-1]
+            elif key != "_partial_":
+                flat[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
+
+    skip = ("run", "progress", "resume", "seeds", "published")  # a copy of top-level values; display; preset records
+    walk({k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in skip}, "")
+    return flat
 
 
 def user_error(err: BaseException) -> BaseException | None:

@@ -36,7 +36,7 @@ def build_run(cfg: DictConfig, run_dir: Path) -> FinalRun:
     train = data.train.loader(cfg.batch_size, device, train=True, cutout=cfg.cutout, seed=cfg.seed, indices=train_idx)
     valid = None if valid_idx is None else data.train.loader(cfg.batch_size, device, train=False, indices=valid_idx)
     test = data.test.loader(cfg.batch_size, device, train=False)
-    return FinalRun(run_dir, spec, train, test, settings, instantiate(cfg.scheduler), runtime, valid)
+    return FinalRun(run_dir, spec, train, test, settings, instantiate(cfg.scheduler), runtime, valid, cli.hparams(cfg))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="final")

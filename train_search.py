@@ -30,7 +30,7 @@ def search(cfg: DictConfig, run_dir: Path) -> dict:
     data = SearchData(instantiate(cfg.dataset, _partial_=True), cfg.train_portion, cfg.seed, pick_device(cfg.device))
     benchmark = instantiate(cfg.benchmark, _partial_=True)(space=space) if cfg.benchmark.path else None
     make_run = instantiate(cfg.run, _partial_=True)
-    run = make_run(run_dir=run_dir, space=space, data=data, benchmark=benchmark,
+    run = make_run(run_dir=run_dir, space=space, data=data, benchmark=benchmark, hparams=cli.hparams(cfg),
                    strategy=instantiate(cfg.strategy, _partial_=True))
     if cfg.resume:
         run.resume()

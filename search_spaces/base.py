@@ -7,6 +7,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from darts.diagrams import CellGraph
 from darts.runtime import Runtime
 from darts.supernet import Mixing, Supernet
 
@@ -63,6 +64,10 @@ class SearchSpace(ABC):
     @abstractmethod
     def mutate(self, genotype: Any, generator: torch.Generator) -> Any:
         """A valid genotype differing from ``genotype`` in exactly one place."""
+
+    @abstractmethod
+    def cell_graphs(self, genotype: Any) -> dict[str, CellGraph]:
+        """Each cell type of ``genotype`` as a graph to draw (``darts.diagrams``): inputs, nodes, labelled edges."""
 
     @abstractmethod
     def one_hot(self, genotype: Any) -> dict[str, Mixing]:

@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 import torch
 import torch.nn as nn
 
+from darts.diagrams import CellGraph
 from darts.ops import Identity, ReLUConvBN
 from darts.runtime import Runtime
 from darts.supernet import CellDAG, MixedOp, Mixing, Supernet
@@ -133,6 +134,11 @@ class ToySpace(SearchSpace):
         e = randint(generator, NUM_EDGES)
         ops[e] = PRIMITIVES[1 - PRIMITIVES.index(ops[e])]
         return ToyGenotype(ops)
+
+    def cell_graphs(self, genotype: ToyGenotype) -> dict[str, CellGraph]:
+        """Node 0 the stem output, nodes 1 and 2, node 2 the output."""
+        edges = tuple((src, dst, op) for (src, dst), op in zip((("0", "1"), ("0", "2"), ("1", "2")), genotype))
+        return {"cell": CellGraph(("0",), ("1", "2"), edges)}
 
     def one_hot(self, genotype: ToyGenotype) -> dict[str, Mixing]:
         """The genotype's op index on each edge."""

@@ -43,12 +43,14 @@ class DiscreteRun:
         evaluator: builds the evaluator: ``evaluator(space=..., data=...)`` (a partial from the config).
         benchmark: optional tabular benchmark reporting the best genotype's accuracies.
         progress: a progress bar over the evaluations.
+        hparams: the run's settings for TensorBoard's HParams tab (the entry point passes the configuration's).
     """
 
     def __init__(self, run_dir: str | Path, space: SearchSpace, data: SearchData,
                  strategy: Callable[..., DiscreteStrategy], evaluator: Callable[..., Evaluator],
-                 benchmark: TabularBenchmark | None = None, progress: bool = True):
+                 benchmark: TabularBenchmark | None = None, progress: bool = True, hparams: dict[str, Any] | None = None):
         self.dir, self.space, self.benchmark, self.progress = RunDirectory(run_dir), space, benchmark, progress
+        self.hparams = hparams or {}
         self.strategy = strategy(space=space)
         self.evaluator = evaluator(space=space, data=data)
         self.records: list[dict[str, Any]] = []  # the history so far (read back when resuming)
@@ -78,9 +80,13 @@ class DiscreteRun:
             self.evaluator.prepare(on_epoch=partial(self._prepare_epoch, board))
             self._save()
             self._search(board)
+            result = self._finish()
+            board.cells("search/diagram", self.space.cell_graphs(self.best[2]), len(self.records))
+            board.result(self.hparams, {"score": result["score"], "cost": result["cost"],
+                                        **{f"benchmark/{k}": v for k, v in result.get("benchmark", {}).items()}})
         finally:
             board.close()
-        return self._finish()
+        return result
 
     def _search(self, board: TensorBoardLog) -> None:
         start = time.time() - (self.records[-1]["elapsed"] if self.records else 0.0)

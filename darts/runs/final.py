@@ -95,13 +95,15 @@ class FinalRun:
         settings: the recipe.
         schedule: the learning rate at (fractional) epoch t: ``schedule(lr, t, epochs)`` (``darts.schedules``).
         runtime: device, precision and memory format.
+        hparams: the run's settings for TensorBoard's HParams tab (the entry point passes the configuration's).
     """
 
     def __init__(self, run_dir: str | Path, spec: NetworkSpec, train_loader, test_loader, settings: FinalSettings,
-                 schedule: Cosine | Exponential, runtime: Runtime, valid_loader=None):
+                 schedule: Cosine | Exponential, runtime: Runtime, valid_loader=None, hparams: dict[str, Any] | None = None):
         if settings.auxiliary_weight > 0 and not spec.auxiliary:
             raise ValueError(f"auxiliary_weight={settings.auxiliary_weight} needs a network with an auxiliary head")
         self.dir, self.spec, self.s, self.schedule = RunDirectory(run_dir), spec, settings, schedule
+        self.hparams = hparams or {}
         self.device, self.amp_dtype = runtime.device, runtime.amp_dtype  # amp_dtype None = fp32
         self.train_loader, self.test_loader, self.valid_loader = train_loader, test_loader, valid_loader
         self.model = spec.build().to(runtime.device)
@@ -155,12 +157,18 @@ class FinalRun:
         board = self.dir.tensorboard()
         try:
             board.text("final/genotype", text, self.start_epoch)
+            board.cells("final/diagram", self.spec.space.cell_graphs(self.spec.genotype), self.start_epoch)
             board.scalars("model", {"params_M": self.params / 1e6, "flops_M": self.flops / 1e6}, self.start_epoch)
             for epoch in range(self.start_epoch, self.s.epochs):
                 self.metrics = self._epoch(epoch, board)
+            result = self._finish()
+            board.result(self.hparams, {"test_accuracy": result["test_accuracy"], "params_M": result["params"],
+                                        "madds_M": result["madds"] / 1e6,
+                                        **({"best_valid_accuracy": result["best_valid_accuracy"]}
+                                           if "best_valid_accuracy" in result else {})})
         finally:
             board.close()
-        return self._finish()
+        return result
 
     def _epoch(self, epoch: int, board: TensorBoardLog) -> dict[str, float]:
         start = time.time()

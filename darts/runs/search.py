@@ -41,15 +41,17 @@ class SearchRun:
         benchmark: optional tabular benchmark scoring each epoch's genotype.
         epochs, batch_size, steps_per_epoch, seed, progress: the search loop (DARTS sec. 3.1.1 defaults).
         lr, lr_min, momentum, weight_decay, grad_clip: SGD on the weights, cosine-annealed per epoch.
+        hparams: the run's settings for TensorBoard's HParams tab (the entry point passes the configuration's).
     """
 
     def __init__(self, run_dir: str | Path, space: SearchSpace, data: SearchData, strategy: Callable[..., Strategy],
                  runtime: Runtime, benchmark: TabularBenchmark | None = None, epochs: int = 50, batch_size: int = 64,
                  steps_per_epoch: int | None = None, lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9,
-                 weight_decay: float = 3e-4, grad_clip: float = 5.0, seed: int = 2, progress: bool = True):
+                 weight_decay: float = 3e-4, grad_clip: float = 5.0, seed: int = 2, progress: bool = True,
+                 hparams: dict[str, Any] | None = None):
         if epochs < 1:
             raise ValueError(f"epochs={epochs} must be >= 1")
-        self.dir, self.space, self.benchmark = RunDirectory(run_dir), space, benchmark
+        self.dir, self.space, self.benchmark, self.hparams = RunDirectory(run_dir), space, benchmark, hparams or {}
         self.epochs, self.grad_clip, self.progress, self.device = epochs, grad_clip, progress, runtime.device
         self.lr, self.schedule = lr, Cosine(lr_min)  # DARTS train_search.py: CosineAnnealingLR per epoch
         self.supernet = space.build_supernet(data.num_classes, runtime)
@@ -86,14 +88,18 @@ class SearchRun:
         self.dir.rewrite_jsonl(HISTORY, [r for r in self.dir.read_jsonl(HISTORY) if r["epoch"] < self.start_epoch])
         board = self.dir.tensorboard()
         try:
+            board.arch_layout(self.supernet.cell_types, self.supernet.num_edges)
             for epoch in range(self.start_epoch, self.epochs):
                 self.metrics = self._epoch(epoch, board)
                 self._save(epoch)
             self.strategy.select(SearchContext(self.supernet, self.train_loader, self.valid_loader, self.optimizer,
                                                self.steps, self.device, self.progress))
+            result = self._finish(self.metrics)
+            board.result(self.hparams, {"valid_acc": result["valid_acc"], "search_time": result["search_time"],
+                                        **{f"benchmark/{k}": v for k, v in result.get("benchmark", {}).items()}})
         finally:
             board.close()
-        return self._finish(self.metrics)
+        return result
 
     def _epoch(self, epoch: int, board: TensorBoardLog) -> dict[str, float]:
         start = time.time()
@@ -107,7 +113,7 @@ class SearchRun:
                    "valid_acc": valid["acc"], "lr": lr, "epoch_time": time.time() - start}
         genotype = self.strategy.genotype()
         record = {"epoch": epoch, "genotype": self.space.to_text(genotype), **metrics}
-        self._log(board, epoch, metrics, record)
+        self._log(board, epoch, metrics, record, genotype)
         if self.benchmark is not None:
             record["benchmark"] = self.benchmark.query(genotype)
             board.scalars("benchmark", record["benchmark"], epoch)
@@ -146,12 +152,13 @@ class SearchRun:
             return "strategy.arch_lr"
         return f"optimizer.lr={self.lr}"
 
-    def _log(self, board: TensorBoardLog, epoch: int, metrics: dict[str, float], record: dict[str, Any]) -> None:
-        """The epoch's scalars, the strategy's scalars, the op-weight heatmaps and the genotype text."""
+    def _log(self, board: TensorBoardLog, epoch: int, metrics: dict[str, float], record: dict[str, Any],
+             genotype: Any) -> None:
+        """The epoch's scalars, the strategy's scalars, the architecture (heatmaps, op weights, cell diagrams) and
+        the genotype text."""
         board.scalars("search", metrics, epoch)
         board.scalars("arch", self.strategy.scalars(), epoch)
-        for cell_type, w in self.strategy.op_weights().items():
-            board.heatmap(f"arch/{cell_type}", w, self.space.primitives, epoch)
+        board.arch(self.strategy.op_weights(), self.space.primitives, self.space.cell_graphs(genotype), epoch)
         board.text("arch/genotype", record["genotype"], epoch)
 
     def _save(self, epoch: int) -> None:
@@ -162,8 +169,9 @@ class SearchRun:
     def _finish(self, metrics: dict[str, float]) -> dict[str, Any]:
         genotype = self.strategy.genotype()
         text = self.dir.write_genotype(self.space, genotype)
+        search_time = sum(r["epoch_time"] for r in self.dir.read_jsonl(HISTORY))  # all epochs, resumed or not
         result = {"genotype": text, "genotype_json": self.space.to_json(genotype), "epochs": self.epochs,
-                  **metrics}  # finite: the divergence guard stops a run before a non-finite value is reported
+                  "search_time": search_time, **metrics}  # finite: the divergence guard stops a run before a non-finite value is reported
         if self.benchmark is not None:
             result["benchmark"] = self.benchmark.query(genotype)
         self.dir.write_result(result)

@@ -1,13 +1,19 @@
-"""One TensorBoard writer per run directory, with namespaced tags (search/..., arch/..., final/...)."""
+"""One TensorBoard writer per run directory, with namespaced tags (search/..., arch/..., final/..., result/...),
+cell diagrams, the HParams plugin's data and a custom-scalars layout."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+from darts.diagrams import CellGraph, draw_genotype, to_image
 
 
 class TensorBoardLog:
@@ -22,12 +28,14 @@ class TensorBoardLog:
             self.writer.add_scalar(f"{prefix}/{name}", float(value), step)
 
     def heatmap(self, tag: str, weights: torch.Tensor, primitives: tuple[str, ...], step: int) -> None:
-        """Op weights [E, K] as an image: one row per edge, one column per op (drawn without pyplot's global state)."""
+        """Op weights [E, K] as an image: one row per edge, one column per op, the colours centred on the uniform
+        weight 1/K and stretched to the largest deviation from it, so that a young search's small differences show."""
         w = weights.detach().float().cpu().numpy()
+        uniform, spread = 1.0 / w.shape[1], max(float(np.abs(w - 1.0 / w.shape[1]).max()), 1e-6)
         fig = Figure(figsize=(1.0 + 0.6 * w.shape[1], 0.9 + 0.3 * w.shape[0]), dpi=80)
         canvas = FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        im = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=max(float(w.max()), 1e-6), aspect="auto")
+        im = ax.imshow(w, cmap="coolwarm", norm=Normalize(uniform - spread, uniform + spread), aspect="auto")
         ax.set_xticks(range(len(primitives)), primitives, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(range(w.shape[0]), [f"edge {e}" for e in range(w.shape[0])], fontsize=7)
         fig.colorbar(im, ax=ax)
@@ -35,6 +43,43 @@ class TensorBoardLog:
         canvas.draw()
         image = np.asarray(canvas.buffer_rgba())[..., :3]  # (H, W, 3)
         self.writer.add_image(tag, image, step, dataformats="HWC")
+
+    def cells(self, prefix: str, graphs: dict[str, CellGraph], step: int) -> None:
+        """The diagram of each cell type as an image ``<prefix>_<cell type>``."""
+        for cell_type, graph in graphs.items():
+            self.writer.add_image(f"{prefix}_{cell_type}", to_image(draw_genotype({cell_type: graph})), step,
+                                  dataformats="HWC")
+
+    def result(self, settings: dict[str, Any], metrics: dict[str, float]) -> None:
+        """A finished run's final metrics as ``result/<name>`` scalars, and the HParams plugin's record of the run
+        (its settings and those metrics), so that the HParams tab compares every run under a log directory."""
+        plain = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items()}
+        for summary in hparams_summaries(plain, {f"result/{name}": 0.0 for name in metrics}):
+            self.writer.file_writer.add_summary(summary)
+        self.scalars("result", metrics, 0)
+
+    def layout(self, charts: dict[str, dict[str, list]]) -> None:
+        """A custom-scalars layout: category -> chart title -> ["Multiline", [tag regexes]]."""
+        self.writer.add_custom_scalars(charts)
+
+    def arch(self, op_weights: dict[str, torch.Tensor], primitives: tuple[str, ...], graphs: dict[str, CellGraph],
+             step: int) -> None:
+        """A search's architecture at ``step``: per cell type the op-weight heatmap (``arch/<cell>``), each edge's
+        op weights as scalars (``arch/weights_<cell>/edgeNN/<op>``, one multi-line chart per edge in the custom-scalars
+        layout of ``arch_layout``) and the diagram of the derived cell (``arch/diagram_<cell>``)."""
+        for cell_type, w in op_weights.items():
+            self.heatmap(f"arch/{cell_type}", w, primitives, step)
+            values = w.detach().float().cpu().tolist()  # [E][K]
+            for e, row in enumerate(values):
+                for op, value in zip(primitives, row):
+                    self.writer.add_scalar(f"arch/weights_{cell_type}/edge{e:02d}/{op}", value, step)
+        self.cells("arch/diagram", graphs, step)
+
+    def arch_layout(self, cell_types: tuple[str, ...], num_edges: int) -> None:
+        """The custom-scalars layout of ``arch``: per cell type a category with one multi-line chart per edge."""
+        self.layout({f"op weights, {cell_type} cell": {
+            f"edge {e:02d}": ["Multiline", [rf"arch/weights_{cell_type}/edge{e:02d}/.*"]] for e in range(num_edges)}
+            for cell_type in cell_types})
 
     def text(self, tag: str, text: str, step: int) -> None:
         """A text entry (rendered as markdown: wrapped in a code span)."""

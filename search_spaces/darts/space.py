@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from darts.diagrams import CellGraph
 from darts.runtime import Runtime
 from darts.supernet import Mixing
 from search_spaces.base import SearchSpace, randint
@@ -121,6 +122,17 @@ class DartsSpace(SearchSpace):
             ops = [o for o in self.primitives[1:] if o != op]
             gene[k] = (ops[randint(generator, len(ops))], src)
         return genotype._replace(**{cell_type: gene})
+
+    def cell_graphs(self, genotype: Genotype) -> dict[str, CellGraph]:
+        """DARTS Fig. 4-5: inputs c_{k-2}, c_{k-1}, intermediate nodes 0..3, output c_{k} (concat of the nodes)."""
+        graphs = {}
+        for cell_type in self.cell_types:
+            pairs = getattr(genotype, cell_type)
+            names = ["$c_{k-2}$", "$c_{k-1}$", *map(str, range(len(pairs) // 2))]
+            edges = tuple((names[j], str(k // 2), op) for k, (op, j) in enumerate(pairs))
+            concat = tuple(names[i] for i in getattr(genotype, f"{cell_type}_concat"))
+            graphs[cell_type] = CellGraph(tuple(names[:2]), tuple(names[2:]), edges, "$c_{k}$", concat)
+        return graphs
 
     def one_hot(self, genotype: Genotype) -> dict[str, Mixing]:
         """An op index per edge: the genotype's op on its kept edges, `none` elsewhere."""

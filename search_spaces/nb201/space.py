@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from darts.diagrams import CellGraph
 from darts.runtime import Runtime
 from darts.supernet import Mixing
 from search_spaces.base import SearchSpace, randint
@@ -82,6 +83,12 @@ class NB201Space(SearchSpace):
         others = [op for op in PRIMITIVES if op != ops[e]]
         ops[e] = others[randint(generator, len(others))]
         return NB201Genotype.from_ops(ops)
+
+    def cell_graphs(self, genotype: Arch) -> dict[str, CellGraph]:
+        """NB201 Fig. 1: node 0 the input, nodes 1-3, node 3 the output; `none` edges are not drawn."""
+        ops = as_genotype(genotype).ops
+        edges = tuple((str(j), str(i), op) for op, (i, j) in zip(ops, EDGES) if op != "none")
+        return {"cell": CellGraph(("0",), tuple(str(i) for i in range(1, NUM_NODES + 1)), edges)}
 
     def one_hot(self, genotype: Arch) -> dict[str, Mixing]:
         """The genotype's op index on each edge."""
