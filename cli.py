@@ -29,6 +29,7 @@ from darts.runs.directory import CHECKPOINT, CONFIG, find_resume_dir
 log = logging.getLogger("darts")
 CONF = Path(__file__).resolve().parent / "conf"
 COMPOSED = "composed.yaml"
+OVERRIDES = "overrides.yaml"  # the command-line overrides the run was started with
 # One resume rule for both entry points: a resumed run may change only what alters neither the model, the data,
 # the seed nor the part of the schedule already run: a longer schedule or budget, and how it runs.
 RESUMABLE = ("epochs", "strategy.budget", "strategy.time_budget", "device", "progress", "precision",
@@ -96,10 +97,27 @@ def new_run_dir(default: str) -> str:
     return _NEW_DIRS[default]
 
 
+def _items(overrides: str) -> list[str]:
+    """Hydra's override_dirname split at the commas between overrides (not those escaped or inside quotes)."""
+    items, current, quote, escaped = [], "", None, False
+    for char in overrides:
+        if char == "," and quote is None and not escaped:
+            items.append(current)
+            current = ""
+            continue
+        quote = (None if char == quote else quote) if quote else (char if char in "'\"" and not escaped else None)
+        escaped = char == "\\" and not escaped
+        current += char
+    return [*items, current] if current else items
+
+
 def run_name(overrides: str) -> str:
-    """A sweep job's directory name: its overrides (Hydra's override_dirname, e.g. ``seed=1,strategy=gdas``), with
-    '/' kept out of it and, past 240 characters (a file name holds 255), shortened with a hash of the whole."""
-    name = overrides.replace("/", "|") or "defaults"
+    """A sweep job's directory name: its overrides (Hydra's override_dirname, e.g. ``seed=1,strategy=gdas``), a value
+    longer than 40 characters (a genotype text, a run directory) shortened to a hash, '/' kept out, at most 240
+    characters (a file name holds 255)."""
+    short = [item if len(item.partition("=")[2]) <= 40 else
+             f"{item.partition('=')[0]}=#{hashlib.sha1(item.encode()).hexdigest()[:8]}" for item in _items(overrides)]
+    name = ",".join(short).replace("/", "|") or "defaults"
     return name if len(name) <= 240 else f"{name[:231]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
@@ -140,11 +158,15 @@ def run_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
     saved = next((run_dir / name for name in (COMPOSED, CONFIG) if (run_dir / name).is_file()), None)
     overrides = list(HydraConfig.get().overrides.task)
     if cfg.resume and saved is not None:  # CONFIG alone: a run directory from before composed.yaml existed
-        cfg = resumed_config(OmegaConf.load(saved), overrides)
+        started = run_dir / OVERRIDES
+        cfg = resumed_config(OmegaConf.load(saved), overrides,
+                             OmegaConf.load(started) if started.is_file() else [])
     elif saved is not None or (run_dir / CHECKPOINT).is_file():
         raise ValueError(f"{run_dir} already holds a run: continue it with resume={run_dir}, or choose another "
                          "directory (hydra.run.dir=...)")
     else:
+        if cfg.resume == "auto":  # nothing to continue here: a new run
+            cfg.resume = None
         added = [item for item in overrides if item.startswith("+")
                  and not (CONF / item.lstrip("+").partition("=")[0]).is_dir()]  # +<group>=<option> adds a config
         if added:
@@ -155,15 +177,20 @@ def run_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
     except MissingMandatoryValue as e:
         raise ValueError(f"{e.full_key} has no value; set it on the command line ({e.full_key}=...)") from None
     check_settings(cfg)
+    if not (run_dir / OVERRIDES).is_file():
+        OmegaConf.save(OmegaConf.create(overrides), run_dir / OVERRIDES)
     OmegaConf.save(cfg, run_dir / COMPOSED)
     OmegaConf.save(cfg, run_dir / CONFIG, resolve=True)
     return cfg, run_dir
 
 
-def resumed_config(saved: DictConfig, overrides: list[str]) -> DictConfig:
-    """The saved configuration with the allowed overrides applied; any other override is refused."""
+def resumed_config(saved: DictConfig, overrides: list[str], started: list[str] = ()) -> DictConfig:
+    """The saved configuration with the allowed overrides applied; any other override is refused, except one the run
+    was started with (``started``): repeating the starting command with ``resume=auto`` continues the run."""
     cfg = saved.copy()
     for item in overrides:
+        if item in started:
+            continue
         item = item.lstrip("+~")
         key = item.partition("=")[0]
         if key not in ("resume", *RESUMABLE):
@@ -188,7 +215,7 @@ def hparams(cfg: DictConfig) -> dict[str, bool | int | float | str]:
             elif key != "_partial_":
                 flat[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
 
-    skip = ("run", "progress", "resume", "seeds", "published")  # a copy of top-level values; display; preset records
+    skip = ("run", "progress", "resume", "seeds", "published", "protocol")  # copies, display, preset records
     walk({k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in skip}, "")
     return flat
 

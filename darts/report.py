@@ -161,7 +161,7 @@ def load_run(path: Path) -> Run:
 
 
 def collect(dirs: Iterable[str | Path]) -> list[Run]:
-    """The finished runs at or below ``dirs``, each once; ValueError for a directory without runs or if none finished."""
+    """The finished runs at or below ``dirs``, each once; ValueError for a directory without runs, or none finished."""
     dirs = list(dirs)
     runs = []
     for path in dict.fromkeys(p.resolve() for d in dirs for p in run_dirs(d)):
@@ -230,7 +230,11 @@ def agreement(runs: Iterable[Run]) -> dict[str, Agreement]:
 
 
 def published(run: Run) -> Published | None:
-    """The published result of the run's method (``PUBLISHED``), if listed."""
+    """The published result the run's preset names (``published`` in its config, conf/experiment/), else that of its
+    method (``PUBLISHED``), if listed."""
+    record = run.config.get("published")
+    if isinstance(record, dict) and record.get("value") is not None:
+        return Published(str(record["metric"]), float(record["value"]), record.get("std"), str(record["source"]))
     return PUBLISHED.get((run.strategy, run.space_name))
 
 
@@ -310,7 +314,7 @@ def write_report(dirs: Iterable[str | Path], out: str | Path = "report") -> Path
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m darts.report DIR [DIR ...] [--out OUTDIR]``; a user error is one line on stderr and status 1."""
-    parser = argparse.ArgumentParser(prog="python -m darts.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m darts.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="run directories, or directories holding them (sweeps)")
     parser.add_argument("--out", type=Path, default=Path("report"), help="output directory (default: ./report)")
     args = parser.parse_args(argv)

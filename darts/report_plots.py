@@ -153,7 +153,8 @@ def agreement_section(m: MethodReport) -> list[str]:
     """One method's genotype agreement: distance, most common genotype, most common op per edge."""
     a, runs = m.agreement, len(m.seeds)
     distance = "n/a (one run)" if a.mean_distance is None else f"{a.mean_distance:.2f} of {a.num_edges} edges"
-    lines = [f"### {m.method} ({runs} run{'s' * (runs != 1)})", "", f"- mean pairwise distance (edges whose op differs): {distance}",
+    lines = [f"### {m.method} ({runs} run{'s' * (runs != 1)})", "",
+             f"- mean pairwise distance (edges whose op differs): {distance}",
              f"- most common genotype ({a.common_count} of {runs} runs): `{a.common_genotype}`", ""]
     rows = [[e.cell_type, str(e.edge), f"`{e.op}`", f"{e.count}/{e.runs} ({e.fraction:.2f})"] for e in a.edges]
     return lines + _table(["cell", "edge", "most common op", "runs choosing it"], rows)
@@ -173,8 +174,8 @@ def render(methods: list[MethodReport], metrics: list[str], sources: list[str], 
              + ", ".join(f"`{s}`" for s in sources) + ". One row per run: `report.csv`.", ""]
     if unfinished:
         lines += [f"Left out, not finished (no `result.json`): {', '.join(f'`{p}`' for p in unfinished)}.", ""]
-    lines += ["## Final metrics", "", "Mean ± std (ddof=1) over the runs of each method; `search_cost_s` is the sum of "
-              "the epochs' `epoch_time` (gradient searches) or the run's `elapsed` (discrete searches).", ""]
+    lines += ["## Final metrics", "", "Mean ± std (ddof=1) over the runs of each method; `search_cost_s` is the sum "
+              "of the epochs' `epoch_time` (gradient searches) or the run's `elapsed` (discrete searches).", ""]
     lines += metrics_table(methods, metrics)
     notes = [f"- {m.method}: {', '.join(f'`{k}`' for k in m.differing)}" for m in methods if m.differing]
     lines += ["Settings that differ between the runs of a method, besides the seed:", "", *notes, ""] if notes else []

@@ -125,8 +125,10 @@ class RunDirectory:
 
 def find_resume_dir(resume: object, outputs: str | Path) -> Path | None:
     """The run directory to continue: a path holding a run (its ``config.yaml``), or for ``true`` the newest run
-    under ``outputs`` with a checkpoint and no ``result.json``; None when not resuming."""
-    if resume in (None, False, "", "false", "False"):
+    under ``outputs`` with a checkpoint and no ``result.json``; None when not resuming, or for ``auto`` (continue the
+    run in the directory the run would use if there is one, else start it: for sweeps, whose job directories are
+    named by their overrides)."""
+    if resume in (None, False, "", "false", "False", "auto"):
         return None
     if resume is True or resume in ("true", "True"):
         runs = sorted((p.parent for p in Path(outputs).glob(f"*/*/{CHECKPOINT}") if not (p.parent / RESULT).exists()),
