@@ -41,6 +41,18 @@ def run_entry(script: str, run_dir: Path, *overrides: str, check: bool = True) -
     return proc
 
 
+def targets(node) -> list[str]:
+    """Every _target_ in a config tree (OmegaConf DictConfig/ListConfig)."""
+    from omegaconf import DictConfig, ListConfig
+
+    if isinstance(node, DictConfig):
+        own = [node["_target_"]] if "_target_" in node else []
+        return own + [t for k in node if k != "_target_" for t in targets(node._get_node(k))]
+    if isinstance(node, ListConfig):
+        return [t for v in node for t in targets(v)]
+    return []
+
+
 def read_json(path: Path) -> dict:
     """Load a JSON file."""
     return json.loads(Path(path).read_text())

@@ -9,11 +9,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 import train_final
 import train_search
-from conftest import SHARED_DATA, read_json
+from conftest import SHARED_DATA, read_json, targets
 from darts.strategies.base import Strategy
 from darts.strategies.discrete import DiscreteStrategy
 
@@ -42,16 +42,6 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
             raise AssertionError(f"{key} is mandatory (???); add a test value for it to DATA in {__file__}")
         OmegaConf.update(cfg, key, str(DATA[key]))
     return cfg
-
-
-def targets(node) -> list[str]:
-    """Every _target_ in a config tree."""
-    if isinstance(node, DictConfig):
-        own = [node["_target_"]] if "_target_" in node else []
-        return own + [t for k in node if k != "_target_" for t in targets(node._get_node(k))]
-    if isinstance(node, ListConfig):
-        return [t for v in node for t in targets(v)]
-    return []
 
 
 def check_targets(cfg: DictConfig) -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, read_json, run_entry
+from conftest import SHARED_DATA, read_json, run_entry, targets
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_object, instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 import cli
 from darts.runs.network_spec import resolve_genotype
@@ -47,16 +47,6 @@ def compose_preset(preset: str) -> DictConfig:
             raise AssertionError(f"{preset}: {key} is mandatory (???); add a test value for it to DATA in {__file__}")
         OmegaConf.update(cfg, key, str(DATA[key]))
     return cfg
-
-
-def targets(node) -> list[str]:
-    """Every _target_ in a config tree."""
-    if isinstance(node, DictConfig):
-        own = [node["_target_"]] if "_target_" in node else []
-        return own + [t for k in node if k != "_target_" for t in targets(node._get_node(k))]
-    if isinstance(node, ListConfig):
-        return [t for v in node for t in targets(v)]
-    return []
 
 
 def leaves(node: dict, prefix: str = "") -> dict[str, object]:

@@ -178,6 +178,18 @@ def _build_cells(
     return cells, C_aux, C_prev
 
 
+def _cells_and_head(net: nn.Module, s0: torch.Tensor, s1: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The cells from the stem's outputs, the auxiliary head after cell 2*layers//3 (in training), pooling and
+    the classifier (DARTS cnn/model.py NetworkCIFAR/NetworkImageNet forward): (logits, logits_aux or None)."""
+    logits_aux = None
+    for i, cell in enumerate(net.cells):
+        s0, s1 = s1, cell(s0, s1, net.drop_path_prob)
+        if i == 2 * net._layers // 3 and net._auxiliary and net.training:
+            logits_aux = net.auxiliary_head(s1)
+    out = net.global_pooling(s1)  # (B, C_prev, 1, 1)
+    return net.classifier(out.flatten(1)), logits_aux
+
+
 def _check_sizes(C: int, layers: int) -> None:
     """Raise ValueError for non-positive channel or layer counts."""
     if C < 1:
@@ -214,14 +226,8 @@ class NetworkCIFAR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Logits (B, num_classes) and auxiliary logits (B, num_classes) or None, from (B, 3, 32, 32)."""
-        logits_aux = None
         s0 = s1 = self.stem(x)  # (B, 3C, 32, 32)
-        for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i == 2 * self._layers // 3 and self._auxiliary and self.training:
-                logits_aux = self.auxiliary_head(s1)
-        out = self.global_pooling(s1)  # (B, C_prev, 1, 1)
-        return self.classifier(out.flatten(1)), logits_aux
+        return _cells_and_head(self, s0, s1)
 
 
 class NetworkImageNet(nn.Module):
@@ -260,12 +266,6 @@ class NetworkImageNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Logits (B, num_classes) and auxiliary logits or None, from (B, 3, 224, 224)."""
-        logits_aux = None
         s0 = self.stem0(x)  # (B, C, 56, 56)
         s1 = self.stem1(s0)  # (B, C, 28, 28)
-        for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i == 2 * self._layers // 3 and self._auxiliary and self.training:
-                logits_aux = self.auxiliary_head(s1)
-        out = self.global_pooling(s1)  # (B, C_prev, 1, 1)
-        return self.classifier(out.flatten(1)), logits_aux
+        return _cells_and_head(self, s0, s1)
