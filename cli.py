@@ -19,8 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from darts.divergence import Diverged
@@ -131,6 +133,15 @@ def register_run_dir(resolver: str, outputs: str) -> None:
     OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
+def export_root() -> None:
+    """Keep the project root importable in the processes a launcher starts for the jobs (submitit unpickles the
+    entry point's task there, which imports this module): prepend it to PYTHONPATH, which they inherit."""
+    root = str(CONF.parent)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, paths)])
+
+
 def check_arguments(argv: list[str], outputs: str) -> None:
     """Before Hydra starts, one line and status 1 for: a config group option that does not exist (``strategy=foo``;
     Hydra would print a dozen lines), and a ``resume=`` that names no run (Hydra would fail inside its own error
@@ -148,6 +159,12 @@ def check_arguments(argv: list[str], outputs: str) -> None:
             find_resume_dir(values[-1], outputs)
         except FileNotFoundError as err:
             sys.exit(f"FileNotFoundError: {err}")
+
+
+def spread_device(device: str, job: int, gpus: int, multirun: bool) -> str:
+    """``device=auto`` for sweep job ``job`` when several GPUs are visible: ``cuda:(job mod gpus)``, so that jobs a
+    parallel launcher runs at once (hydra/launcher=local_parallel) use different GPUs; any other case unchanged."""
+    return f"cuda:{job % gpus}" if device == "auto" and multirun and gpus > 1 else device
 
 
 def run_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
@@ -177,6 +194,9 @@ def run_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
     except MissingMandatoryValue as e:
         raise ValueError(f"{e.full_key} has no value; set it on the command line ({e.full_key}=...)") from None
     check_settings(cfg)
+    hydra_cfg = HydraConfig.get()
+    cfg.device = spread_device(cfg.device, hydra_cfg.job.get("num", 0) or 0, torch.cuda.device_count(),
+                               hydra_cfg.mode == RunMode.MULTIRUN)
     if not (run_dir / OVERRIDES).is_file():
         OmegaConf.save(OmegaConf.create(overrides), run_dir / OVERRIDES)
     OmegaConf.save(cfg, run_dir / COMPOSED)

@@ -50,4 +50,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     cli.check_arguments(sys.argv[1:], OUTPUTS)
+    cli.export_root()
     main()

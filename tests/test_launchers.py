@@ -1,0 +1,36 @@
+"""Sweeps through Hydra's launcher plugins (conf/hydra/launcher/): local parallel jobs (joblib) and submitit's local
+executor (the SLURM launcher's stand-in) each finish every job of a sweep, in directories named by its overrides."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import cli
+from conftest import ROOT, read_json
+
+TOY = ["search_space=toy", "dataset=fake", "dataset.num_train=16", "dataset.num_test=8", "dataset.image_size=8",
+       "batch_size=4", "epochs=1", "progress=false"]
+
+
+@pytest.mark.parametrize("launcher", ["local_parallel", "slurm_local"])
+def test_a_sweep_through_a_launcher_finishes_every_job(launcher, tmp_path):
+    """`-m seed=0,1 hydra/launcher=<launcher>` produces two finished runs, one per seed (run from another directory,
+    as a cluster job would be)."""
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "local_parallel" else []
+    proc = subprocess.run([sys.executable, str(ROOT / "train_search.py"), "-m", *TOY, "seed=0,1",
+                           f"hydra/launcher={launcher}", *extra, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted((tmp_path / "sweep").glob("*/result.json"))
+    assert [p.parent.name.rsplit(",", 1)[-1] for p in runs] == ["seed=0", "seed=1"]
+    assert all(read_json(p)["genotype"] for p in runs)
+
+
+def test_parallel_jobs_spread_over_the_visible_gpus():
+    """With device=auto in a sweep, job k runs on cuda:(k mod GPUs) when several GPUs are visible; otherwise the
+    setting is left as it is."""
+    assert [cli.spread_device("auto", k, 4, True) for k in range(6)] == [f"cuda:{k % 4}" for k in range(6)]
+    assert cli.spread_device("auto", 3, 1, True) == "auto" and cli.spread_device("auto", 3, 4, False) == "auto"
+    assert cli.spread_device("cpu", 3, 4, True) == "cpu"
