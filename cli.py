@@ -16,6 +16,8 @@ import itertools
 import logging
 import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,8 +27,9 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
+from darts.distributed import SINGLE, Distributed
 from darts.divergence import Diverged
-from darts.runs.directory import CHECKPOINT, CONFIG, find_resume_dir
+from darts.runs.directory import CHECKPOINT, CONFIG, find_resume_dir, write_atomic
 
 log = logging.getLogger("darts")
 CONF = Path(__file__).resolve().parent / "conf"
@@ -80,22 +83,49 @@ def check_settings(cfg: DictConfig) -> None:
 
 
 _NEW_DIRS: dict[str, str] = {}
+RENDEZVOUS_S = 120  # how long the other ranks of a torchrun job wait for rank 0's run directory
+
+
+def _create_dir(default: str) -> str:
+    """``default``, else ``default_1``, ``default_2``...: the first that this process creates (os.mkdir is atomic)."""
+    path = Path(default)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for k in itertools.count():
+        candidate = path if k == 0 else path.with_name(f"{path.name}_{k}")
+        try:
+            candidate.mkdir()
+            return str(candidate)
+        except FileExistsError:
+            continue
+
+
+def _rendezvous() -> Path:
+    """The file through which rank 0 of a torchrun job tells the job's other ranks (on its node: they share the
+    torchrun agent, their parent process) the run directory it created."""
+    job = f"{os.getppid()}-{os.environ.get('TORCHELASTIC_RUN_ID', '')}-{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}"
+    return Path(tempfile.gettempdir()) / f"darts-run-dir-{job}"
+
+
+def _await_rank0() -> str:
+    """The run directory rank 0 created (a ValueError after RENDEZVOUS_S seconds without it)."""
+    deadline = time.time() + RENDEZVOUS_S
+    while not _rendezvous().is_file():
+        if time.time() > deadline:
+            raise ValueError("rank 0 named no run directory: on several nodes give the run's directory on a shared "
+                             "file system with hydra.run.dir=...")
+        time.sleep(0.05)
+    return _rendezvous().read_text()
 
 
 def new_run_dir(default: str) -> str:
-    """``default``, else ``default_1``, ``default_2``...: the first directory this process creates itself (os.mkdir
-    is atomic, so runs started in the same second by several processes each get their own); one per process."""
+    """A new run directory: ``default``, else ``default_1``, ``default_2``... (runs started in the same second by
+    several processes each get their own); one per process, and one per torchrun job: rank 0 creates it, the other
+    ranks take rank 0's."""
     if default not in _NEW_DIRS:
-        path = Path(default)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for k in itertools.count():
-            candidate = path if k == 0 else path.with_name(f"{path.name}_{k}")
-            try:
-                candidate.mkdir()
-            except FileExistsError:
-                continue
-            _NEW_DIRS[default] = str(candidate)
-            break
+        ranks, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+        _NEW_DIRS[default] = _await_rank0() if rank > 0 else _create_dir(default)
+        if ranks > 1 and rank == 0:
+            write_atomic(_rendezvous(), _NEW_DIRS[default])
     return _NEW_DIRS[default]
 
 
@@ -161,13 +191,38 @@ def check_arguments(argv: list[str], outputs: str) -> None:
             sys.exit(f"FileNotFoundError: {err}")
 
 
+def rank_device(device: str, dist: Distributed) -> str:
+    """Under torchrun with CUDA, each rank's own GPU (``cuda:LOCAL_RANK``) for ``device=auto`` or ``cuda``."""
+    if dist.world > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{torch.cuda.current_device()}"  # set from LOCAL_RANK by darts.distributed.from_environment
+    return device
+
+
 def spread_device(device: str, job: int, gpus: int, multirun: bool) -> str:
     """``device=auto`` for sweep job ``job`` when several GPUs are visible: ``cuda:(job mod gpus)``, so that jobs a
     parallel launcher runs at once (hydra/launcher=local_parallel) use different GPUs; any other case unchanged."""
     return f"cuda:{job % gpus}" if device == "auto" and multirun and gpus > 1 else device
 
 
-def run_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
+def run_config(cfg: DictConfig, dist: Distributed = SINGLE) -> tuple[DictConfig, Path]:
+    """The run directory and its configuration, checked and saved there by rank 0 (``_run_config``); the other ranks
+    of a torchrun job read what rank 0 saved (or stop with its error)."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if dist.main:
+        try:
+            result = _run_config(cfg)
+        except ValueError as err:
+            dist.share(str(err))
+            raise
+        dist.share(None)
+        return result
+    error = dist.share(None)
+    if error is not None:
+        raise ValueError(error)
+    return OmegaConf.load(run_dir / COMPOSED), run_dir
+
+
+def _run_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
     """The run directory and its configuration, checked and saved there: the composed one for a new run (in a
     directory that holds no run yet); for a resumed run the saved one with the command-line overrides that
     ``RESUMABLE`` allows (any other: ValueError)."""
@@ -259,6 +314,8 @@ def reporting(main: Callable[[DictConfig], None]) -> Callable[[DictConfig], None
             cause = user_error(err)
             if cause is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
+            if int(os.environ.get("RANK", 0)) > 0:  # a torchrun job's other ranks: rank 0 says it
+                sys.exit(1)
             message = " ".join(f"{type(cause).__name__}: {cause}".split())
             log.error(message)
             sys.exit(message)

@@ -6,12 +6,14 @@ import sys
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import cli
 from darts.runs.final import FinalRun, FinalSettings
 from darts.runs.network_spec import NetworkSpec, holdout_split, resolve_genotype
+from darts.distributed import SINGLE, Distributed, from_environment
 from darts.runtime import Runtime, configure_backends, seed_everything
 
 log = logging.getLogger("train_final")
@@ -19,7 +21,7 @@ OUTPUTS = "outputs/final"  # apart from searches: resume=true never picks a sear
 cli.register_run_dir("final_run_dir", OUTPUTS)
 
 
-def build_run(cfg: DictConfig, run_dir: Path) -> FinalRun:
+def build_run(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE) -> FinalRun:
     """Instantiate the space, the genotype, the data, the network spec, the loaders and the recipe from the config."""
     space = instantiate(cfg.search_space)
     genotype = resolve_genotype(cfg.genotype, space)  # fail on a bad genotype before reading any data
@@ -32,20 +34,25 @@ def build_run(cfg: DictConfig, run_dir: Path) -> FinalRun:
     spec = NetworkSpec(instantiate(cfg.model.network), genotype, space, data.num_classes,
                        auxiliary=cfg.auxiliary_weight > 0)
     train_idx, valid_idx = holdout_split(len(data.train), cfg.valid_portion, cfg.seed)
+    train_idx = dist.shard(torch.arange(len(data.train)) if train_idx is None else train_idx)  # each rank its share
     device = runtime.device
     train = data.train.loader(cfg.batch_size, device, train=True, cutout=cfg.cutout, seed=cfg.seed, indices=train_idx)
-    valid = None if valid_idx is None else data.train.loader(cfg.batch_size, device, train=False, indices=valid_idx)
-    test = data.test.loader(cfg.batch_size, device, train=False)
-    return FinalRun(run_dir, spec, train, test, settings, instantiate(cfg.scheduler), runtime, valid, cli.hparams(cfg))
+    valid = None if valid_idx is None else data.train.loader(cfg.batch_size, device, train=False,
+                                                              indices=dist.shard(valid_idx))
+    test = data.test.loader(cfg.batch_size, device, train=False, indices=dist.shard(torch.arange(len(data.test))))
+    return FinalRun(run_dir, spec, train, test, settings, instantiate(cfg.scheduler), runtime, valid, cli.hparams(cfg),
+                    dist, cfg.sync_bn)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="final")
 @cli.reporting
 def main(cfg: DictConfig) -> None:
-    """Compose the config, then retrain (or resume) in the run directory."""
-    cfg, run_dir = cli.run_config(cfg)
+    """Compose the config, then retrain (or resume) in the run directory; under torchrun, on every rank."""
+    dist = from_environment()
+    cfg, run_dir = cli.run_config(cfg, dist)
+    cfg.device = cli.rank_device(cfg.device, dist)
     configure_backends(cfg.precision, cfg.deterministic)
-    run = build_run(cfg, run_dir)
+    run = build_run(cfg, run_dir, dist)
     if cfg.resume:
         run.resume()
     result = run.run()

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import cli
+from darts.distributed import SINGLE, Distributed, from_environment
 from darts.runtime import configure_backends, pick_device, seed_everything
 from darts.search_data import SearchData
 
@@ -18,8 +19,8 @@ OUTPUTS = "outputs"
 cli.register_run_dir("run_dir", OUTPUTS)
 
 
-def search(cfg: DictConfig, run_dir: Path) -> dict:
-    """Build the run the config describes in ``run_dir``, resume it if asked, run it; returns its result.
+def build(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE):
+    """The run the config describes, in ``run_dir`` (resumed if the config asks).
 
     The run kind comes from the strategy's config (``conf/run/gradient.yaml`` or ``discrete.yaml``); the dataset
     is loaded only if the run asks for it, so a tabular lookup reads no images.
@@ -27,23 +28,31 @@ def search(cfg: DictConfig, run_dir: Path) -> dict:
     seed_everything(cfg.seed)
     space = instantiate(cfg.search_space)
     # partials, called here and by the run: their errors (e.g. no CIFAR-10) reach the user unwrapped
-    data = SearchData(instantiate(cfg.dataset, _partial_=True), cfg.train_portion, cfg.seed, pick_device(cfg.device))
+    data = SearchData(instantiate(cfg.dataset, _partial_=True), cfg.train_portion, cfg.seed, pick_device(cfg.device),
+                      dist)
     benchmark = instantiate(cfg.benchmark, _partial_=True)(space=space) if cfg.benchmark.path else None
     make_run = instantiate(cfg.run, _partial_=True)
-    run = make_run(run_dir=run_dir, space=space, data=data, benchmark=benchmark, hparams=cli.hparams(cfg),
+    run = make_run(run_dir=run_dir, space=space, data=data, benchmark=benchmark, hparams=cli.hparams(cfg), dist=dist,
                    strategy=instantiate(cfg.strategy, _partial_=True))
     if cfg.resume:
         run.resume()
-    return run.run()
+    return run
+
+
+def search(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE) -> dict:
+    """Build the run the config describes in ``run_dir``, resume it if asked, run it; returns its result."""
+    return build(cfg, run_dir, dist).run()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="search")
 @cli.reporting
 def main(cfg: DictConfig) -> None:
-    """Compose the config, then search (or resume) in the run directory."""
-    cfg, run_dir = cli.run_config(cfg)
+    """Compose the config, then search (or resume) in the run directory; under torchrun, on every rank."""
+    dist = from_environment()
+    cfg, run_dir = cli.run_config(cfg, dist)
+    cfg.device = cli.rank_device(cfg.device, dist)
     configure_backends(cfg.precision, cfg.deterministic)
-    result = search(cfg, run_dir)
+    result = search(cfg, run_dir, dist)
     log.info("result: %s", run_dir / "result.json")
     log.info("genotype: %s", result["genotype"])
 

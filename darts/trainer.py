@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from darts.distributed import SINGLE, Distributed
 from darts.divergence import Diverged
 from darts.runtime import autocast
 from darts.strategies.base import Batch, Strategy
@@ -23,10 +24,10 @@ REFRESH = 50  # steps between progress-bar refreshes (each one is a host sync)
 
 class Meter:
     """Running sums of loss and correct predictions, and the first step at which the loss (or anything ``note``d)
-    was not finite, all on the device: no host sync until ``result``."""
+    was not finite, all on the device: no host sync until ``result``, which sums over the ranks of ``dist``."""
 
-    def __init__(self, device: torch.device):
-        self.device = device
+    def __init__(self, device: torch.device, dist: Distributed = SINGLE):
+        self.device, self.dist = device, dist
         self.loss = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device)
         self.first_nonfinite: dict[str, torch.Tensor] = {}
@@ -47,15 +48,24 @@ class Meter:
         self.steps += 1
 
     def result(self) -> dict[str, float]:
-        """Mean loss and accuracy (%) so far (one host sync); Diverged naming the first non-finite step, if any."""
+        """Mean loss and accuracy (%) so far over every rank (one host sync, one all-reduce); Diverged naming the
+        first non-finite step (of any rank), if any."""
         names = list(self.first_nonfinite)
-        values = torch.stack([self.loss, self.correct.float(), *(self.first_nonfinite[k].float() for k in names)])
-        loss, correct, *firsts = values.tolist()
-        bad = sorted((step, what) for what, step in zip(names, firsts) if step >= 0)
+        n = torch.tensor(float(self.n), device=self.device)
+        # a rank's "first non-finite step" is summed as step + 1 (0 = none), so any rank's divergence shows on all
+        firsts = [self.first_nonfinite[k].float() + 1 for k in names]
+        loss, correct, n, *firsts = self.dist.sum(torch.stack([self.loss, self.correct.float(), n, *firsts])).tolist()
+        bad = sorted((step, what) for what, step in zip(names, firsts) if step > 0)
         if bad:
-            raise Diverged(f"non-finite {bad[0][1]} at step {int(bad[0][0])}")
-        n = max(self.n, 1)
+            where = f" at step {int(bad[0][0]) - 1}" if self.dist.world == 1 else " (on some rank)"
+            raise Diverged(f"non-finite {bad[0][1]}{where}")
+        n = max(n, 1)
         return {"loss": loss / n, "acc": 100.0 * correct / n}
+
+    def running(self) -> dict[str, float]:
+        """This rank's mean loss and accuracy so far, for a progress bar (one host sync, no collective)."""
+        n = max(self.n, 1)
+        return {"loss": float(self.loss) / n, "acc": 100.0 * float(self.correct) / n}
 
 
 @contextmanager
@@ -77,10 +87,11 @@ def _bar(it: Iterable, total: int, desc: str, enabled: bool) -> tqdm:
 
 def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable[Batch], valid_loader: Iterable[Batch],
                  optimizer: torch.optim.Optimizer, grad_clip: float, steps: int, device: torch.device,
-                 desc: str = "search", progress: bool = True) -> dict[str, float]:
-    """One bilevel epoch: per step an arch step on a validation batch, then a weight step (DARTS Alg. 1)."""
+                 desc: str = "search", progress: bool = True, dist: Distributed = SINGLE) -> dict[str, float]:
+    """One bilevel epoch: per step an arch step on a validation batch, then a weight step (DARTS Alg. 1); with
+    several ranks the weights' gradients are averaged over them before clipping (the strategy averages its own)."""
     supernet.train()
-    meter = Meter(device)
+    meter = Meter(device, dist)
     weights = [p for g in optimizer.param_groups for p in g["params"]]
     bar = _bar(islice(zip(train_loader, valid_loader), steps), steps, desc, progress)
     arch = strategy.arch_parameters()
@@ -94,11 +105,12 @@ def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable
             logits = supernet(x, strategy.weight_mixing())
             loss = strategy.weight_loss(logits, y)
         loss.backward()
+        dist.mean_grads(weights)
         nn.utils.clip_grad_norm_(weights, grad_clip)
         optimizer.step()
         meter.update(loss, logits, y)
         if progress and step % REFRESH == 0:
-            bar.set_postfix(meter.result())
+            bar.set_postfix(meter.running())
     return meter.result()
 
 
@@ -111,13 +123,14 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 def train_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer, steps: int,
                 device: torch.device, loss_fn: Callable[[object, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
                 grad_clip: float | None = None, desc: str = "train", progress: bool = True,
-                amp_dtype: torch.dtype | None = None,
-                lr_at_step: Callable[[int], float] | None = None) -> dict[str, float]:
+                amp_dtype: torch.dtype | None = None, lr_at_step: Callable[[int], float] | None = None,
+                dist: Distributed = SINGLE) -> dict[str, float]:
     """One epoch of plain training; ``loss_fn(model_output, y) -> (loss, logits)``; the forward and the loss
     run under autocast to ``amp_dtype`` when it is set (weights, gradients and optimizer stay fp32);
-    ``lr_at_step(step)``, when given, sets the learning rate before each step (per-step schedules)."""
+    ``lr_at_step(step)``, when given, sets the learning rate before each step (per-step schedules); with several
+    ranks the gradients are averaged over them before clipping."""
     model.train()
-    meter = Meter(device)
+    meter = Meter(device, dist)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     bar = _bar(islice(loader, steps), steps, desc, progress)
     for step, (x, y) in enumerate(bar):
@@ -127,22 +140,23 @@ def train_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.opti
         with autocast(device.type, amp_dtype):
             loss, logits = loss_fn(model(x), y)
         loss.backward()
+        dist.mean_grads(params)
         if grad_clip:
             nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
         meter.update(loss, logits, y)
         if progress and step % REFRESH == 0:
-            bar.set_postfix(meter.result())
+            bar.set_postfix(meter.running())
     return meter.result()
 
 
 @torch.no_grad()
 def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader: Iterable[Batch], steps: int,
              device: torch.device, desc: str = "eval", progress: bool = True,
-             amp_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """Mean cross-entropy and accuracy (%) of ``forward(x) -> logits`` over up to ``steps`` batches
-    (under autocast to ``amp_dtype`` when it is set)."""
-    meter = Meter(device)
+             amp_dtype: torch.dtype | None = None, dist: Distributed = SINGLE) -> dict[str, float]:
+    """Mean cross-entropy and accuracy (%) of ``forward(x) -> logits`` over up to ``steps`` batches (under autocast
+    to ``amp_dtype`` when it is set), over every rank's batches."""
+    meter = Meter(device, dist)
     for x, y in _bar(islice(loader, steps), steps, desc, progress):
         with autocast(device.type, amp_dtype):
             logits = forward(x)

@@ -15,6 +15,14 @@ from darts.trainer import evaluate, train_epoch
 from search_spaces.base import SearchSpace
 
 
+def candidate_devices(device: torch.device, workers: int, gpus: int) -> list[torch.device]:
+    """Where candidates train: with several workers on a CUDA search and several GPUs, candidate i on GPU i mod GPUs
+    (the workers' concurrent trainings spread over the GPUs); else all on the search's device."""
+    if device.type == "cuda" and workers > 1 and gpus > 1:
+        return [torch.device("cuda", k) for k in range(gpus)]
+    return [device]
+
+
 class TrainEvaluator(Evaluator):
     """Train the genotype's network (``space.build_network``) from scratch, score its validation accuracy.
 
@@ -45,6 +53,8 @@ class TrainEvaluator(Evaluator):
         self.optimizer = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
         self.schedule = Cosine(lr_min, per_step=True)
         self.steps_per_epoch, self.eval_batches = steps_per_epoch, eval_batches
+        self.devices = candidate_devices(data.device if data is not None else torch.device("cpu"), workers,
+                                         torch.cuda.device_count())
 
     def prepare(self, on_epoch: EpochCallback | None = None) -> None:
         """Load the dataset (in the main thread, before any worker starts)."""
@@ -58,21 +68,22 @@ class TrainEvaluator(Evaluator):
             raise ValueError(f"a TrainEvaluator fidelity is a number of epochs >= 1, got {fidelity!r}")
         start = time.perf_counter()
         seed = candidate_seed(self.seed, index)
-        net = build_seeded(lambda: self.space.build_network(genotype, self.data.num_classes), seed).to(self.data.device)
-        loader = self.data.weight_loader(self.batch_size, seed)
+        device = self.devices[index % len(self.devices)]  # concurrent candidates spread over the visible GPUs
+        net = build_seeded(lambda: self.space.build_network(genotype, self.data.num_classes), seed).to(device)
+        loader = self.data.weight_loader(self.batch_size, seed, device)
         steps = min(len(loader), self.steps_per_epoch or len(loader))
         optimizer = torch.optim.SGD(net.parameters(), **self.optimizer)
-        lr, amp = self.optimizer["lr"], amp_dtype(self.precision, self.data.device)
+        lr, amp = self.optimizer["lr"], amp_dtype(self.precision, device)
         try:
             for epoch in range(epochs):
                 loader.set_epoch(epoch)
                 # 12E.config "scheduler": "cos", updated every iteration (xautodl CosineAnnealingLR with iterations)
-                train = train_epoch(net, loader, optimizer, steps, self.data.device, cross_entropy, progress=False,
+                train = train_epoch(net, loader, optimizer, steps, device, cross_entropy, progress=False,
                                     amp_dtype=amp, lr_at_step=lambda step: self.schedule(lr, epoch + step / steps, epochs))
             net.eval()
-            valid_loader = self.data.valid_loader(self.batch_size)
+            valid_loader = self.data.valid_loader(self.batch_size, device)
             valid = evaluate(net, valid_loader, min(len(valid_loader), self.eval_batches or len(valid_loader)),
-                             self.data.device, progress=False, amp_dtype=amp)
+                             device, progress=False, amp_dtype=amp)
         except Diverged as err:
             raise Diverged(f"training candidate {index} ({self.space.to_text(genotype)}) diverged in epoch {epoch}: "
                            f"{err}; most likely evaluator.lr={lr} is too large (lower it); no result was written"

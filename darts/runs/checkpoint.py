@@ -48,9 +48,16 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what ``rng_state`` returned, each state where it came from: the CPU's on the CPU (whatever device the
-    checkpoint was loaded onto), each GPU's on that GPU; a GPU that is not visible now keeps a fresh state (warned)."""
+def set_rng_state(state: dict[str, Any] | list[dict[str, Any]], rank: int = 0) -> None:
+    """Restore what ``rng_state`` returned (or, from a list of every rank's, this ``rank``'s), each state where it came
+    from: the CPU's on the CPU (whatever device the checkpoint was loaded onto), each GPU's on that GPU; a GPU that is
+    not visible now keeps a fresh state (warned), as does a rank the checkpoint has no state for."""
+    if isinstance(state, list):
+        if rank >= len(state):
+            log.warning("the checkpoint holds the random states of %d ranks, not of rank %d: it keeps a fresh state",
+                        len(state), rank)
+            return
+        state = state[rank]
     torch.set_rng_state(state["cpu"].cpu())
     saved = state.get("cuda", [])
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0

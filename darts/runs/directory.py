@@ -58,10 +58,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 class RunDirectory:
-    """The files of one run (see the module docstring); ``path`` is created if missing."""
+    """The files of one run (see the module docstring); ``path`` is created if missing. A reader (``writer=False``:
+    a rank other than 0 of a distributed run) reads the files but writes none."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, writer: bool = True):
+        self.path, self.writer = Path(path), writer
         self.path.mkdir(parents=True, exist_ok=True)
 
     def __truediv__(self, name: str) -> Path:
@@ -79,12 +80,15 @@ class RunDirectory:
 
     def remove_temporary(self) -> None:
         """Delete the temporary files of writes a kill interrupted (``*.tmp``; the files they replace are intact)."""
+        if not self.writer:
+            return
         for tmp in self.path.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
 
     def save_checkpoint(self, state: dict[str, Any], name: str = CHECKPOINT) -> None:
         """Save ``state`` atomically."""
-        checkpoint.save(state, self.path / name)
+        if self.writer:
+            checkpoint.save(state, self.path / name)
 
     def load_checkpoint(self, name: str = CHECKPOINT) -> dict[str, Any]:
         """Load a checkpoint onto the CPU (tensors and plain containers only)."""
@@ -92,10 +96,13 @@ class RunDirectory:
 
     def write_json(self, name: str, data: Any) -> None:
         """Write ``data`` as JSON atomically."""
-        write_atomic(self.path / name, json.dumps(data, indent=2) + "\n")
+        if self.writer:
+            write_atomic(self.path / name, json.dumps(data, indent=2) + "\n")
 
     def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
         """Append one record as a line (flushed at once)."""
+        if not self.writer:
+            return
         with open(self.path / name, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -105,13 +112,15 @@ class RunDirectory:
 
     def rewrite_jsonl(self, name: str, records: list[dict[str, Any]]) -> None:
         """Replace ``name`` by ``records`` atomically (e.g. the records a resumed run keeps)."""
-        write_atomic(self.path / name, "".join(json.dumps(r) + "\n" for r in records))
+        if self.writer:
+            write_atomic(self.path / name, "".join(json.dumps(r) + "\n" for r in records))
 
     def write_genotype(self, space: SearchSpace, genotype: Any) -> str:
         """``genotype.txt`` (the space's text) and ``genotype.json``; returns the text."""
         text = space.to_text(genotype)
-        write_atomic(self.path / "genotype.txt", text + "\n")
-        self.write_json("genotype.json", space.to_json(genotype))
+        if self.writer:
+            write_atomic(self.path / "genotype.txt", text + "\n")
+            self.write_json("genotype.json", space.to_json(genotype))
         return text
 
     def write_result(self, result: dict[str, Any]) -> None:
@@ -119,8 +128,8 @@ class RunDirectory:
         self.write_json(RESULT, result)
 
     def tensorboard(self) -> TensorBoardLog:
-        """A TensorBoard writer into this directory."""
-        return TensorBoardLog(self.path)
+        """A TensorBoard writer into this directory (one that writes nothing for a reader)."""
+        return TensorBoardLog(self.path if self.writer else None)
 
 
 def find_resume_dir(resume: object, outputs: str | Path) -> Path | None:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
+from darts.distributed import SINGLE, Distributed
 from darts.evaluators import Evaluation, Evaluator
 from darts.runs.directory import RunDirectory
 from darts.runs.tensorboard_log import TensorBoardLog
@@ -44,11 +45,16 @@ class DiscreteRun:
         benchmark: optional tabular benchmark reporting the best genotype's accuracies.
         progress: a progress bar over the evaluations.
         hparams: the run's settings for TensorBoard's HParams tab (the entry point passes the configuration's).
+        dist: must be a single process (a discrete search is not run under torchrun).
     """
 
     def __init__(self, run_dir: str | Path, space: SearchSpace, data: SearchData,
                  strategy: Callable[..., DiscreteStrategy], evaluator: Callable[..., Evaluator],
-                 benchmark: TabularBenchmark | None = None, progress: bool = True, hparams: dict[str, Any] | None = None):
+                 benchmark: TabularBenchmark | None = None, progress: bool = True, hparams: dict[str, Any] | None = None,
+                 dist: Distributed = SINGLE):
+        if dist.world > 1:
+            raise ValueError("a discrete search runs in one process, not under torchrun; its evaluator scores "
+                             "candidates concurrently instead (evaluator.workers, one GPU each when several are visible)")
         self.dir, self.space, self.benchmark, self.progress = RunDirectory(run_dir), space, benchmark, progress
         self.hparams = hparams or {}
         self.strategy = strategy(space=space)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from darts.distributed import SINGLE, Distributed
 from darts.divergence import Diverged, check_finite, diverged
 from darts.model_stats import count_flops, count_parameters
 from darts.runs import checkpoint
@@ -96,17 +97,27 @@ class FinalRun:
         schedule: the learning rate at (fractional) epoch t: ``schedule(lr, t, epochs)`` (``darts.schedules``).
         runtime: device, precision and memory format.
         hparams: the run's settings for TensorBoard's HParams tab (the entry point passes the configuration's).
+        dist: the ranks of a torchrun run: each trains on its shard (the loaders given are the rank's), gradients
+            averaged, evaluation summed over the ranks' shards; rank 0 writes the run directory.
+        sync_bn: SyncBatchNorm (batch statistics over all ranks; CUDA only).
     """
 
     def __init__(self, run_dir: str | Path, spec: NetworkSpec, train_loader, test_loader, settings: FinalSettings,
-                 schedule: Cosine | Exponential, runtime: Runtime, valid_loader=None, hparams: dict[str, Any] | None = None):
+                 schedule: Cosine | Exponential, runtime: Runtime, valid_loader=None, hparams: dict[str, Any] | None = None,
+                 dist: Distributed = SINGLE, sync_bn: bool = False):
         if settings.auxiliary_weight > 0 and not spec.auxiliary:
             raise ValueError(f"auxiliary_weight={settings.auxiliary_weight} needs a network with an auxiliary head")
-        self.dir, self.spec, self.s, self.schedule = RunDirectory(run_dir), spec, settings, schedule
-        self.hparams = hparams or {}
+        if sync_bn and (dist.world == 1 or runtime.device.type != "cuda"):
+            raise ValueError("sync_bn=true needs torchrun on GPUs (PyTorch's SyncBatchNorm runs on CUDA only)")
+        self.dir, self.spec, self.s, self.schedule = RunDirectory(run_dir, writer=dist.main), spec, settings, schedule
+        self.hparams, self.dist = hparams or {}, dist
+        self.s = replace(settings, progress=settings.progress and dist.main)
         self.device, self.amp_dtype = runtime.device, runtime.amp_dtype  # amp_dtype None = fp32
         self.train_loader, self.test_loader, self.valid_loader = train_loader, test_loader, valid_loader
         self.model = spec.build().to(runtime.device)
+        if sync_bn:  # batch statistics over every rank's batch (the global batch), as one GPU would compute them
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        dist.broadcast([*self.model.parameters(), *self.model.buffers()])
         if settings.drop_path_prob > 0 and not hasattr(self.model, "drop_path_prob"):
             raise ValueError(f"drop_path_prob={settings.drop_path_prob} but {type(self.model).__name__} has no drop "
                              "path; set drop_path_prob=0")
@@ -145,7 +156,7 @@ class FinalRun:
             raise ValueError(f"epochs={self.s.epochs} is below the {self.start_epoch} epochs {self.dir.path} has run")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        checkpoint.set_rng_state(state["rng"])
+        checkpoint.set_rng_state(state["rng"], self.dist.rank)
         self.best_valid_acc, self.best_epoch = state["best_valid_acc"], state["best_epoch"]
         self.metrics = state["metrics"]
         log.info("resumed %s at epoch %d of %d", self.dir.path, self.start_epoch + 1, self.s.epochs)
@@ -184,6 +195,7 @@ class FinalRun:
             metrics = self._steps(epoch, per_step)
         except Diverged as err:
             raise diverged("the retraining", epoch, err, f"optimizer.lr={self.s.lr}") from None
+        self.dist.broadcast(list(self.model.buffers()))  # BN statistics as rank 0's: one state to checkpoint
         metrics.update(lr=lr, drop_path_prob=drop_prob, epoch_time=time.time() - start)
         board.scalars("final", metrics, epoch)
         board.flush()
@@ -202,13 +214,13 @@ class FinalRun:
         """The epoch's training steps, then the evaluation on each split; Diverged on a non-finite loss or weight."""
         loss_fn = partial(final_loss, auxiliary_weight=self.s.auxiliary_weight, label_smoothing=self.s.label_smoothing)
         train = train_epoch(self.model, self.train_loader, self.optimizer, self.steps["train"], self.device, loss_fn,
-                            self.s.grad_clip, f"epoch {epoch}", self.s.progress, self.amp_dtype, per_step)
+                            self.s.grad_clip, f"epoch {epoch}", self.s.progress, self.amp_dtype, per_step, self.dist)
         check_finite(self.model.named_parameters())
         metrics = {"train_loss": train["loss"], "train_acc": train["acc"]}
         self.model.eval()
         for name, loader in self._loaders(train=False):
             result = evaluate(lambda x: split_output(self.model(x))[0], loader, self.steps[name], self.device, name,
-                              self.s.progress, self.amp_dtype)
+                              self.s.progress, self.amp_dtype, self.dist)
             metrics.update({f"{name}_loss": result["loss"], f"{name}_acc": result["acc"]})
         return metrics
 
@@ -218,7 +230,7 @@ class FinalRun:
 
     def _save(self, epoch: int, metrics: dict[str, float]) -> None:
         self.dir.save_checkpoint({"epoch": epoch, "spec": self.spec.to_dict(), "model": self.model.state_dict(),
-                                  "optimizer": self.optimizer.state_dict(), "rng": checkpoint.rng_state(),
+                                  "optimizer": self.optimizer.state_dict(), "rng": self.dist.gather(checkpoint.rng_state()),
                                   "metrics": metrics, "best_valid_acc": self.best_valid_acc,
                                   "best_epoch": self.best_epoch})
 

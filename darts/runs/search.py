@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import torch
 
+from darts.distributed import SINGLE, Distributed
 from darts.divergence import Diverged, check_finite, diverged
 from darts.runs import checkpoint
 from darts.runs.directory import RunDirectory
@@ -42,20 +43,26 @@ class SearchRun:
         epochs, batch_size, steps_per_epoch, seed, progress: the search loop (DARTS sec. 3.1.1 defaults).
         lr, lr_min, momentum, weight_decay, grad_clip: SGD on the weights, cosine-annealed per epoch.
         hparams: the run's settings for TensorBoard's HParams tab (the entry point passes the configuration's).
+        dist: the ranks of a torchrun run (``darts.distributed``): each searches its shard of both halves with
+            ``batch_size`` images per step, gradients averaged; rank 0 writes the run directory.
     """
 
     def __init__(self, run_dir: str | Path, space: SearchSpace, data: SearchData, strategy: Callable[..., Strategy],
                  runtime: Runtime, benchmark: TabularBenchmark | None = None, epochs: int = 50, batch_size: int = 64,
                  steps_per_epoch: int | None = None, lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9,
                  weight_decay: float = 3e-4, grad_clip: float = 5.0, seed: int = 2, progress: bool = True,
-                 hparams: dict[str, Any] | None = None):
+                 hparams: dict[str, Any] | None = None, dist: Distributed = SINGLE):
         if epochs < 1:
             raise ValueError(f"epochs={epochs} must be >= 1")
-        self.dir, self.space, self.benchmark, self.hparams = RunDirectory(run_dir), space, benchmark, hparams or {}
-        self.epochs, self.grad_clip, self.progress, self.device = epochs, grad_clip, progress, runtime.device
+        self.dir, self.space, self.benchmark = RunDirectory(run_dir, writer=dist.main), space, benchmark
+        self.hparams, self.dist = hparams or {}, dist
+        self.epochs, self.grad_clip, self.device = epochs, grad_clip, runtime.device
+        self.progress = progress and dist.main
         self.lr, self.schedule = lr, Cosine(lr_min)  # DARTS train_search.py: CosineAnnealingLR per epoch
         self.supernet = space.build_supernet(data.num_classes, runtime)
         self.strategy = strategy(supernet=self.supernet, space=space)
+        self.strategy.dist = dist
+        dist.broadcast([*self.supernet.parameters(), *self.supernet.buffers(), *self.strategy.arch_parameters()])
         # DARTS train_search.py: both halves use the training augmentation
         self.train_loader = data.weight_loader(batch_size, seed)
         self.valid_loader = data.arch_loader(batch_size, seed + 1)
@@ -77,7 +84,7 @@ class SearchRun:
         self.supernet.load_state_dict(state["supernet"])
         self.strategy.load_state_dict(state["strategy"])
         self.optimizer.load_state_dict(state["optimizer"])
-        checkpoint.set_rng_state(state["rng"])
+        checkpoint.set_rng_state(state["rng"], self.dist.rank)
         self.metrics = state["metrics"]
         log.info("resumed %s at epoch %d", self.dir.path, self.start_epoch)
 
@@ -129,14 +136,15 @@ class SearchRun:
         the setting most likely at fault, if a loss, a weight or an arch parameter is not finite."""
         try:
             train = search_epoch(self.supernet, self.strategy, self.train_loader, self.valid_loader, self.optimizer,
-                                 self.grad_clip, self.steps, self.device, f"epoch {epoch}", self.progress)
+                                 self.grad_clip, self.steps, self.device, f"epoch {epoch}", self.progress, self.dist)
             named = dict(self.supernet.named_parameters())
             arch = {f"arch parameter {i} of the strategy": p for i, p in enumerate(self.strategy.arch_parameters())
                     if all(p is not q for q in named.values())}
             check_finite([*named.items(), *arch.items()])
             self.supernet.eval()
             valid = evaluate(lambda x: self.supernet(x, self.strategy.mixing()), self.valid_loader, self.steps,
-                             self.device, "valid", self.progress)
+                             self.device, "valid", self.progress, dist=self.dist)
+            self.dist.broadcast(list(self.supernet.buffers()))  # BN statistics as rank 0's: one state to checkpoint
         except Diverged as err:
             raise diverged("the search", epoch, err, self._fault(err)) from None
         return train, valid
@@ -164,7 +172,7 @@ class SearchRun:
     def _save(self, epoch: int) -> None:
         self.dir.save_checkpoint({"epoch": epoch, "supernet": self.supernet.state_dict(),
                                   "strategy": self.strategy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                                  "rng": checkpoint.rng_state(), "metrics": self.metrics})
+                                  "rng": self.dist.gather(checkpoint.rng_state()), "metrics": self.metrics})
 
     def _finish(self, metrics: dict[str, float]) -> dict[str, Any]:
         genotype = self.strategy.genotype()

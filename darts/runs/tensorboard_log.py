@@ -16,11 +16,20 @@ from torch.utils.tensorboard.summary import hparams as hparams_summaries
 from darts.diagrams import CellGraph, draw_genotype, to_image
 
 
-class TensorBoardLog:
-    """Scalars, arch-weight heatmaps and genotype text for one run directory."""
+class _Discard:
+    """Stands in for a SummaryWriter (and its file writer) where nothing is written: every call does nothing."""
 
-    def __init__(self, run_dir: str | Path):
-        self.writer = SummaryWriter(log_dir=str(run_dir))
+    def __getattr__(self, name: str) -> Any:
+        return self if name == "file_writer" else (lambda *args, **kwargs: None)
+
+
+class TensorBoardLog:
+    """Scalars, arch-weight heatmaps, cell diagrams and genotype text for one run directory (None: a log that writes
+    nothing, for the ranks of a distributed run other than 0)."""
+
+    def __init__(self, run_dir: str | Path | None):
+        self.enabled = run_dir is not None
+        self.writer = SummaryWriter(log_dir=str(run_dir)) if self.enabled else _Discard()
 
     def scalars(self, prefix: str, values: dict[str, float | torch.Tensor], step: int) -> None:
         """Log ``prefix/name`` for every value (tensors are synced here, once per call)."""
@@ -30,6 +39,8 @@ class TensorBoardLog:
     def heatmap(self, tag: str, weights: torch.Tensor, primitives: tuple[str, ...], step: int) -> None:
         """Op weights [E, K] as an image: one row per edge, one column per op, the colours centred on the uniform
         weight 1/K and stretched to the largest deviation from it, so that a young search's small differences show."""
+        if not self.enabled:
+            return
         w = weights.detach().float().cpu().numpy()
         uniform, spread = 1.0 / w.shape[1], max(float(np.abs(w - 1.0 / w.shape[1]).max()), 1e-6)
         fig = Figure(figsize=(1.0 + 0.6 * w.shape[1], 0.9 + 0.3 * w.shape[0]), dpi=80)
@@ -46,6 +57,8 @@ class TensorBoardLog:
 
     def cells(self, prefix: str, graphs: dict[str, CellGraph], step: int) -> None:
         """The diagram of each cell type as an image ``<prefix>_<cell type>``."""
+        if not self.enabled:
+            return
         for cell_type, graph in graphs.items():
             self.writer.add_image(f"{prefix}_{cell_type}", to_image(draw_genotype({cell_type: graph})), step,
                                   dataformats="HWC")

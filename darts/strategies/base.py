@@ -30,6 +30,7 @@ from typing import Any, Iterable
 import torch
 import torch.nn.functional as F
 
+from darts.distributed import SINGLE
 from darts.supernet import Mixing, Supernet
 from search_spaces.base import SearchSpace
 
@@ -64,6 +65,7 @@ class Strategy(ABC):
         self.space = space
         self.arch_start_epoch = arch_start_epoch
         self.epoch = 0
+        self.dist = SINGLE  # the run's ranks (set by a distributed run): arch gradients are averaged over them
 
     def epoch_start(self, epoch: int, epochs: int) -> None:
         """Called before the first step of each epoch (annealing schedules live here)."""

@@ -62,6 +62,7 @@ class DARTS(Strategy):
             grads = self.unrolled_gradient(train, valid, weight_optimizer)
         for p, g in zip(params, grads):
             p.grad = None if g is None else g.detach()
+        self.dist.mean_grads(params)  # every rank takes the same step: the arch parameters stay identical
         self.arch_optimizer.step()
 
     def unrolled_gradient(self, train: Batch, valid: Batch, weight_optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:

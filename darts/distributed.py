@@ -1,0 +1,99 @@
+"""One run on several processes, launched by ``torchrun`` (``torch.distributed``: NCCL on GPUs, gloo on CPU).
+
+Every rank builds the same model from the same seed and runs on its shard of the data; after each backward pass the
+gradients are averaged over the ranks (``mean_grads``), so every rank takes the same optimizer step and the weights
+and arch parameters stay identical everywhere, as with DistributedDataParallel. Rank 0 alone writes the run
+directory; every rank reads it to resume.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in the run: ``rank`` of ``world`` processes (1 = not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the run's files (rank 0)."""
+        return self.rank == 0
+
+    def shard(self, indices: torch.Tensor) -> torch.Tensor:
+        """This rank's equal share of ``indices`` (strided; the remainder beyond a multiple of ``world`` dropped, so
+        that every rank takes the same number of steps)."""
+        if self.world == 1:
+            return indices
+        return indices[: len(indices) // self.world * self.world][self.rank::self.world]
+
+    def mean_grads(self, params: Sequence[torch.Tensor]) -> None:
+        """Average the gradients of ``params`` over the ranks (one all-reduce); a parameter without a gradient on any
+        rank keeps none (as a single process's SGD skips it), one with a gradient somewhere gets the mean, counting
+        zeros where a rank had none (a sampled path not taken there)."""
+        if self.world == 1:
+            return
+        device = params[0].device
+        present = torch.tensor([p.grad is not None for p in params], device=device, dtype=torch.float32)  # [P]
+        dist.all_reduce(present, op=dist.ReduceOp.MAX)
+        used = [p for p, flag in zip(params, present.tolist()) if flag]
+        if not used:
+            return
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in used])
+        dist.all_reduce(flat)
+        flat /= self.world
+        for p, part in zip(used, flat.split([p.numel() for p in used])):
+            p.grad = part.view_as(p).clone()
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """The elementwise sum of ``values`` over the ranks."""
+        if self.world > 1:
+            values = values.clone()
+            dist.all_reduce(values)
+        return values
+
+    def broadcast(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Copy rank 0's ``tensors`` (parameters, BN statistics) to every rank, in place."""
+        if self.world > 1:
+            for t in tensors:
+                dist.broadcast(t.data, src=0)
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (picklable), in rank order."""
+        if self.world == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def share(self, obj: Any) -> Any:
+        """Rank 0's ``obj``, on every rank."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+SINGLE = Distributed()
+
+
+def from_environment() -> Distributed:
+    """The process group ``torchrun`` describes (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), joined with NCCL when CUDA
+    is available (each rank on GPU ``LOCAL_RANK``) and gloo otherwise; a single process outside torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return SINGLE
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size())

@@ -1,0 +1,115 @@
+"""One search or retraining on two processes (torchrun, gloo on CPU), a tiny network on real images: the arch
+parameters are the same on both ranks after every step, the arch gradient is the mean of the ranks' gradients,
+rank 0 alone writes, and a run stopped and resumed under torchrun ends as the uninterrupted one."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, read_json
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def torchrun(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """A script on two processes; fails with their output if they fail."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([*TORCHRUN, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def tiny(cifar_mini: Path) -> list[str]:
+    """A 3-cell (normal, reduce, reduce), 4-channel DARTS supernet on cifar10-mini, 2 epochs of 2 steps, batch 8 per
+    rank."""
+    return ["dataset=imagefolder", f"dataset.root={cifar_mini}", "model.layers=3", "model.init_channels=4",
+            "epochs=2", "steps_per_epoch=2", "batch_size=8", "progress=false", "device=cpu"]
+
+
+@pytest.mark.parametrize("strategy", [["strategy=darts"], ["strategy=darts", "strategy.order=2"], ["strategy=gdas"],
+                                      ["strategy=pcdarts", "strategy.arch_start_epoch=0",
+                                       "search_space.partial_channels=2"]], ids=["darts-1st", "darts-2nd", "gdas",
+                                                                                 "pcdarts"])
+def test_arch_parameters_stay_identical_on_every_rank(cifar_mini, tmp_path, strategy):
+    """After every arch step both ranks hold the same arch parameters (bitwise), for a first-order, a second-order, a
+    sampling and a partial-channel strategy; for first-order DARTS the gradient the step used is the mean of the two
+    ranks' local gradients; the run directory holds one set of outputs."""
+    torchrun("tests/distributed_worker.py", str(tmp_path), *tiny(cifar_mini), *strategy)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert ranks[0]["world"] == 2 and len(ranks[0]["steps"]) == len(ranks[1]["steps"]) == 4
+    for a, b in zip(ranks[0]["steps"], ranks[1]["steps"]):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(ranks[0]["steps"][0][0], ranks[0]["steps"][-1][0])  # the alphas do move
+    if strategy == ["strategy=darts"]:
+        assert len(ranks[0]["diffs"]) == 4 and max(ranks[0]["diffs"]) < 1e-7
+    run = tmp_path / "run"
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1 and (run / "result.json").is_file()
+    assert [json.loads(line)["epoch"] for line in (run / "genotypes.jsonl").read_text().splitlines()] == [0, 1]
+
+
+def history(run: Path) -> list[dict]:
+    """genotypes.jsonl without wall times."""
+    return [{k: v for k, v in json.loads(line).items() if k != "epoch_time"}
+            for line in (run / "genotypes.jsonl").read_text().splitlines()]
+
+
+def same_checkpoint(a: Path, b: Path, key: str) -> bool:
+    """Whether two checkpoints hold bitwise the same ``key`` state dict and per-rank random states."""
+    x, y = (torch.load(p / "checkpoint.pt", weights_only=True) for p in (a, b))
+    states = all(torch.equal(x[key][k], y[key][k]) for k in x[key])
+    rng = all(torch.equal(r["cpu"], s["cpu"]) for r, s in zip(x["rng"], y["rng"])) and len(x["rng"]) == 2
+    return states and rng
+
+
+def test_a_search_stopped_and_resumed_under_torchrun_ends_as_the_uninterrupted_one(cifar_mini, tmp_path):
+    """Two processes: a 2-epoch search equals a 1-epoch search resumed to 2 epochs (history, weights, every rank's
+    random state), both launched by torchrun (rank 0 chooses the run directory, every rank resumes from it)."""
+    args = [*tiny(cifar_mini), "strategy=gdas"]
+    torchrun("train_search.py", *args, f"hydra.run.dir={tmp_path / 'full'}")
+    torchrun("train_search.py", *[a for a in args if not a.startswith("epochs")], "epochs=1",
+             f"hydra.run.dir={tmp_path / 'cut'}")
+    torchrun("train_search.py", f"resume={tmp_path / 'cut'}", "epochs=2")
+    assert history(tmp_path / "cut") == history(tmp_path / "full")
+    assert same_checkpoint(tmp_path / "cut", tmp_path / "full", "supernet")
+    assert read_json(tmp_path / "cut" / "result.json")["genotype"] == read_json(tmp_path / "full" / "result.json")["genotype"]
+
+
+def test_a_retraining_stopped_and_resumed_under_torchrun_ends_as_the_uninterrupted_one(cifar_mini, tmp_path):
+    """Two processes retrain a tiny DARTS_V2 network with drop path (random masks on each rank): 3 epochs equal 1
+    epoch resumed to 3 (epoch 0's learning rate and drop path do not depend on the total), with one set of outputs."""
+    args = ["genotype=DARTS_V2", "dataset=imagefolder", f"dataset.root={cifar_mini}", "model.layers=3",
+            "model.init_channels=4", "steps_per_epoch=2", "batch_size=8", "progress=false", "device=cpu"]
+    torchrun("train_final.py", *args, "epochs=3", f"hydra.run.dir={tmp_path / 'full'}")
+    torchrun("train_final.py", *args, "epochs=1", f"hydra.run.dir={tmp_path / 'cut'}")
+    torchrun("train_final.py", f"resume={tmp_path / 'cut'}", "epochs=3")
+    full, cut = read_json(tmp_path / "full" / "result.json"), read_json(tmp_path / "cut" / "result.json")
+    assert cut == full
+    assert same_checkpoint(tmp_path / "cut", tmp_path / "full", "model")
+    assert len(list((tmp_path / "full").glob("events.out.tfevents.*"))) == 1
+
+
+def test_a_discrete_search_refuses_torchrun(tmp_path):
+    """A discrete search under torchrun stops with one line pointing at evaluator.workers."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*TORCHRUN, str(ROOT / "train_search.py"), "search_space=toy", "strategy=random",
+                           "evaluator=train", "dataset=fake", "progress=false", f"hydra.run.dir={tmp_path}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "evaluator.workers" in proc.stderr
+
+
+def test_concurrent_candidates_spread_over_the_gpus():
+    """evaluator=train with several workers on a CUDA search trains candidate i on GPU i mod GPUs; on one GPU, on the
+    CPU or with one worker, every candidate on the search's device."""
+    from darts.evaluators.train import candidate_devices
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert candidate_devices(cuda, 4, 2) == [torch.device("cuda", 0), torch.device("cuda", 1)]
+    assert candidate_devices(cuda, 1, 2) == [cuda] and candidate_devices(cuda, 4, 1) == [cuda]
+    assert candidate_devices(cpu, 4, 2) == [cpu]
