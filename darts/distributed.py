@@ -1,18 +1,22 @@
 """One run on several processes, launched by ``torchrun`` (``torch.distributed``: NCCL on GPUs, gloo on CPU).
 
-Every rank builds the same model from the same seed and runs on its shard of the data; after each backward pass the
-gradients are averaged over the ranks (``mean_grads``), so every rank takes the same optimizer step and the weights
-and arch parameters stay identical everywhere, as with DistributedDataParallel. Rank 0 alone writes the run
+Every rank builds the same model from the same seed and runs on its shard of the data. The weights are trained
+through DistributedDataParallel (``wrap``), which averages their gradients over the ranks during the backward pass;
+the arch parameters, which DDP does not manage, have their gradients averaged by ``mean_grads`` before every rank
+takes the same arch step. So the weights and arch parameters stay identical everywhere. Rank 0 alone writes the run
 directory; every rank reads it to resume.
 """
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,18 @@ class Distributed:
         if self.world == 1:
             return indices
         return indices[: len(indices) // self.world * self.world][self.rank::self.world]
+
+    def wrap(self, module: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
+        """``module`` under DistributedDataParallel (itself in a single process): a backward pass through the wrapper's
+        forward averages the gradients of the parameters that require one *now* (freeze the arch parameters before
+        wrapping to leave them to ``mean_grads``); ``find_unused_parameters`` where a forward leaves some without a
+        gradient. Buffers are not synced at every forward (training-mode BN uses batch statistics; the runs copy rank
+        0's after each epoch)."""
+        if self.world == 1:
+            return module
+        device = next(module.parameters()).device
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                       find_unused_parameters=find_unused_parameters, **_NO_FORWARD_BUFFER_SYNC)
 
     def mean_grads(self, params: Sequence[torch.Tensor]) -> None:
         """Average the gradients of ``params`` over the ranks (one all-reduce); a parameter without a gradient on any
@@ -83,6 +99,10 @@ class Distributed:
 
 
 SINGLE = Distributed()
+# torch >= 2.13 renamed DDP's broadcast_buffers to forward_sync_buffers (the old name warns)
+_NO_FORWARD_BUFFER_SYNC = ({"forward_sync_buffers": False}
+                           if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                           else {"broadcast_buffers": False})
 
 
 def from_environment() -> Distributed:

@@ -88,8 +88,9 @@ def _bar(it: Iterable, total: int, desc: str, enabled: bool) -> tqdm:
 def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable[Batch], valid_loader: Iterable[Batch],
                  optimizer: torch.optim.Optimizer, grad_clip: float, steps: int, device: torch.device,
                  desc: str = "search", progress: bool = True, dist: Distributed = SINGLE) -> dict[str, float]:
-    """One bilevel epoch: per step an arch step on a validation batch, then a weight step (DARTS Alg. 1); with
-    several ranks the weights' gradients are averaged over them before clipping (the strategy averages its own)."""
+    """One bilevel epoch: per step an arch step on a validation batch, then a weight step (DARTS Alg. 1) through
+    ``supernet`` (with several ranks, its DistributedDataParallel wrapper, which averages the weights' gradients
+    before clipping; the strategy averages its own)."""
     supernet.train()
     meter = Meter(device, dist)
     weights = [p for g in optimizer.param_groups for p in g["params"]]
@@ -105,7 +106,6 @@ def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable
             logits = supernet(x, strategy.weight_mixing())
             loss = strategy.weight_loss(logits, y)
         loss.backward()
-        dist.mean_grads(weights)
         nn.utils.clip_grad_norm_(weights, grad_clip)
         optimizer.step()
         meter.update(loss, logits, y)
@@ -128,7 +128,7 @@ def train_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.opti
     """One epoch of plain training; ``loss_fn(model_output, y) -> (loss, logits)``; the forward and the loss
     run under autocast to ``amp_dtype`` when it is set (weights, gradients and optimizer stay fp32);
     ``lr_at_step(step)``, when given, sets the learning rate before each step (per-step schedules); with several
-    ranks the gradients are averaged over them before clipping."""
+    ranks ``model`` is the DistributedDataParallel wrapper, which averages the gradients before clipping."""
     model.train()
     meter = Meter(device, dist)
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -140,7 +140,6 @@ def train_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.opti
         with autocast(device.type, amp_dtype):
             loss, logits = loss_fn(model(x), y)
         loss.backward()
-        dist.mean_grads(params)
         if grad_clip:
             nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()

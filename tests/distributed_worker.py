@@ -3,7 +3,8 @@
     torchrun --standalone --nproc_per_node=2 tests/distributed_worker.py OUT_DIR [override ...]
 
 Each rank writes OUT_DIR/rank<r>.pt: the arch parameters after every arch step and, for a first-order DARTS search,
-the largest difference between the gradient the step used and the mean of the ranks' local gradients.
+the largest difference between the gradient the step used and the mean of the ranks' local gradients, and the same
+for the weights' gradient through the run's DistributedDataParallel wrapper on the step's training batch.
 """
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import train_search  # noqa: E402
-from darts.distributed import from_environment  # noqa: E402
+from darts.distributed import Distributed, from_environment  # noqa: E402
+from darts.trainer import frozen  # noqa: E402
+
+
+def mean_difference(dist: Distributed, params: list[torch.Tensor], local: tuple) -> float:
+    """The largest difference between the gradients in ``params`` and the mean of the ranks' ``local`` gradients."""
+    mean = [dist.sum(torch.zeros_like(p) if g is None else g) / dist.world for p, g in zip(params, local)]
+    return max(float(((0 if p.grad is None else p.grad) - m).abs().max()) for p, m in zip(params, mean))
 
 
 def main(out: Path, overrides: list[str]) -> None:
@@ -26,9 +34,21 @@ def main(out: Path, overrides: list[str]) -> None:
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("search", overrides)
     run = train_search.build(cfg, out / "run", dist)
-    strategy, steps, diffs = run.strategy, [], []
+    strategy, steps, diffs, weight_diffs = run.strategy, [], [], []
     first_order = type(strategy).__name__ == "DARTS" and strategy.order == 1
     arch_step = strategy.arch_step
+
+    def weight_gradient(train, params, optimizer) -> None:
+        """Compare the DDP weight gradient on ``train`` with the mean of the ranks' local ones, then clear it."""
+        x, y = train
+        weights = [p for g in optimizer.param_groups for p in g["params"]]
+        with frozen(params):
+            local = torch.autograd.grad(strategy.weight_loss(run.supernet(x, strategy.weight_mixing()), y), weights,
+                                        allow_unused=True)
+            optimizer.zero_grad(set_to_none=True)
+            strategy.weight_loss(run.weight_model(x, strategy.weight_mixing()), y).backward()
+        weight_diffs.append(mean_difference(dist, weights, local))
+        optimizer.zero_grad(set_to_none=True)
 
     def recorded(train, valid, optimizer) -> None:
         params = strategy.arch_parameters()
@@ -36,12 +56,13 @@ def main(out: Path, overrides: list[str]) -> None:
         arch_step(train, valid, optimizer)
         steps.append([p.detach().clone() for p in params])
         if local is not None:
-            mean = [dist.sum(torch.zeros_like(p) if g is None else g) / dist.world for p, g in zip(params, local)]
-            diffs.append(max(float(((0 if p.grad is None else p.grad) - m).abs().max()) for p, m in zip(params, mean)))
+            diffs.append(mean_difference(dist, params, local))
+            weight_gradient(train, params, optimizer)
 
     strategy.arch_step = recorded
     run.run()
-    torch.save({"steps": steps, "diffs": diffs, "world": dist.world}, out / f"rank{dist.rank}.pt")
+    record = {"steps": steps, "diffs": diffs, "weight_diffs": weight_diffs, "world": dist.world}
+    torch.save(record, out / f"rank{dist.rank}.pt")
 
 
 if __name__ == "__main__":

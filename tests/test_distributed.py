@@ -39,8 +39,9 @@ def tiny(cifar_mini: Path) -> list[str]:
                                                                                  "pcdarts"])
 def test_arch_parameters_stay_identical_on_every_rank(cifar_mini, tmp_path, strategy):
     """After every arch step both ranks hold the same arch parameters (bitwise), for a first-order, a second-order, a
-    sampling and a partial-channel strategy; for first-order DARTS the gradient the step used is the mean of the two
-    ranks' local gradients; the run directory holds one set of outputs."""
+    sampling and a partial-channel strategy; for first-order DARTS the gradient the arch step used, and the weights'
+    gradient through DistributedDataParallel, are the means of the two ranks' local gradients; the run directory holds
+    one set of outputs."""
     torchrun("tests/distributed_worker.py", str(tmp_path), *tiny(cifar_mini), *strategy)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert ranks[0]["world"] == 2 and len(ranks[0]["steps"]) == len(ranks[1]["steps"]) == 4
@@ -49,6 +50,7 @@ def test_arch_parameters_stay_identical_on_every_rank(cifar_mini, tmp_path, stra
     assert not torch.equal(ranks[0]["steps"][0][0], ranks[0]["steps"][-1][0])  # the alphas do move
     if strategy == ["strategy=darts"]:
         assert len(ranks[0]["diffs"]) == 4 and max(ranks[0]["diffs"]) < 1e-7
+        assert len(ranks[0]["weight_diffs"]) == 4 and max(ranks[0]["weight_diffs"]) < 1e-6
     run = tmp_path / "run"
     assert len(list(run.glob("events.out.tfevents.*"))) == 1 and (run / "result.json").is_file()
     assert [json.loads(line)["epoch"] for line in (run / "genotypes.jsonl").read_text().splitlines()] == [0, 1]

@@ -125,6 +125,7 @@ class FinalRun:
             self.model.to(memory_format=torch.channels_last)
             self.model.register_forward_pre_hook(_channels_last_input)
         # DARTS cnn/train.py: SGD on all weights (auxiliary head included); NB201 200E.config: Nesterov
+        self.trained = dist.wrap(self.model)  # DistributedDataParallel with several ranks: gradients averaged
         self.optimizer = torch.optim.SGD(self.model.parameters(), settings.lr, momentum=settings.momentum,
                                          nesterov=settings.nesterov, weight_decay=settings.weight_decay)
         cap = settings.steps_per_epoch or math.inf
@@ -213,7 +214,7 @@ class FinalRun:
     def _steps(self, epoch: int, per_step) -> dict[str, float]:
         """The epoch's training steps, then the evaluation on each split; Diverged on a non-finite loss or weight."""
         loss_fn = partial(final_loss, auxiliary_weight=self.s.auxiliary_weight, label_smoothing=self.s.label_smoothing)
-        train = train_epoch(self.model, self.train_loader, self.optimizer, self.steps["train"], self.device, loss_fn,
+        train = train_epoch(self.trained, self.train_loader, self.optimizer, self.steps["train"], self.device, loss_fn,
                             self.s.grad_clip, f"epoch {epoch}", self.s.progress, self.amp_dtype, per_step, self.dist)
         check_finite(self.model.named_parameters())
         metrics = {"train_loss": train["loss"], "train_acc": train["acc"]}

@@ -23,7 +23,7 @@ from darts.schedules import Cosine
 from darts.search_data import SearchData
 from darts.strategies.base import SearchContext, Strategy
 from darts.tabular import TabularBenchmark
-from darts.trainer import evaluate, search_epoch, set_lr
+from darts.trainer import evaluate, frozen, search_epoch, set_lr
 from search_spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ class SearchRun:
         self.strategy = strategy(supernet=self.supernet, space=space)
         self.strategy.dist = dist
         dist.broadcast([*self.supernet.parameters(), *self.supernet.buffers(), *self.strategy.arch_parameters()])
+        with frozen(self.strategy.arch_parameters()):  # DDP averages the weights' gradients; the strategy the arch's
+            self.weight_model = dist.wrap(self.supernet, self.strategy.samples_paths)
         # DARTS train_search.py: both halves use the training augmentation
         self.train_loader = data.weight_loader(batch_size, seed)
         self.valid_loader = data.arch_loader(batch_size, seed + 1)
@@ -135,7 +137,7 @@ class SearchRun:
         """The epoch's search steps and its evaluation on the arch half; Diverged, naming the epoch, the step and
         the setting most likely at fault, if a loss, a weight or an arch parameter is not finite."""
         try:
-            train = search_epoch(self.supernet, self.strategy, self.train_loader, self.valid_loader, self.optimizer,
+            train = search_epoch(self.weight_model, self.strategy, self.train_loader, self.valid_loader, self.optimizer,
                                  self.grad_clip, self.steps, self.device, f"epoch {epoch}", self.progress, self.dist)
             named = dict(self.supernet.named_parameters())
             arch = {f"arch parameter {i} of the strategy": p for i, p in enumerate(self.strategy.arch_parameters())

@@ -25,7 +25,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,8 @@ class Strategy(ABC):
         space: the search space (derivation, genotype text).
         arch_start_epoch: epochs of weight-only warm-up before arch steps begin.
     """
+
+    samples_paths: ClassVar[bool] = False  # whether a weight step computes only sampled ops (others get no gradient)
 
     def __init__(self, supernet: Supernet, space: SearchSpace, arch_start_epoch: int = 0):
         self.supernet = supernet

@@ -57,6 +57,8 @@ class GDAS(DARTS):
             betas (0.5, 0.999), weight decay 1e-3).
     """
 
+    samples_paths = True  # edge e computes op index[e] only
+
     def __init__(self, supernet: Supernet, space: SearchSpace, tau_max: float = 10.0, tau_min: float = 0.1,
                  unselected_grad: bool = True, order: int = 1, arch_lr: float = 3e-4,
                  arch_betas: tuple[float, float] = (0.5, 0.999), arch_weight_decay: float = 1e-3,
