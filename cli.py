@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
@@ -172,6 +174,18 @@ def export_root() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, paths)])
 
 
+def plugin_options(group: str) -> set[str]:
+    """The options Hydra and its installed plugins register for a ``hydra/`` group (``hydra/launcher``: basic,
+    joblib, submitit_local, submitit_slurm, beside the project's ``conf/hydra/launcher/``)."""
+    if not group.startswith("hydra/"):
+        return set()
+    Plugins.instance()  # imports the plugins, which store their configs
+    try:
+        return {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
+    except OSError:  # a group only the project defines
+        return set()
+
+
 def check_arguments(argv: list[str], outputs: str) -> None:
     """Before Hydra starts, one line and status 1 for: a config group option that does not exist (``strategy=foo``;
     Hydra would print a dozen lines), and a ``resume=`` that names no run (Hydra would fail inside its own error
@@ -181,8 +195,9 @@ def check_arguments(argv: list[str], outputs: str) -> None:
         group = CONF / key
         if sep and group.is_dir() and value.replace("/", "").replace("_", "").isalnum() \
                 and not (group / f"{value}.yaml").is_file():
-            options = sorted(str(p.relative_to(group).with_suffix("")) for p in group.rglob("*.yaml"))
-            sys.exit(f"ValueError: {key}={value!r} is not valid; choose one of {', '.join(options)}")
+            options = {str(p.relative_to(group).with_suffix("")) for p in group.rglob("*.yaml")} | plugin_options(key)
+            if value not in options:
+                sys.exit(f"ValueError: {key}={value!r} is not valid; choose one of {', '.join(sorted(options))}")
     values = [arg.partition("=")[2].strip("'\"") for arg in argv if arg.startswith("resume=")]
     if values:
         try:

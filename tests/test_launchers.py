@@ -14,11 +14,11 @@ TOY = ["search_space=toy", "dataset=fake", "dataset.num_train=16", "dataset.num_
        "batch_size=4", "epochs=1", "progress=false"]
 
 
-@pytest.mark.parametrize("launcher", ["local_parallel", "slurm_local"])
+@pytest.mark.parametrize("launcher", ["local_parallel", "slurm_local", "joblib", "submitit_local"])
 def test_a_sweep_through_a_launcher_finishes_every_job(launcher, tmp_path):
     """`-m seed=0,1 hydra/launcher=<launcher>` produces two finished runs, one per seed (run from another directory,
-    as a cluster job would be)."""
-    extra = ["hydra.launcher.n_jobs=2"] if launcher == "local_parallel" else []
+    as a cluster job would be), with the project's launcher configs and with the plugins' own."""
+    extra = ["hydra.launcher.n_jobs=2"] if launcher in ("local_parallel", "joblib") else []
     proc = subprocess.run([sys.executable, str(ROOT / "train_search.py"), "-m", *TOY, "seed=0,1",
                            f"hydra/launcher={launcher}", *extra, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -34,3 +34,12 @@ def test_parallel_jobs_spread_over_the_visible_gpus():
     assert [cli.spread_device("auto", k, 4, True) for k in range(6)] == [f"cuda:{k % 4}" for k in range(6)]
     assert cli.spread_device("auto", 3, 1, True) == "auto" and cli.spread_device("auto", 3, 4, False) == "auto"
     assert cli.spread_device("cpu", 3, 4, True) == "cpu"
+
+
+def test_a_misspelt_launcher_is_one_line_naming_every_choice(tmp_path):
+    """`hydra/launcher=slrum` stops before Hydra starts with one line listing the project's launchers and the
+    plugins' own (basic, joblib, submitit_*)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "train_search.py"), "hydra/launcher=slrum"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert all(name in proc.stderr for name in ("'slrum'", "basic", "joblib", "local_parallel", "submitit_slurm"))
