@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
 import cli
@@ -31,6 +31,11 @@ def build(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE):
     data = SearchData(instantiate(cfg.dataset, _partial_=True), cfg.train_portion, cfg.seed, pick_device(cfg.device),
                       dist)
     benchmark = instantiate(cfg.benchmark, _partial_=True)(space=space) if cfg.benchmark.path else None
+    if "selection" in cfg and "selection" not in cfg.run:  # a discrete run (conf/run/discrete.yaml)
+        selection = get_object(cfg.selection._target_)
+        if selection.gradient_only or cfg.hessian.every:
+            raise ValueError(f"selection={selection.name} hessian.every={cfg.hessian.every}: a discrete search has no "
+                             "supernet to select from or monitor; use selection=argmax hessian.every=0")
     make_run = instantiate(cfg.run, _partial_=True)
     run = make_run(run_dir=run_dir, space=space, data=data, benchmark=benchmark, hparams=cli.hparams(cfg), dist=dist,
                    strategy=instantiate(cfg.strategy, _partial_=True))

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darts.ops import HeadSplit, Zero, head_split
+from darts.ops import FactorizedReduce, HeadSplit, Identity, Zero, head_split
 from darts.runtime import Runtime, autocast
 
 
@@ -29,11 +29,14 @@ class Mixing:
         index: [E] when set, edge e computes only op ``index[e]`` (scaled by ``weights[e, index[e]]``
             when weights are given, so gradients still reach the arch parameters).
         edge_weights: [E] per-edge scale applied to each edge's output (PC-DARTS edge normalisation).
+        skip_weight: DARTS-'s beta: every edge adds ``skip_weight * skip(x)``, its auxiliary skip connection
+            (mixed ops built with ``auxiliary_skip``).
     """
 
     weights: torch.Tensor | None = None
     index: Sequence[int] | None = None
     edge_weights: torch.Tensor | None = None
+    skip_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.weights is None and self.index is None:
@@ -88,11 +91,16 @@ class MixedOp(nn.Module):
     gradient) and the parameter-free heads the ops declare (``darts.ops.HeadSplit``) come from a
     ``SharedInput``; ``fast=False`` is the reference's plain computation of every op, kept for
     benchmarks and equivalence tests.
+
+    ``auxiliary_skip`` adds DARTS-'s auxiliary skip connection (Chu et al., ICLR 2021;
+    Meituan-AutoML/DARTS- model_search.py ``MixedOp``): with a ``skip_weight`` beta the edge outputs
+    ``mix(x) + beta * skip(x)``, skip the identity at stride 1 and an affine-free FactorizedReduce of its own
+    at stride 2 (the only parameters it adds).
     """
 
     def __init__(self, C: int, stride: int, primitives: Sequence[str],
                  ops: Mapping[str, Callable[[int, int, bool], nn.Module]], partial_channels: int = 1,
-                 fast: bool = True):
+                 fast: bool = True, auxiliary_skip: bool = False):
         super().__init__()
         if C % partial_channels:
             raise ValueError(f"partial_channels={partial_channels} must divide the channels C={C}")
@@ -104,12 +112,24 @@ class MixedOp(nn.Module):
         self._active = [i for i, op in enumerate(self._ops) if not isinstance(op, Zero)]
         # a plain list (the modules are registered in _ops): each op's declared head, or None
         self._splits: list[HeadSplit | None] = [head_split(op) for op in self._ops]
+        self.skip = (FactorizedReduce(C, C, affine=False) if stride == 2 else Identity()) if auxiliary_skip else None
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None = None,
-                shared: SharedInput | None = None) -> torch.Tensor:
+                shared: SharedInput | None = None, skip_weight: float | None = None) -> torch.Tensor:
         """Mix the ops on x (B, C, H, W); weights [K] or None; index picks a single op; ``shared``
-        holds x's parameter-free heads, used by the fast path."""
+        holds x's parameter-free heads, used by the fast path; ``skip_weight`` adds the auxiliary skip."""
         shared = shared if self.fast else None
+        out = self._partial(x, weights, index, shared)
+        if skip_weight is None:
+            return out
+        if self.skip is None:
+            raise ValueError("a skip_weight needs mixed ops built with auxiliary_skip=True "
+                             "(search_space.auxiliary_skip)")
+        return out + skip_weight * self._call(self.skip, head_split(self.skip), x, shared)
+
+    def _partial(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None,
+                 shared: SharedInput | None) -> torch.Tensor:
+        """The mixed ops on x, through PC-DARTS's partial channels when K > 1."""
         if self.k == 1:
             return self._mix(x, weights, index, shared)
         c = x.shape[1] // self.k
@@ -127,9 +147,13 @@ class MixedOp(nn.Module):
 
     def _run(self, i: int, x: torch.Tensor, shared: SharedInput | None) -> torch.Tensor:
         """Op i on x, its parameter-free head taken from ``shared`` when possible."""
-        split = self._splits[i]
+        return self._call(self._ops[i], self._splits[i], x, shared)
+
+    @staticmethod
+    def _call(op: nn.Module, split: HeadSplit | None, x: torch.Tensor, shared: SharedInput | None) -> torch.Tensor:
+        """op(x), its declared parameter-free head taken from ``shared`` when possible."""
         if shared is None or split is None:
-            return self._ops[i](x)
+            return op(x)
         y = shared.get(split.key, split.head)
         return y if split.tail is None else split.tail(y)
 
@@ -181,7 +205,7 @@ class CellDAG(nn.Module):
             node = None
             for s, sh in zip(states, shared):
                 w = None if mixing.weights is None else mixing.weights[e]
-                y = self.edges[e](s, w, None if mixing.index is None else mixing.index[e], sh)
+                y = self.edges[e](s, w, None if mixing.index is None else mixing.index[e], sh, mixing.skip_weight)
                 if mixing.edge_weights is not None:
                     y = mixing.edge_weights[e].to(y.dtype) * y
                 node = y if node is None else node + y

@@ -103,7 +103,7 @@ def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable
         x, y = train
         optimizer.zero_grad(set_to_none=True)
         with frozen(arch):
-            logits = supernet(x, strategy.weight_mixing())
+            logits = supernet(x, strategy.weight_mixing(train))
             loss = strategy.weight_loss(logits, y)
         loss.backward()
         nn.utils.clip_grad_norm_(weights, grad_clip)

@@ -73,6 +73,11 @@ class SearchSpace(ABC):
     def one_hot(self, genotype: Any) -> dict[str, Mixing]:
         """Hard mixing (an op index per edge) that runs ``genotype`` inside the supernet."""
 
+    def input_choices(self) -> tuple[tuple[tuple[int, ...], int], ...]:
+        """The nodes whose genotype keeps only some of their input edges: (those edges, how many are kept) for each.
+        Default: none (a genotype keeps every edge, as in NB201)."""
+        return ()
+
 
 def randint(generator: torch.Generator, high: int) -> int:
     """A uniform integer in [0, high) from a seeded CPU generator."""

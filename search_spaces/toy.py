@@ -72,11 +72,14 @@ class ToyNetwork(_Skeleton):
 
 
 class ToySupernet(Supernet):
-    """The weight-sharing toy network: a mixed op on each of the 3 edges, alphas [3, 2]."""
+    """The weight-sharing toy network: a mixed op on each of the 3 edges, alphas [3, 2] (``auxiliary_skip``: DARTS-'s
+    auxiliary skip, the identity on these stride-1 edges)."""
 
-    def __init__(self, C: int = 8, num_classes: int = 10, partial_channels: int = 1, runtime: Runtime = Runtime()):
+    def __init__(self, C: int = 8, num_classes: int = 10, partial_channels: int = 1, runtime: Runtime = Runtime(),
+                 auxiliary_skip: bool = False):
         super().__init__(("cell",), NUM_EDGES, PRIMITIVES, runtime)
-        dag = CellDAG(1, NUM_NODES, lambda i, j: MixedOp(C, 1, PRIMITIVES, OPS, partial_channels, runtime.fast))
+        dag = CellDAG(1, NUM_NODES, lambda i, j: MixedOp(C, 1, PRIMITIVES, OPS, partial_channels, runtime.fast,
+                                                         auxiliary_skip))
         self.net = _Skeleton(C, num_classes, dag)
 
     def logits(self, x: torch.Tensor, mixing: dict[str, Mixing]) -> torch.Tensor:
@@ -85,18 +88,19 @@ class ToySupernet(Supernet):
 
 
 class ToySpace(SearchSpace):
-    """The toy space; ``init_channels`` sizes its networks, ``partial_channels`` K > 1 builds PC-DARTS mixed ops."""
+    """The toy space; ``init_channels`` sizes its networks, ``partial_channels`` K > 1 builds PC-DARTS mixed ops,
+    ``auxiliary_skip`` DARTS-'s auxiliary skips."""
 
     primitives = PRIMITIVES
     cell_types = ("cell",)
     num_edges = NUM_EDGES
 
-    def __init__(self, init_channels: int = 8, partial_channels: int = 1):
-        self.init_channels, self.partial_channels = init_channels, partial_channels
+    def __init__(self, init_channels: int = 8, partial_channels: int = 1, auxiliary_skip: bool = False):
+        self.init_channels, self.partial_channels, self.auxiliary_skip = init_channels, partial_channels, auxiliary_skip
 
     def make_supernet(self, num_classes: int, runtime: Runtime) -> ToySupernet:
         """The supernet at this space's size."""
-        return ToySupernet(self.init_channels, num_classes, self.partial_channels, runtime)
+        return ToySupernet(self.init_channels, num_classes, self.partial_channels, runtime, self.auxiliary_skip)
 
     def build_network(self, genotype: ToyGenotype, num_classes: int) -> ToyNetwork:
         """The discrete network at this space's size."""

@@ -43,10 +43,10 @@ def main(out: Path, overrides: list[str]) -> None:
         x, y = train
         weights = [p for g in optimizer.param_groups for p in g["params"]]
         with frozen(params):
-            local = torch.autograd.grad(strategy.weight_loss(run.supernet(x, strategy.weight_mixing()), y), weights,
-                                        allow_unused=True)
+            local = torch.autograd.grad(strategy.weight_loss(run.supernet(x, strategy.weight_mixing(train)), y),
+                                        weights, allow_unused=True)
             optimizer.zero_grad(set_to_none=True)
-            strategy.weight_loss(run.weight_model(x, strategy.weight_mixing()), y).backward()
+            strategy.weight_loss(run.weight_model(x, strategy.weight_mixing(train)), y).backward()
         weight_diffs.append(mean_difference(dist, weights, local))
         optimizer.zero_grad(set_to_none=True)
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,14 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 
 def torchrun(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """A script on two processes; fails with their output if they fail."""
+    """A script on two processes; fails with each rank's own output (torchrun's --redirects) if they fail."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([*TORCHRUN, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with tempfile.TemporaryDirectory() as logs:
+        proc = subprocess.run([*TORCHRUN, "--log-dir", logs, "--redirects", "3", str(ROOT / script), *args], cwd=cwd,
+                              env=env, capture_output=True, text=True, timeout=600)
+        ranks = "".join(f"\n--- {p.relative_to(logs)}:\n{p.read_text()[-3000:]}"
+                        for p in sorted(Path(logs).rglob("std*.log")))
+    assert proc.returncode == 0, proc.stderr[-2000:] + ranks
     return proc
 
 

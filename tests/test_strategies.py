@@ -24,13 +24,7 @@ from search_spaces.nb201 import NB201Space
 SPACES = ("darts", "nb201")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_space(name: str, partial_channels: int = 1):

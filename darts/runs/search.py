@@ -1,10 +1,18 @@
 """A gradient-based search run: epochs of bilevel steps, logging, checkpoints, results.
 
 The run directory (``darts.runs.directory``) holds ``checkpoint.pt``, ``genotypes.jsonl`` (one record
-per epoch), ``result.json``, ``genotype.txt``/``genotype.json`` (the final genotype) and TensorBoard events.
+per epoch), ``result.json``, ``genotype.txt``/``genotype.json`` (the final genotype), ``selection.jsonl`` (the
+decisions of a selection phase) and TensorBoard events.
+
+After the epochs, the selection (``darts.selections``) chooses the reported genotype: the strategy's own, DARTS-PT's
+perturbation-based one, or, when R-DARTS's early stopping ended the search, that of an earlier epoch (with that
+epoch's metrics). A run checkpoints after every epoch; a selection phase runs after the last checkpoint, so a run
+resumed during it redoes it from there (exactly: the random state is the checkpoint's, the loaders restart at the
+same epoch).
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -15,12 +23,14 @@ import torch
 
 from darts.distributed import SINGLE, Distributed
 from darts.divergence import Diverged, check_finite, diverged
+from darts.hessian import EIGENVALUE, HessianMonitor
 from darts.runs import checkpoint
 from darts.runs.directory import RunDirectory
 from darts.runs.tensorboard_log import TensorBoardLog
 from darts.runtime import Runtime
 from darts.schedules import Cosine
 from darts.search_data import SearchData
+from darts.selections.base import Argmax, EarlyStop, Selection
 from darts.strategies.base import SearchContext, Strategy
 from darts.tabular import TabularBenchmark
 from darts.trainer import evaluate, frozen, search_epoch, set_lr
@@ -28,6 +38,7 @@ from search_spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
 HISTORY = "genotypes.jsonl"
+SELECTION = "selection.jsonl"
 
 
 class SearchRun:
@@ -45,15 +56,22 @@ class SearchRun:
         hparams: the run's settings for TensorBoard's HParams tab (the entry point passes the configuration's).
         dist: the ranks of a torchrun run (``darts.distributed``): each searches its shard of both halves with
             ``batch_size`` images per step, gradients averaged; rank 0 writes the run directory.
+        selection: chooses the reported genotype (``darts.selections``; default: the strategy's own).
+        hessian: measures the dominant arch-Hessian eigenvalue of L_val on the epochs it is due (``darts.hessian``;
+            default: never), logged as ``arch/hessian_eigenvalue`` and in the epoch's genotypes.jsonl record.
     """
 
     def __init__(self, run_dir: str | Path, space: SearchSpace, data: SearchData, strategy: Callable[..., Strategy],
                  runtime: Runtime, benchmark: TabularBenchmark | None = None, epochs: int = 50, batch_size: int = 64,
                  steps_per_epoch: int | None = None, lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9,
                  weight_decay: float = 3e-4, grad_clip: float = 5.0, seed: int = 2, progress: bool = True,
-                 hparams: dict[str, Any] | None = None, dist: Distributed = SINGLE):
+                 hparams: dict[str, Any] | None = None, dist: Distributed = SINGLE, selection: Selection | None = None,
+                 hessian: HessianMonitor | None = None):
         if epochs < 1:
             raise ValueError(f"epochs={epochs} must be >= 1")
+        self.selection, self.hessian = selection or Argmax(), hessian or HessianMonitor()
+        if dist.world > 1 and not self.selection.distributed:
+            raise ValueError(f"selection={self.selection.name} runs in one process, not on {dist.world} ranks")
         self.dir, self.space, self.benchmark = RunDirectory(run_dir, writer=dist.main), space, benchmark
         self.hparams, self.dist = hparams or {}, dist
         self.epochs, self.grad_clip, self.device = epochs, grad_clip, runtime.device
@@ -73,6 +91,7 @@ class SearchRun:
         self.steps = min(len(self.train_loader), len(self.valid_loader), steps_per_epoch or math.inf)
         self.start_epoch = 0
         self.metrics: dict[str, float] = {}
+        self.history: list[dict[str, Any]] = []  # the genotypes.jsonl records of the epochs run
 
     def resume(self) -> None:
         """Continue from the run directory's checkpoint (or start over if none was completed)."""
@@ -91,19 +110,23 @@ class SearchRun:
         log.info("resumed %s at epoch %d", self.dir.path, self.start_epoch)
 
     def run(self) -> dict[str, Any]:
-        """Search for the remaining epochs, run the strategy's selection phase, then write and return ``result.json``."""
+        """Search for the remaining epochs (fewer when the selection stops it early), choose the genotype (the
+        strategy's selection phase, then the run's selection), then write and return ``result.json``."""
         self.dir.remove_temporary()
         # records written after the checkpoint (a kill between the two) are dropped, as is a torn last line
-        self.dir.rewrite_jsonl(HISTORY, [r for r in self.dir.read_jsonl(HISTORY) if r["epoch"] < self.start_epoch])
+        self.history = [r for r in self.dir.read_jsonl(HISTORY) if r["epoch"] < self.start_epoch]
+        self.dir.rewrite_jsonl(HISTORY, self.history)
         board = self.dir.tensorboard()
         try:
             board.arch_layout(self.supernet.cell_types, self.supernet.num_edges)
-            for epoch in range(self.start_epoch, self.epochs):
+            stop = self._early_stop()  # a resumed run that had stopped
+            for epoch in range(self.start_epoch, self.epochs if stop is None else self.start_epoch):
                 self.metrics = self._epoch(epoch, board)
                 self._save(epoch)
-            self.strategy.select(SearchContext(self.supernet, self.train_loader, self.valid_loader, self.optimizer,
-                                               self.steps, self.device, self.progress))
-            result = self._finish(self.metrics)
+                if (stop := self._early_stop()) is not None:
+                    break
+            genotype, metrics, selection = self._stopped(stop) if stop is not None else self._select(board)
+            result = self._finish(genotype, metrics, selection)
             board.result(self.hparams, {"valid_acc": result["valid_acc"], "search_time": result["search_time"],
                                         **{f"benchmark/{k}": v for k, v in result.get("benchmark", {}).items()}})
         finally:
@@ -122,6 +145,10 @@ class SearchRun:
                    "valid_acc": valid["acc"], "lr": lr, "epoch_time": time.time() - start}
         genotype = self.strategy.genotype()
         record = {"epoch": epoch, "genotype": self.space.to_text(genotype), **metrics}
+        if self.hessian.due(epoch, self.epochs):
+            record[EIGENVALUE] = self.hessian.measure(self.strategy, self.supernet, self.valid_loader, self.dist)
+            board.scalars("arch", {EIGENVALUE: record[EIGENVALUE]}, epoch)
+            log.info("dominant eigenvalue of the arch Hessian of L_val: %.4g", record[EIGENVALUE])
         self._log(board, epoch, metrics, record, genotype)
         if self.benchmark is not None:
             record["benchmark"] = self.benchmark.query(genotype)
@@ -129,6 +156,7 @@ class SearchRun:
             log.info("benchmark accuracy of the epoch's genotype: %s", record["benchmark"])
         board.flush()
         self.dir.append_jsonl(HISTORY, record)
+        self.history.append(record)
         log.info("epoch %d/%d lr %.4g train_acc %.2f valid_acc %.2f (%.0fs) genotype %s", epoch + 1, self.epochs,
                  lr, train["acc"], valid["acc"], metrics["epoch_time"], record["genotype"])
         return metrics
@@ -176,12 +204,53 @@ class SearchRun:
                                   "strategy": self.strategy.state_dict(), "optimizer": self.optimizer.state_dict(),
                                   "rng": self.dist.gather(checkpoint.rng_state()), "metrics": self.metrics})
 
-    def _finish(self, metrics: dict[str, float]) -> dict[str, Any]:
-        genotype = self.strategy.genotype()
+    def _early_stop(self) -> EarlyStop | None:
+        """The selection's stopping rule after the newest epoch run, never after the last (R-DARTS train_search.py)."""
+        if not self.history or self.history[-1]["epoch"] >= self.epochs - 1:
+            return None
+        stop = self.selection.stop(self.history)
+        if stop is not None:
+            log.info("%s stops the search after epoch %d (ratio %.4g): the genotype and metrics are epoch %d's",
+                     self.selection.name, stop.decided_at, stop.ratio, stop.epoch)
+        return stop
+
+    def _stopped(self, stop: EarlyStop) -> tuple[Any, dict[str, float], dict[str, Any]]:
+        """An early-stopped search's genotype and metrics: those of epoch ``stop.epoch`` (R-DARTS train_search.py)."""
+        record = next(r for r in self.history if r["epoch"] == stop.epoch)
+        details = {"method": self.selection.name, "stopped_after_epoch": stop.decided_at,
+                   "genotype_epoch": stop.epoch, "ratio": stop.ratio, "last_genotype": self.history[-1]["genotype"]}
+        return self.space.parse(record["genotype"]), {k: record[k] for k in self.metrics}, details
+
+    def _select(self, board: TensorBoardLog) -> tuple[Any, dict[str, float], dict[str, Any]]:
+        """The strategy's selection phase, then the run's selection; the decisions go to selection.jsonl."""
+        for loader in (self.train_loader, self.valid_loader):
+            loader.set_epoch(self.epochs)  # the same data whether or not the run was resumed
+        context = SearchContext(self.supernet, self.train_loader, self.valid_loader, self.optimizer, self.steps,
+                                self.device, self.progress)
+        self.strategy.select(context)
+        searched = self.space.to_text(self.strategy.genotype())
+        if self.dir.writer:  # a resumed run redoes the phase: its earlier decisions go
+            (self.dir / SELECTION).unlink(missing_ok=True)
+        decisions = []
+
+        def record(decision: dict[str, Any]) -> None:
+            decision = {"decision_index": len(decisions), **decision}
+            decisions.append(decision)
+            self.dir.append_jsonl(SELECTION, decision)
+            board.text("selection/decision", json.dumps(decision), decision["decision_index"])
+
+        genotype = self.selection.select(self.strategy, self.space, context, record)
+        details = {"method": self.selection.name}
+        if decisions:
+            details.update(search_genotype=searched, decisions=len(decisions))
+        return genotype, self.metrics, details
+
+    def _finish(self, genotype: Any, metrics: dict[str, float], selection: dict[str, Any]) -> dict[str, Any]:
         text = self.dir.write_genotype(self.space, genotype)
-        search_time = sum(r["epoch_time"] for r in self.dir.read_jsonl(HISTORY))  # all epochs, resumed or not
-        result = {"genotype": text, "genotype_json": self.space.to_json(genotype), "epochs": self.epochs,
-                  "search_time": search_time, **metrics}  # finite: the divergence guard stops a run before a non-finite value is reported
+        search_time = sum(r["epoch_time"] for r in self.history)  # all epochs, resumed or not
+        result = {"genotype": text, "genotype_json": self.space.to_json(genotype), "epochs": len(self.history),
+                  "search_time": search_time, "selection": selection,
+                  **metrics}  # finite: the divergence guard stops a run before a non-finite value is reported
         if self.benchmark is not None:
             result["benchmark"] = self.benchmark.query(genotype)
         self.dir.write_result(result)

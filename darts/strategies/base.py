@@ -4,7 +4,7 @@ Everything else (supernet, data, loop, logging, checkpoints) is shared and knows
 algorithm. The search loop (``darts.trainer.search_epoch``) calls, per step,
 
     strategy.arch_step(train_batch, valid_batch, weight_optimizer)          # update the arch parameters
-    logits = supernet(x, strategy.weight_mixing())                          # the weight step's forward
+    logits = supernet(x, strategy.weight_mixing(train_batch))               # the weight step's forward
     loss = strategy.weight_loss(logits, y)                                  # ... and its loss
 
 per epoch ``strategy.epoch_start(epoch, epochs)`` before the first step, and once after the last
@@ -15,7 +15,8 @@ Hooks a new method overrides (each has a neutral default):
 
 - ``arch_penalty()``: a term of the arch parameters alone added to the arch objective, in first- and
   second-order steps alike (e.g. DrNAS's KL to the anchor, beta-DARTS's beta regularisation);
-- ``weight_mixing()``: the mixing weights the weight step sees (e.g. SDARTS's perturbed alphas);
+- ``weight_mixing(train)``: the mixing weights the weight step sees on its batch ``train`` (e.g. SDARTS's
+  perturbed op weights, adversarial ones computed on that batch);
 - ``weight_loss(logits, y)``: the weight step's loss (cross-entropy; add a regulariser here);
 - ``select(context)``: a post-search selection phase with the supernet and the data (e.g. DARTS-PT's
   perturbation-based selection); it may change what ``genotype()`` returns.
@@ -118,8 +119,9 @@ class Strategy(ABC):
         second-order step needs one architecture throughout its finite difference)."""
         return nullcontext()
 
-    def weight_mixing(self) -> dict[str, Mixing]:
-        """The mixing weights of the weight step (the arch parameters are frozen there)."""
+    def weight_mixing(self, train: Batch) -> dict[str, Mixing]:
+        """The mixing weights of the weight step on its batch ``train`` (images (B, 3, H, W), labels (B,)), which a
+        strategy may use (e.g. SDARTS-ADV's attack); the arch parameters are frozen there. Default: ``mixing()``."""
         return self.mixing()
 
     def weight_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

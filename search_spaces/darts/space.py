@@ -44,16 +44,17 @@ def derive_genotype(alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor) ->
 
 class DartsSpace(SearchSpace):
     """The DARTS CNN space; ``init_channels``/``layers`` size the supernet and proxy networks,
-    ``partial_channels`` K > 1 builds PC-DARTS mixed ops."""
+    ``partial_channels`` K > 1 builds PC-DARTS mixed ops, ``auxiliary_skip`` DARTS-'s auxiliary skips."""
 
     cell_types = ("normal", "reduce")
     num_edges = NUM_EDGES
 
     def __init__(self, init_channels: int = 16, layers: int = 8, primitives: tuple[str, ...] = PRIMITIVES,
-                 partial_channels: int = 1):
+                 partial_channels: int = 1, auxiliary_skip: bool = False):
         self.init_channels = init_channels
         self.layers = layers
         self.partial_channels = partial_channels
+        self.auxiliary_skip = auxiliary_skip
         self.primitives = tuple(primitives)
         if self.primitives[0] != "none":
             raise ValueError(f"the DARTS space expects 'none' as primitive 0, got {self.primitives}")
@@ -61,7 +62,7 @@ class DartsSpace(SearchSpace):
     def make_supernet(self, num_classes: int, runtime: Runtime) -> DartsSupernet:
         """The supernet at this space's size (partial channels K for PC-DARTS)."""
         return DartsSupernet(self.init_channels, num_classes, self.layers, self.primitives, self.partial_channels,
-                             runtime=runtime)
+                             runtime=runtime, auxiliary_skip=self.auxiliary_skip)
 
     def build_network(self, genotype: Genotype, num_classes: int) -> nn.Module:
         """NetworkCIFAR of the genotype at this space's size, without auxiliary head, returning logits."""
@@ -144,6 +145,11 @@ class DartsSpace(SearchSpace):
                 index[sum(range(2, node + 2)) + src] = self.primitives.index(op)
             mixing[cell_type] = Mixing(index=index)
         return mixing
+
+    def input_choices(self) -> tuple[tuple[tuple[int, ...], int], ...]:
+        """Nodes 1-3 keep 2 of their 3, 4 and 5 input edges (sec. 2.4; node 0 has only 2)."""
+        starts = [sum(range(2, node + 2)) for node in range(STEPS)]
+        return tuple((tuple(range(start, start + node + 2)), 2) for node, start in enumerate(starts) if node > 0)
 
 
 class _LogitsOnly(nn.Module):

@@ -24,14 +24,15 @@ class SearchCell(nn.Module):
     """A DARTS search cell: preprocess both inputs, 14 mixed edges, concat of the 4 nodes."""
 
     def __init__(self, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
-                 primitives: tuple[str, ...], partial_channels: int = 1, fast: bool = True):
+                 primitives: tuple[str, ...], partial_channels: int = 1, fast: bool = True,
+                 auxiliary_skip: bool = False):
         super().__init__()
         self.reduction = reduction
         # model_search.py Cell: FactorizedReduce after a reduction, else a 1x1 ReLUConvBN
         self.preprocess0 = FactorizedReduce(C_pp, C, affine=False) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
         self.dag = CellDAG(2, STEPS, lambda i, j: MixedOp(C, 2 if reduction and i < 2 else 1, primitives, SEARCH_OPS,
-                                                          partial_channels, fast))
+                                                          partial_channels, fast, auxiliary_skip))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, mixing: Mixing) -> torch.Tensor:
         """(B, C_pp, H', W'), (B, C_p, H, W) -> (B, 4C, H/r, W/r)."""
@@ -40,11 +41,12 @@ class SearchCell(nn.Module):
 
 
 class DartsSupernet(Supernet):
-    """The DARTS search network (cnn/model_search.py Network) with alphas per cell type."""
+    """The DARTS search network (cnn/model_search.py Network) with alphas per cell type; ``auxiliary_skip`` gives
+    every mixed op DARTS-'s auxiliary skip (``darts.supernet.MixedOp``)."""
 
     def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8,
                  primitives: tuple[str, ...] = PRIMITIVES, partial_channels: int = 1, stem_multiplier: int = 3,
-                 runtime: Runtime = Runtime()):
+                 runtime: Runtime = Runtime(), auxiliary_skip: bool = False):
         super().__init__(("normal", "reduce"), NUM_EDGES, primitives, runtime)
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
@@ -56,7 +58,7 @@ class DartsSupernet(Supernet):
             if reduction:
                 C_curr *= 2
             self.cells.append(SearchCell(C_pp, C_p, C_curr, reduction, reduction_prev, primitives, partial_channels,
-                                         runtime.fast))
+                                         runtime.fast, auxiliary_skip))
             reduction_prev = reduction
             C_pp, C_p = C_p, MULTIPLIER * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)

@@ -19,23 +19,25 @@ from search_spaces.nb201.supernet import NB201Supernet
 
 
 class NB201Space(SearchSpace):
-    """The NB201 space; ``init_channels``/``cells_per_stage`` size the supernet and networks."""
+    """The NB201 space; ``init_channels``/``cells_per_stage`` size the supernet and networks, ``auxiliary_skip``
+    gives its mixed ops DARTS-'s auxiliary skips."""
 
     primitives = PRIMITIVES
     cell_types = ("cell",)
     num_edges = NUM_EDGES
 
     def __init__(self, init_channels: int = 16, cells_per_stage: int = 5, track_running_stats: bool = False,
-                 partial_channels: int = 1):
+                 partial_channels: int = 1, auxiliary_skip: bool = False):
         self.init_channels = init_channels
         self.cells_per_stage = cells_per_stage
         self.track_running_stats = track_running_stats
         self.partial_channels = partial_channels
+        self.auxiliary_skip = auxiliary_skip
 
     def make_supernet(self, num_classes: int, runtime: Runtime) -> NB201Supernet:
         """The supernet at this space's size (partial channels K for PC-DARTS)."""
         return NB201Supernet(self.init_channels, self.cells_per_stage, num_classes, self.partial_channels,
-                             self.track_running_stats, runtime)
+                             self.track_running_stats, runtime, self.auxiliary_skip)
 
     def build_network(self, genotype: Arch, num_classes: int) -> TinyNetwork:
         """TinyNetwork of the genotype at this space's size, returning logits."""

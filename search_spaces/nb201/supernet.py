@@ -14,10 +14,12 @@ from search_spaces.nb201.ops import nb201_ops
 class SearchCell(nn.Module):
     """An NB201 search cell: a mixed op on each of the 6 edges (search_cells.py NAS201SearchCell)."""
 
-    def __init__(self, C: int, partial_channels: int = 1, track_running_stats: bool = False, fast: bool = True):
+    def __init__(self, C: int, partial_channels: int = 1, track_running_stats: bool = False, fast: bool = True,
+                 auxiliary_skip: bool = False):
         super().__init__()
         ops = nb201_ops(track_running_stats)
-        self.dag = CellDAG(1, NUM_NODES, lambda i, j: MixedOp(C, 1, PRIMITIVES, ops, partial_channels, fast))
+        self.dag = CellDAG(1, NUM_NODES, lambda i, j: MixedOp(C, 1, PRIMITIVES, ops, partial_channels, fast,
+                                                              auxiliary_skip))
 
     def forward(self, x: torch.Tensor, mixing: Mixing) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W): node 3 of the DAG."""
@@ -31,13 +33,15 @@ class NB201Supernet(Supernet):
     the defaults of NATS-Bench exps/NATS-algos/search-cell.py (--affine 0 --track_running_stats 0),
     the NB201 authors' recommended BN=0 setting (AutoDL-Projects issue #70, NB201 appendix / Table 5).
     The residual blocks, stem and head keep their default (affine, tracked) BN, as the reference.
+    ``auxiliary_skip``: DARTS-'s auxiliary skip on every edge (all stride 1 here: the identity, no parameters).
     """
 
     def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, partial_channels: int = 1,
-                 track_running_stats: bool = False, runtime: Runtime = Runtime()):
+                 track_running_stats: bool = False, runtime: Runtime = Runtime(), auxiliary_skip: bool = False):
         super().__init__(("cell",), NUM_EDGES, PRIMITIVES, runtime)
         add_skeleton(self, C, N, num_classes,
-                     lambda width: SearchCell(width, partial_channels, track_running_stats, runtime.fast))
+                     lambda width: SearchCell(width, partial_channels, track_running_stats, runtime.fast,
+                                              auxiliary_skip))
 
     def logits(self, x: torch.Tensor, mixing: dict[str, Mixing]) -> torch.Tensor:
         """(B, 3, H, W) -> (B, num_classes) with ``mixing["cell"]`` on every search cell."""
