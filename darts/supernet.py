@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from darts.ops import FactorizedReduce, HeadSplit, Identity, Zero, head_split
 from darts.runtime import Runtime, autocast
+from darts.widening import widen_like
 
 
 @dataclass
@@ -31,12 +32,15 @@ class Mixing:
         edge_weights: [E] per-edge scale applied to each edge's output (PC-DARTS edge normalisation).
         skip_weight: DARTS-'s beta: every edge adds ``skip_weight * skip(x)``, its auxiliary skip connection
             (mixed ops built with ``auxiliary_skip``).
+        kept: [E] per edge, the indices of the ops computed (DrNAS's pruned supernet); the others must have weight
+            0 and are skipped.
     """
 
     weights: torch.Tensor | None = None
     index: Sequence[int] | None = None
     edge_weights: torch.Tensor | None = None
     skip_weight: float | None = None
+    kept: Sequence[Sequence[int]] | None = None
 
     def __post_init__(self) -> None:
         if self.weights is None and self.index is None:
@@ -108,6 +112,7 @@ class MixedOp(nn.Module):
         self.stride = stride
         self.k = partial_channels
         self.fast = fast
+        self.C, self._factory = C, ops
         self._ops = nn.ModuleList(ops[name](C // partial_channels, stride, False) for name in self.primitives)
         self._active = [i for i, op in enumerate(self._ops) if not isinstance(op, Zero)]
         # a plain list (the modules are registered in _ops): each op's declared head, or None
@@ -115,11 +120,13 @@ class MixedOp(nn.Module):
         self.skip = (FactorizedReduce(C, C, affine=False) if stride == 2 else Identity()) if auxiliary_skip else None
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None = None,
-                shared: SharedInput | None = None, skip_weight: float | None = None) -> torch.Tensor:
+                shared: SharedInput | None = None, skip_weight: float | None = None,
+                kept: Sequence[int] | None = None) -> torch.Tensor:
         """Mix the ops on x (B, C, H, W); weights [K] or None; index picks a single op; ``shared``
-        holds x's parameter-free heads, used by the fast path; ``skip_weight`` adds the auxiliary skip."""
+        holds x's parameter-free heads, used by the fast path; ``skip_weight`` adds the auxiliary skip; ``kept``
+        the ops computed (the others have weight 0)."""
         shared = shared if self.fast else None
-        out = self._partial(x, weights, index, shared)
+        out = self._partial(x, weights, index, shared, kept)
         if skip_weight is None:
             return out
         if self.skip is None:
@@ -128,16 +135,16 @@ class MixedOp(nn.Module):
         return out + skip_weight * self._call(self.skip, head_split(self.skip), x, shared)
 
     def _partial(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None,
-                 shared: SharedInput | None) -> torch.Tensor:
+                 shared: SharedInput | None, kept: Sequence[int] | None) -> torch.Tensor:
         """The mixed ops on x, through PC-DARTS's partial channels when K > 1."""
         if self.k == 1:
-            return self._mix(x, weights, index, shared)
+            return self._mix(x, weights, index, shared, kept)
         c = x.shape[1] // self.k
         if shared is None:
-            mixed, rest = self._mix(x[:, :c], weights, index, None), self._bypass(x, c)
+            mixed, rest = self._mix(x[:, :c], weights, index, None, kept), self._bypass(x, c)
         else:
             part = shared.part(c)  # (B, C/K, H, W)
-            mixed = self._mix(part.x, weights, index, part)
+            mixed = self._mix(part.x, weights, index, part, kept)
             rest = shared.get(("bypass", c, self.stride), partial(self._bypass, c=c))
         return channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
 
@@ -158,7 +165,7 @@ class MixedOp(nn.Module):
         return y if split.tail is None else split.tail(y)
 
     def _mix(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None,
-             shared: SharedInput | None) -> torch.Tensor:
+             shared: SharedInput | None, kept: Sequence[int] | None = None) -> torch.Tensor:
         if index is not None:
             out = self._run(index, x, shared)
             if weights is None:
@@ -170,12 +177,35 @@ class MixedOp(nn.Module):
             return weights[index] * out + (rest - rest.detach())
         out = None
         for i in self._active if self.fast else range(len(self._ops)):
+            if kept is not None and i not in kept:
+                continue
             y = self._run(i, x, shared)
             y = weights[i].to(y.dtype) * y
             out = y if out is None else out + y
         if out is None:  # every candidate is `none`
             return self._ops[0](x)
         return out
+
+    def widen(self, partial_channels: int, generator: torch.Generator) -> dict[nn.Parameter, tuple]:
+        """Rebuild the ops for C / ``partial_channels`` channels, fewer partial channel groups than now (DrNAS's
+        progressive learning, net2wider.py), each old tensor copied in and new channels copied from random old ones
+        (``darts.widening``); returns {new parameter: (old parameter, channel maps)} for carrying optimizer state."""
+        if self.C % partial_channels or self.k % partial_channels:
+            raise ValueError(f"partial_channels={partial_channels} must divide C={self.C} and the current K={self.k}")
+        old_ops, self.k = self._ops, partial_channels
+        like = next(old_ops.parameters(), None)
+        self._ops = nn.ModuleList(self._factory[name](self.C // partial_channels, self.stride, False)
+                                  for name in self.primitives)
+        if like is not None:
+            self._ops.to(like.device)
+            if any(p.dim() == 4 and is_channels_last(p) for p in old_ops.parameters()):
+                self._ops.to(memory_format=torch.channels_last)
+        self._splits = [head_split(op) for op in self._ops]
+        widened = {}
+        for old, new in zip(old_ops, self._ops):
+            maps = widen_like(old, new, generator)
+            widened.update({b: (a, maps) for a, b in zip(old.parameters(), new.parameters())})
+        return widened
 
 
 class CellDAG(nn.Module):
@@ -205,7 +235,8 @@ class CellDAG(nn.Module):
             node = None
             for s, sh in zip(states, shared):
                 w = None if mixing.weights is None else mixing.weights[e]
-                y = self.edges[e](s, w, None if mixing.index is None else mixing.index[e], sh, mixing.skip_weight)
+                y = self.edges[e](s, w, None if mixing.index is None else mixing.index[e], sh, mixing.skip_weight,
+                                  None if mixing.kept is None else mixing.kept[e])
                 if mixing.edge_weights is not None:
                     y = mixing.edge_weights[e].to(y.dtype) * y
                 node = y if node is None else node + y
@@ -243,6 +274,14 @@ class Supernet(nn.Module, ABC):
     def weight_parameters(self) -> list[nn.Parameter]:
         """The network weights: every parameter that is not an alpha."""
         return [p for n, p in self.named_parameters() if not n.startswith("alphas.")]
+
+    def widen(self, partial_channels: int, generator: torch.Generator) -> dict[nn.Parameter, tuple]:
+        """Every mixed op rebuilt for C / ``partial_channels`` channels (``MixedOp.widen``); returns {new parameter:
+        (old parameter, channel maps)}."""
+        widened = {}
+        for op in [m for m in self.modules() if isinstance(m, MixedOp)]:
+            widened.update(op.widen(partial_channels, generator))
+        return widened
 
     def forward(self, x: torch.Tensor, mixing: dict[str, Mixing] | None = None) -> torch.Tensor:
         """Logits for x (B, 3, H, W); without mixing, the DARTS relaxation softmax(alphas)."""

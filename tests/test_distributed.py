@@ -37,15 +37,20 @@ def tiny(cifar_mini: Path) -> list[str]:
             "epochs=2", "steps_per_epoch=2", "batch_size=8", "progress=false", "device=cpu"]
 
 
+PROGRESSIVE = ["strategy=drnas", "strategy.progressive=true", "strategy.arch_start_epoch=0",
+               "search_space.partial_channels=4",
+               "strategy.stages=[{epochs:1,partial_channels:4},{epochs:1,partial_channels:2,keep_ops:3}]"]
+
+
 @pytest.mark.parametrize("strategy", [["strategy=darts"], ["strategy=darts", "strategy.order=2"], ["strategy=gdas"],
                                       ["strategy=pcdarts", "strategy.arch_start_epoch=0",
-                                       "search_space.partial_channels=2"]], ids=["darts-1st", "darts-2nd", "gdas",
-                                                                                 "pcdarts"])
+                                       "search_space.partial_channels=2"], PROGRESSIVE],
+                         ids=["darts-1st", "darts-2nd", "gdas", "pcdarts", "drnas-progressive"])
 def test_arch_parameters_stay_identical_on_every_rank(cifar_mini, tmp_path, strategy):
     """After every arch step both ranks hold the same arch parameters (bitwise), for a first-order, a second-order, a
-    sampling and a partial-channel strategy; for first-order DARTS the gradient the arch step used, and the weights'
-    gradient through DistributedDataParallel, are the means of the two ranks' local gradients; the run directory holds
-    one set of outputs."""
+    sampling and a partial-channel strategy, and across DrNAS's progressive stages (pruned, widened, DDP rewrapped);
+    for first-order DARTS the gradient the arch step used, and the weights' gradient through DistributedDataParallel,
+    are the means of the two ranks' local gradients; the run directory holds one set of outputs."""
     torchrun("tests/distributed_worker.py", str(tmp_path), *tiny(cifar_mini), *strategy)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert ranks[0]["world"] == 2 and len(ranks[0]["steps"]) == len(ranks[1]["steps"]) == 4

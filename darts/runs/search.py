@@ -102,8 +102,9 @@ class SearchRun:
         self.start_epoch = state["epoch"] + 1
         if self.epochs < self.start_epoch:
             raise ValueError(f"epochs={self.epochs} is below the {self.start_epoch} epochs {self.dir.path} has run")
-        self.supernet.load_state_dict(state["supernet"])
         self.strategy.load_state_dict(state["strategy"])
+        self._reshape(self.start_epoch - 1)  # the checkpoint's supernet shape (DrNAS's progressive stages)
+        self.supernet.load_state_dict(state["supernet"])
         self.optimizer.load_state_dict(state["optimizer"])
         checkpoint.set_rng_state(state["rng"], self.dist.rank)
         self.metrics = state["metrics"]
@@ -138,6 +139,7 @@ class SearchRun:
         lr = self.schedule(self.lr, epoch, self.epochs)
         set_lr(self.optimizer, lr)
         self.strategy.epoch_start(epoch, self.epochs)
+        self._reshape(epoch)
         for loader in (self.train_loader, self.valid_loader):
             loader.set_epoch(epoch)
         train, valid = self._steps(epoch)
@@ -160,6 +162,17 @@ class SearchRun:
         log.info("epoch %d/%d lr %.4g train_acc %.2f valid_acc %.2f (%.0fs) genotype %s", epoch + 1, self.epochs,
                  lr, train["acc"], valid["acc"], metrics["epoch_time"], record["genotype"])
         return metrics
+
+    def _reshape(self, epoch: int) -> None:
+        """Let the strategy reshape the supernet for ``epoch``; train with the optimizer it rebuilds then."""
+        optimizer = self.strategy.reshape(epoch, self.optimizer)
+        if optimizer is None:
+            return
+        self.optimizer = optimizer
+        with frozen(self.strategy.arch_parameters()):  # as in __init__: DDP over the new weights
+            self.weight_model = self.dist.wrap(self.supernet, self.strategy.samples_paths)
+        log.info("supernet reshaped for epoch %d: %.3fM weights", epoch,
+                 sum(p.numel() for p in self.supernet.weight_parameters()) / 1e6)
 
     def _steps(self, epoch: int) -> tuple[dict[str, float], dict[str, float]]:
         """The epoch's search steps and its evaluation on the arch half; Diverged, naming the epoch, the step and

@@ -19,14 +19,17 @@ Hooks a new method overrides (each has a neutral default):
   perturbed op weights, adversarial ones computed on that batch);
 - ``weight_loss(logits, y)``: the weight step's loss (cross-entropy; add a regulariser here);
 - ``select(context)``: a post-search selection phase with the supernet and the data (e.g. DARTS-PT's
-  perturbation-based selection); it may change what ``genotype()`` returns.
+  perturbation-based selection); it may change what ``genotype()`` returns;
+- ``reshape(epoch, weight_optimizer)``: called after ``epoch_start`` (and on resume, for the checkpoint's epoch),
+  it may change the supernet's shape between stages (DrNAS's progressive learning: ops pruned, partial channels
+  widened) and return the weight optimizer rebuilt for the new weights; the run then trains with that one.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +64,7 @@ class Strategy(ABC):
         arch_start_epoch: epochs of weight-only warm-up before arch steps begin.
     """
 
-    samples_paths: ClassVar[bool] = False  # whether a weight step computes only sampled ops (others get no gradient)
+    samples_paths: bool = False  # whether a weight step may leave weights without a gradient (sampled or pruned ops)
 
     def __init__(self, supernet: Supernet, space: SearchSpace, arch_start_epoch: int = 0):
         self.supernet = supernet
@@ -127,6 +130,11 @@ class Strategy(ABC):
     def weight_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The weight step's loss on logits (B, K) and labels (B,): cross-entropy."""
         return F.cross_entropy(logits, y)
+
+    def reshape(self, epoch: int, weight_optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer | None:
+        """Bring the supernet to its shape for ``epoch``; the weight optimizer rebuilt for its new weights (state
+        carried over), or None when nothing changed (default)."""
+        return None
 
     def select(self, context: SearchContext) -> None:
         """A selection phase after the last epoch, before the final genotype is written (default: none)."""
