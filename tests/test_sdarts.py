@@ -2,6 +2,7 @@
 DARTS and PC-DARTS, and end-to-end searches."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -169,20 +170,26 @@ def test_bad_arguments_are_refused(kwargs, name):
         setup(**kwargs)
 
 
-RUNS = {"sdarts-random": ["strategy=sdarts"],
-        "sdarts-adversarial": ["strategy=sdarts", "strategy.attack=adversarial"],
-        "sdarts_pcdarts": ["strategy=sdarts_pcdarts", "strategy.arch_start_epoch=0", "search_space.partial_channels=2"]}
+DARTS_SIZE = ["model.layers=3", "model.init_channels=4"]
+RUNS = {"sdarts-random": ["strategy=sdarts", *DARTS_SIZE],
+        "sdarts-adversarial": ["strategy=sdarts", "strategy.attack=adversarial", *DARTS_SIZE],
+        "sdarts_pcdarts": ["strategy=sdarts_pcdarts", "strategy.arch_start_epoch=0", "search_space.partial_channels=2",
+                           *DARTS_SIZE],
+        "sdarts-nb201": ["strategy=sdarts", "strategy.attack=adversarial", "search_space=nb201",
+                         "model.init_channels=4", "model.cells_per_stage=1"]}
 
 
 @pytest.fixture(scope="module")
-def runs(cifar_mini, tmp_path_factory):
-    """The end-to-end searches in the DARTS space, started at once (one thread each) to share the CPU cores."""
+def runs(cifar_mini, nb201_csv, tmp_path_factory):
+    """The end-to-end searches (DARTS space; NB201 with its table), started at once (one thread each) to share the
+    CPU cores."""
     procs = {}
     for name, overrides in RUNS.items():
         run_dir = tmp_path_factory.mktemp(name)
         cmd = [sys.executable, str(ROOT / "train_search.py"), f"hydra.run.dir={run_dir}", "progress=false",
-               *overrides, "dataset=imagefolder", f"dataset.root={cifar_mini}", "model.layers=3",
-               "model.init_channels=4", "epochs=2", "steps_per_epoch=2", "batch_size=8", "device=cpu"]
+               *overrides, "dataset=imagefolder", f"dataset.root={cifar_mini}", "epochs=2", "steps_per_epoch=2",
+               "batch_size=8", "device=cpu", *([f"benchmark.path={nb201_csv}"] if "search_space=nb201" in overrides
+                                              else [])]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         procs[name] = (run_dir, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                                  stderr=subprocess.STDOUT, text=True))
@@ -195,8 +202,8 @@ def runs(cifar_mini, tmp_path_factory):
 
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_search_runs_end_to_end_and_logs_epsilon(runs, name):
-    """train_search.py runs SDARTS-RS, SDARTS-ADV and SDARTS on PC-DARTS on real images for 2 epochs, writes its
-    result and logs arch/epsilon = 0.03 then 0.03 + 0.27 / 2."""
+    """train_search.py runs SDARTS-RS, SDARTS-ADV and SDARTS on PC-DARTS on real images for 2 epochs (SDARTS-ADV also
+    in NB201, the table scoring every epoch), writes its result and logs arch/epsilon = 0.03 then 0.03 + 0.27 / 2."""
     run_dir, proc = runs[name]
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output[-4000:]
@@ -206,3 +213,6 @@ def test_search_runs_end_to_end_and_logs_epsilon(runs, name):
     acc.Reload()
     epsilon = [e.value for e in sorted(acc.Scalars("arch/epsilon"), key=lambda e: e.step)]
     assert epsilon == pytest.approx([0.03, 0.03 + 0.27 / 2])
+    if "search_space=nb201" in RUNS[name]:
+        records = [json.loads(line) for line in (run_dir / "genotypes.jsonl").read_text().splitlines()]
+        assert [r["benchmark"]["cifar10_test_200ep"] > 0 for r in records] == [True, True]
