@@ -45,13 +45,15 @@ class DiscreteRun:
         benchmark: optional tabular benchmark reporting the best genotype's accuracies.
         progress: a progress bar over the evaluations.
         hparams: the run's settings for TensorBoard's HParams tab (the entry point passes the configuration's).
+        warm_start: optional; ``warm_start(space=..., data=...)`` lists genotypes that the strategy's initial
+            design draws before any uniform sample (e.g. the best of a pool by a zero-cost proxy).
         dist: must be a single process (a discrete search is not run under torchrun).
     """
 
     def __init__(self, run_dir: str | Path, space: SearchSpace, data: SearchData,
                  strategy: Callable[..., DiscreteStrategy], evaluator: Callable[..., Evaluator],
                  benchmark: TabularBenchmark | None = None, progress: bool = True, hparams: dict[str, Any] | None = None,
-                 dist: Distributed = SINGLE):
+                 warm_start: Callable[..., list[Any]] | None = None, dist: Distributed = SINGLE):
         if dist.world > 1:
             raise ValueError("a discrete search runs in one process, not under torchrun; its evaluator scores "
                              "candidates concurrently instead (evaluator.workers, one GPU each when several are visible)")
@@ -59,6 +61,7 @@ class DiscreteRun:
         self.hparams = hparams or {}
         self.strategy = strategy(space=space)
         self.evaluator = evaluator(space=space, data=data)
+        self.warm_start = None if warm_start is None else partial(warm_start, space=space, data=data)
         self.records: list[dict[str, Any]] = []  # the history so far (read back when resuming)
         self.best: tuple[float, int, Any] | None = None  # score, index, genotype of the first best candidate
         self.cost = 0.0
@@ -85,6 +88,8 @@ class DiscreteRun:
         try:
             self.evaluator.prepare(on_epoch=partial(self._prepare_epoch, board))
             self._save()
+            if self.warm_start is not None:  # deterministic, so a resumed run replays the same genotypes
+                self.strategy.warm = list(self.warm_start())
             self._search(board)
             result = self._finish()
             board.cells("search/diagram", self.space.cell_graphs(self.best[2]), len(self.records))

@@ -53,6 +53,7 @@ class DiscreteStrategy(ABC):
         self.spent = 0.0
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[tuple[Any, float]] = []
+        self.warm: list[Any] = []  # a warm start's genotypes (the run's ``warm_start``), drawn before uniform samples
         self._asked: list[Any] = []
 
     @property
@@ -98,6 +99,10 @@ class DiscreteStrategy(ABC):
     def scalars(self) -> dict[str, float]:
         """Algorithm-specific values to log after each generation."""
         return {}
+
+    def _sample(self) -> Any:
+        """A genotype of the initial design: the warm start's next one, else a uniform sample of the space."""
+        return self.warm.pop(0) if self.warm else self.space.sample(self.generator)
 
     @abstractmethod
     def _propose(self, limit: int) -> list[Any]:

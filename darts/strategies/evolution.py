@@ -56,7 +56,7 @@ class RegularizedEvolution(DiscreteStrategy):
         size = min(self.generation, limit)
         missing = self.population_size - len(self.population)
         if missing > 0:
-            return [self.space.sample(self.generator) for _ in range(min(size, missing))]
+            return [self._sample() for _ in range(min(size, missing))]
         return [self.space.mutate(self._tournament(), self.generator) for _ in range(size)]
 
     def _tournament(self) -> Any:

@@ -30,4 +30,4 @@ class RandomSearch(DiscreteStrategy):
 
     def _propose(self, limit: int) -> list[Any]:
         """Every remaining candidate at once (the samples do not depend on any score); one under a time budget."""
-        return [self.space.sample(self.generator) for _ in range(limit if self.time_budget is None else 1)]
+        return [self._sample() for _ in range(limit if self.time_budget is None else 1)]
