@@ -73,6 +73,8 @@ CHECKS = {
     "strategy.time_budget": _number(lambda v: v > 0, "a number > 0 (seconds)", nullable=True),
     "evaluator.workers": _integer(1), "evaluator.batch_size": _integer(1),
     "evaluator.lr": _number(lambda v: v > 0, "a number > 0"),
+    "distill.temperature": _number(lambda v: v > 0, "a number > 0"),
+    "distill.alpha": _number(lambda v: 0 <= v <= 1, "a number in [0, 1]"),
 }
 
 

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import cli
+from darts.distillation import from_settings as distillation
 from darts.runs.final import FinalRun, FinalSettings
 from darts.runs.network_spec import NetworkSpec, holdout_split, resolve_genotype
 from darts.distributed import SINGLE, Distributed, from_environment
@@ -22,7 +23,8 @@ cli.register_run_dir("final_run_dir", OUTPUTS)
 
 
 def build_run(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE) -> FinalRun:
-    """Instantiate the space, the genotype, the data, the network spec, the loaders and the recipe from the config."""
+    """Instantiate the space, the genotype, the data, the teacher (if any), the network spec, the loaders and the
+    recipe from the config."""
     space = instantiate(cfg.search_space)
     genotype = resolve_genotype(cfg.genotype, space)  # fail on a bad genotype before reading any data
     settings = FinalSettings(epochs=cfg.epochs, auxiliary_weight=cfg.auxiliary_weight,
@@ -31,6 +33,7 @@ def build_run(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE) -> Fin
     runtime = Runtime.of(cfg.device, cfg.precision, cfg.channels_last)
     seed_everything(cfg.seed)
     data = instantiate(cfg.dataset, _partial_=True)()  # called here: a missing dataset is reported unwrapped
+    distill = distillation(data.num_classes, **cfg.get("distill", {}))  # None without a teacher (or a distill block)
     spec = NetworkSpec(instantiate(cfg.model.network), genotype, space, data.num_classes,
                        auxiliary=cfg.auxiliary_weight > 0)
     train_idx, valid_idx = holdout_split(len(data.train), cfg.valid_portion, cfg.seed)
@@ -41,7 +44,7 @@ def build_run(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE) -> Fin
                                                               indices=dist.shard(valid_idx))
     test = data.test.loader(cfg.batch_size, device, train=False, indices=dist.shard(torch.arange(len(data.test))))
     return FinalRun(run_dir, spec, train, test, settings, instantiate(cfg.scheduler), runtime, valid, cli.hparams(cfg),
-                    dist, cfg.sync_bn)
+                    dist, cfg.sync_bn, distill)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="final")

@@ -4,7 +4,8 @@
 (``FinalSettings`` and a closed-form lr schedule, ``darts.schedules``) and evaluates it on the test split
 every epoch (DARTS cnn/train.py); its run directory holds ``checkpoint.pt`` (last, atomic), ``best.pt``
 (best validation accuracy, when a validation split is held out), ``genotype.txt``/``genotype.json``,
-``result.json`` and the TensorBoard events. A network may return logits or ``(logits, logits_aux)``.
+``result.json`` and the TensorBoard events. A network may return logits or ``(logits, logits_aux)``. With a teacher
+(``darts.distillation``) the main head's cross-entropy becomes the knowledge-distillation loss.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from darts.distillation import Distillation
 from darts.distributed import SINGLE, Distributed
 from darts.divergence import Diverged, check_finite, diverged
 from darts.model_stats import count_flops, count_parameters
@@ -70,11 +72,16 @@ def split_output(output: torch.Tensor | tuple) -> tuple[torch.Tensor, torch.Tens
 
 
 def final_loss(output: torch.Tensor | tuple, y: torch.Tensor, auxiliary_weight: float,
-               label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+               label_smoothing: float = 0.0, distill: Distillation | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, logits): CE(logits) + auxiliary_weight * CE(logits_aux) (DARTS cnn/train.py), both label-smoothed
-    as cnn/train_imagenet.py's CrossEntropyLabelSmooth when label_smoothing > 0 (the same formula)."""
+    as cnn/train_imagenet.py's CrossEntropyLabelSmooth when label_smoothing > 0 (the same formula). With ``distill``,
+    ``output`` is (network output, teacher output) (``Distillation.wrap``) and CE(logits) is replaced by
+    ``distill.loss`` (Hinton et al. 2015); the auxiliary head keeps its plain CE."""
+    if distill is not None:
+        output, teacher_output = output
     logits, logits_aux = split_output(output)  # (B, K), (B, K) or None
-    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing) if distill is None \
+        else distill.loss(logits, split_output(teacher_output)[0], y, label_smoothing)
     if logits_aux is not None:
         loss = loss + auxiliary_weight * F.cross_entropy(logits_aux, y, label_smoothing=label_smoothing)
     return loss, logits
@@ -100,11 +107,12 @@ class FinalRun:
         dist: the ranks of a torchrun run: each trains on its shard (the loaders given are the rank's), gradients
             averaged, evaluation summed over the ranks' shards; rank 0 writes the run directory.
         sync_bn: SyncBatchNorm (batch statistics over all ranks; CUDA only).
+        distill: a teacher to distill from (``darts.distillation``); None trains on the labels alone.
     """
 
     def __init__(self, run_dir: str | Path, spec: NetworkSpec, train_loader, test_loader, settings: FinalSettings,
                  schedule: Cosine | Exponential, runtime: Runtime, valid_loader=None, hparams: dict[str, Any] | None = None,
-                 dist: Distributed = SINGLE, sync_bn: bool = False):
+                 dist: Distributed = SINGLE, sync_bn: bool = False, distill: Distillation | None = None):
         if settings.auxiliary_weight > 0 and not spec.auxiliary:
             raise ValueError(f"auxiliary_weight={settings.auxiliary_weight} needs a network with an auxiliary head")
         if sync_bn and (dist.world == 1 or runtime.device.type != "cuda"):
@@ -124,6 +132,11 @@ class FinalRun:
         if runtime.channels_last:
             self.model.to(memory_format=torch.channels_last)
             self.model.register_forward_pre_hook(_channels_last_input)
+        self.distill, self.teacher_acc = distill, math.nan
+        if distill is not None:  # frozen, on the student's device and memory format
+            distill.teacher.to(runtime.device)
+            if runtime.channels_last:
+                distill.teacher.to(memory_format=torch.channels_last).register_forward_pre_hook(_channels_last_input)
         # DARTS cnn/train.py: SGD on all weights (auxiliary head included); NB201 200E.config: Nesterov
         self.trained = dist.wrap(self.model)  # DistributedDataParallel with several ranks: gradients averaged
         self.optimizer = torch.optim.SGD(self.model.parameters(), settings.lr, momentum=settings.momentum,
@@ -171,6 +184,12 @@ class FinalRun:
             board.text("final/genotype", text, self.start_epoch)
             board.cells("final/diagram", self.spec.space.cell_graphs(self.spec.genotype), self.start_epoch)
             board.scalars("model", {"params_M": self.params / 1e6, "flops_M": self.flops / 1e6}, self.start_epoch)
+            if self.distill is not None:
+                self.teacher_acc = evaluate(lambda x: split_output(self.distill.teacher(x))[0], self.test_loader,
+                                            self.steps["test"], self.device, "teacher", self.s.progress,
+                                            self.amp_dtype, self.dist)["acc"]
+                log.info("distilling from %s (T=%g, alpha=%g): teacher test accuracy %.2f%%", self.distill.source,
+                         self.distill.temperature, self.distill.alpha, self.teacher_acc)
             for epoch in range(self.start_epoch, self.s.epochs):
                 self.metrics = self._epoch(epoch, board)
             result = self._finish()
@@ -213,11 +232,15 @@ class FinalRun:
 
     def _steps(self, epoch: int, per_step) -> dict[str, float]:
         """The epoch's training steps, then the evaluation on each split; Diverged on a non-finite loss or weight."""
-        loss_fn = partial(final_loss, auxiliary_weight=self.s.auxiliary_weight, label_smoothing=self.s.label_smoothing)
-        train = train_epoch(self.trained, self.train_loader, self.optimizer, self.steps["train"], self.device, loss_fn,
+        loss_fn = partial(final_loss, auxiliary_weight=self.s.auxiliary_weight, label_smoothing=self.s.label_smoothing,
+                          distill=self.distill)
+        trained = self.trained if self.distill is None else self.distill.wrap(self.trained)
+        train = train_epoch(trained, self.train_loader, self.optimizer, self.steps["train"], self.device, loss_fn,
                             self.s.grad_clip, f"epoch {epoch}", self.s.progress, self.amp_dtype, per_step, self.dist)
         check_finite(self.model.named_parameters())
         metrics = {"train_loss": train["loss"], "train_acc": train["acc"]}
+        if self.distill is not None:  # the loss's two terms: train_ce_loss, train_kd_loss
+            metrics.update(self.distill.epoch_terms(self.dist))
         self.model.eval()
         for name, loader in self._loaders(train=False):
             result = evaluate(lambda x: split_output(self.model(x))[0], loader, self.steps[name], self.device, name,
@@ -244,6 +267,8 @@ class FinalRun:
         if self.valid_loader is not None:
             result.update(valid_accuracy=m["valid_acc"], best_valid_accuracy=self.best_valid_acc,
                           best_epoch=self.best_epoch)
+        if self.distill is not None:
+            result.update(distillation=self.distill.record(self.teacher_acc))
         self.dir.write_result(result)
         log.info("test accuracy %.2f%% (error %.2f%%) after %d epochs; %.3fM params", m["test_acc"],
                  100 - m["test_acc"], self.s.epochs, self.params / 1e6)
