@@ -73,6 +73,14 @@ class SearchSpace(ABC):
     def one_hot(self, genotype: Any) -> dict[str, Mixing]:
         """Hard mixing (an op index per edge) that runs ``genotype`` inside the supernet."""
 
+    def encode(self, genotype: Any) -> torch.Tensor:
+        """A 1-D float encoding for predictors: the one-hot op of every edge of every cell type (``one_hot``'s indices,
+        cell types in ``cell_types`` order), the adjacency one-hot encoding of White et al., "A Study on Encodings
+        for Neural Architecture Search" (NeurIPS 2020), sec. 3. [len(cell_types) * num_edges * len(primitives)]"""
+        mixing = self.one_hot(genotype)
+        index = torch.tensor([list(mixing[cell_type].index) for cell_type in self.cell_types])  # [C, E]
+        return torch.nn.functional.one_hot(index, len(self.primitives)).flatten().float()
+
     def input_choices(self) -> tuple[tuple[tuple[int, ...], int], ...]:
         """The nodes whose genotype keeps only some of their input edges: (those edges, how many are kept) for each.
         Default: none (a genotype keeps every edge, as in NB201)."""

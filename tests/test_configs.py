@@ -16,6 +16,7 @@ import train_search
 from conftest import SHARED_DATA, read_json, targets
 from darts.strategies.base import Strategy
 from darts.strategies.discrete import DiscreteStrategy
+from darts.strategies.hyperband import Hyperband
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SMOKE_SPACE = "toy"  # every strategy smoke-runs in the toy space (search_spaces/toy.py)
@@ -25,7 +26,8 @@ FAKE = ["dataset=fake", "dataset.num_train=48", "dataset.num_test=16", "dataset.
 SMOKE = ["progress=false", "device=cpu", "batch_size=8", "steps_per_epoch=1", "epochs=1", "strategy.arch_start_epoch=0"]
 # evaluator keys that shorten a smoke run, by evaluator (one without an entry runs with its defaults)
 TINY_EVALUATOR = {"train": ["evaluator.epochs=1", "evaluator.batch_size=8", "evaluator.eval_batches=1"],
-                  "supernet": ["evaluator.epochs=1", "evaluator.batch_size=8", "evaluator.eval_batches=1"]}
+                  "supernet": ["evaluator.epochs=1", "evaluator.batch_size=8", "evaluator.eval_batches=1"],
+                  "zero_cost": ["evaluator.batch_size=8"]}
 
 
 def options(group: str) -> list[str]:
@@ -110,10 +112,15 @@ def fitting_run(strategy: str, evaluator: str) -> DictConfig:
 @pytest.mark.parametrize("strategy", [s for s in options("strategy") if issubclass(strategy_class(s), DiscreteStrategy)])
 def test_every_discrete_strategy_runs_with_every_evaluator(strategy, evaluator, tmp_path):
     """Each discrete strategy runs a 2-evaluation search with each evaluator (in the first space the evaluator
-    accepts) and writes a history of 2 records and its result."""
+    accepts) and writes a history of 2 records and its result; a multi-fidelity one (Hyperband, BOHB) is refused by
+    the supernet and zero-cost evaluators, which have no fidelity."""
     if not DATA["evaluator.path"].is_file():
         pytest.skip(f"the NB201 table is not at {DATA['evaluator.path']} (see ../shared/data/README.md)")
     cfg = fitting_run(strategy, evaluator)
+    if evaluator in ("supernet", "zero_cost") and issubclass(strategy_class(strategy), Hyperband):
+        with pytest.raises(ValueError, match="takes no fidelity"):
+            train_search.search(cfg, tmp_path)
+        return
     result = train_search.search(cfg, tmp_path)
     assert result["evaluations"] == 2 and len((tmp_path / "history.jsonl").read_text().splitlines()) == 2
 

@@ -49,6 +49,8 @@ def candidate_seed(seed: int, index: int) -> int:
 class Evaluator(ABC):
     """Scores genotypes of ``space``; ``workers`` > 1 scores the candidates of a generation concurrently."""
 
+    takes_fidelity = True  # whether ``evaluate`` scores at a given fidelity (multi-fidelity strategies need one)
+
     def __init__(self, space: SearchSpace, workers: int = 1):
         if workers < 1:
             raise ValueError(f"workers={workers} must be >= 1")

@@ -50,6 +50,8 @@ class SupernetEvaluator(Evaluator):
         precision: the run's ``precision`` (``darts.runtime.amp_dtype``; bf16 = autocast in the supernet).
     """
 
+    takes_fidelity = False
+
     def __init__(self, space: SearchSpace, data: SearchData, epochs: int = 100, batch_size: int = 64,
                  lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9, weight_decay: float = 3e-4,
                  grad_clip: float = 0.25, steps_per_epoch: int | None = None, eval_batches: int = 10,

@@ -1,14 +1,17 @@
 """A discrete search run: a strategy proposes genotypes, an evaluator scores them, everything is recorded.
 
 The run directory holds ``history.jsonl`` (one line per evaluated candidate, appended as it is
-evaluated: index, genotype text, score, cost, wall seconds of the evaluation, seconds since the start
-and the evaluator's metrics), ``checkpoint.pt`` (the evaluator's state, e.g. a trained supernet;
-atomic), ``result.json``, ``genotype.txt``/``genotype.json`` and the TensorBoard events.
+evaluated: index, genotype text, fidelity, score, cost, wall seconds of the evaluation, seconds since the
+start and the evaluator's metrics), ``checkpoint.pt`` (the evaluator's state, e.g. a trained supernet, and the
+strategy's ``state_dict`` after the last generation, e.g. a swarm; atomic), ``result.json``,
+``genotype.txt``/``genotype.json`` and the TensorBoard events.
 
 Resuming replays the history: the strategy is rebuilt from its seed and told the recorded scores and
 costs, which reproduces its random state exactly (``darts.strategies.discrete``); each replayed genotype
-must equal the recorded one. The run then continues to the budget, so an interrupted run, or one
-given a larger ``strategy.budget``, ends with the same history as an uninterrupted one.
+must equal the recorded one, at the recorded fidelity. The run then continues to the budget, so an
+interrupted run, or one given a larger ``strategy.budget``, ends with the same history as an uninterrupted
+one. The result is the best candidate at a final fidelity (``DiscreteStrategy.final``: any fidelity for
+random search and evolution, the top one for Hyperband and BOHB).
 """
 from __future__ import annotations
 
@@ -61,6 +64,10 @@ class DiscreteRun:
         self.hparams = hparams or {}
         self.strategy = strategy(space=space)
         self.evaluator = evaluator(space=space, data=data)
+        if self.strategy.multi_fidelity and not self.evaluator.takes_fidelity:
+            raise ValueError(f"{type(self.strategy).__name__} asks for fidelities but {type(self.evaluator).__name__} "
+                             "takes no fidelity; use evaluator=train (epochs) or evaluator=tabular (a table with "
+                             "per-epoch validation columns)")
         self.warm_start = None if warm_start is None else partial(warm_start, space=space, data=data)
         self.records: list[dict[str, Any]] = []  # the history so far (read back when resuming)
         self.best: tuple[float, int, Any] | None = None  # score, index, genotype of the first best candidate
@@ -108,7 +115,8 @@ class DiscreteRun:
             genotypes = self.strategy.ask()
             told = self._replay(genotypes, index)
             fresh = list(enumerate(genotypes, start=index))[len(told):]
-            for (i, genotype), (result, seconds) in zip(fresh, self.evaluator.evaluate_all(fresh)):
+            scored = self.evaluator.evaluate_all(fresh, self.strategy.fidelity)  # a generation shares one fidelity
+            for (i, genotype), (result, seconds) in zip(fresh, scored):
                 record = self._record(i, genotype, result, seconds, time.time() - start)
                 self.dir.append_jsonl(HISTORY, record)
                 self._log(board, record, start)
@@ -116,43 +124,51 @@ class DiscreteRun:
                 bar.update()
             self.strategy.tell([score for score, _ in told], [cost for _, cost in told])
             index += len(genotypes)
-            if fresh:  # a replayed generation was logged before the interruption
+            if fresh:  # a replayed generation was logged and checkpointed before the interruption
                 board.scalars("strategy", self.strategy.scalars(), index)
                 board.flush()
+                self._save()
         bar.close()
 
     def _replay(self, genotypes: list[Any], index: int) -> list[tuple[float, float]]:
-        """(score, cost) of this generation's candidates already in the history (checked to be the same genotypes)."""
-        told = []
+        """(score, cost) of this generation's candidates already in the history (checked to be the same genotypes at
+        the same fidelity; a history written before fidelities were recorded has the default, None)."""
+        told, fidelity = [], self.strategy.fidelity
         for i, (genotype, record) in enumerate(zip(genotypes, self.records[index:]), start=index):
             text = self.space.to_text(genotype)
-            if record["genotype"] != text:
-                raise ValueError(f"{self.dir / HISTORY} does not match this run: candidate {i} is "
-                                 f"{record['genotype']} there but {text} on replay (seed, strategy or space changed?)")
-            self._track(i, genotype, record["score"], record["cost"])
+            if (record["genotype"], record.get("fidelity")) != (text, fidelity):
+                raise ValueError(f"{self.dir / HISTORY} does not match this run: candidate {i} is {record['genotype']} "
+                                 f"at fidelity {record.get('fidelity')} there but {text} at fidelity {fidelity} on "
+                                 "replay (seed, strategy or space changed?)")
+            self._track(i, genotype, record["score"], record["cost"], fidelity)
             told.append((record["score"], record["cost"]))
         return told
 
-    def _track(self, index: int, genotype: Any, score: float, cost: float) -> None:
-        """Update the best candidate (the first of highest score) and the total cost."""
-        if self.best is None or score > self.best[0]:
+    def _track(self, index: int, genotype: Any, score: float, cost: float, fidelity: Any) -> None:
+        """Update the best candidate (the first of highest score among the final fidelity's) and the total cost."""
+        if self.strategy.final(fidelity) and (self.best is None or score > self.best[0]):
             self.best = (score, index, genotype)
         self.cost += cost
 
     def _record(self, index: int, genotype: Any, result: Evaluation, seconds: float, elapsed: float) -> dict:
-        self._track(index, genotype, result.score, result.cost)
-        record = {"index": index, "genotype": self.space.to_text(genotype), "score": result.score,
-                  "cost": result.cost, "time": seconds, "elapsed": elapsed, **result.metrics}
+        fidelity = self.strategy.fidelity
+        self._track(index, genotype, result.score, result.cost, fidelity)
+        record = {"index": index, "genotype": self.space.to_text(genotype), "fidelity": fidelity,
+                  "score": result.score, "cost": result.cost, "time": seconds, "elapsed": elapsed, **result.metrics}
         self.records.append(record)
-        log.info("[%d/%d] score %.2f (best %.2f) cost %.1fs %s", index + 1, self.strategy.budget, result.score,
-                 self.best[0], result.cost, record["genotype"])
+        log.info("[%d/%d] score %.2f%s (best %s) cost %.1fs %s", index + 1, self.strategy.budget, result.score,
+                 "" if fidelity is None else f" at fidelity {fidelity}",
+                 "none yet" if self.best is None else f"{self.best[0]:.2f}", result.cost, record["genotype"])
         return record
 
     def _log(self, board: TensorBoardLog, record: dict[str, Any], start: float) -> None:
-        """Per candidate: its score and cost, the best score against evaluations and against seconds; per new
-        best genotype: its text and benchmark accuracies."""
-        n, best = record["index"] + 1, self.best[0]
+        """Per candidate: its score and cost, the best score (at a final fidelity) against evaluations and against
+        seconds; per new best genotype: its text and benchmark accuracies."""
+        n = record["index"] + 1
         board.scalars("search", {"score": record["score"], "cost": record["cost"]}, n)
+        if self.best is None:  # no candidate has reached the final fidelity yet
+            return
+        best = self.best[0]
         # walltime = start + elapsed, so TensorBoard's "relative" axis is time since the start across resumes
         board.writer.add_scalar("search/best_score", best, n, walltime=start + record["elapsed"])
         board.writer.add_scalar("search/best_score_by_time", best, round(record["elapsed"]))
@@ -172,13 +188,18 @@ class DiscreteRun:
         return self.benchmark.query(genotype) if self.benchmark is not None else self.evaluator.report(genotype)
 
     def _save(self) -> None:
-        self.dir.save_checkpoint({"evaluator": self.evaluator.state_dict()})
+        self.dir.save_checkpoint({"evaluator": self.evaluator.state_dict(), "strategy": self.strategy.state_dict()})
 
     def _finish(self) -> dict[str, Any]:
+        if self.best is None:
+            raise RuntimeError(f"no candidate was evaluated at the final fidelity within the budget "
+                               f"({len(self.records)} evaluations, {self.cost:.0f} s); resume with a larger "
+                               "strategy.budget or strategy.time_budget")
         score, index, genotype = self.best
         text = self.dir.write_genotype(self.space, genotype)
         result = {"genotype": text, "genotype_json": self.space.to_json(genotype), "score": score,
-                  "best_index": index, "evaluations": len(self.records), "budget": self.strategy.budget,
+                  "fidelity": self.records[index].get("fidelity"), "best_index": index,
+                  "evaluations": len(self.records), "budget": self.strategy.budget,
                   "cost": self.cost, "elapsed": self.records[-1]["elapsed"]}
         report = self._report(genotype)
         if report:

@@ -16,6 +16,12 @@ only on that generator and the scores told so far. So a seed fixes the whole his
 generation is scored by one worker or many, and a run resumes exactly by replaying its recorded
 scores (``history.jsonl``) through ``ask``/``tell``.
 
+A generation is evaluated at one fidelity: ``_propose`` sets ``fidelity`` (None, the default, is the
+evaluator's own: epochs of ``evaluator=train``, the column of ``evaluator=tabular``), which the run hands
+to the evaluator and records with each candidate. A multi-fidelity strategy (Hyperband, BOHB) says
+through ``final(fidelity)`` which scores may win: ``best()`` only considers those, so a cheap
+low-fidelity score never beats a full evaluation.
+
 Like the gradient strategies (``darts.strategies.base.Strategy``), a discrete strategy has a
 ``space``, a current ``genotype()`` and ``scalars()`` for the logs.
 """
@@ -38,9 +44,11 @@ class DiscreteStrategy(ABC):
         seed: seeds the strategy's generator.
         time_budget: seconds of evaluation cost in all (None: no limit).
 
-    ``history`` lists ``(genotype, score)`` of every told candidate, in evaluation order; ``spent`` is
-    the total cost told so far.
+    ``history`` lists ``(genotype, score)`` of every told candidate, in evaluation order, and ``fidelities``
+    the fidelity each was scored at; ``spent`` is the total cost told so far.
     """
+
+    multi_fidelity = False  # whether generations are asked at fidelities of their own (Hyperband, BOHB)
 
     def __init__(self, space: SearchSpace, budget: int, seed: int, time_budget: float | None = None):
         if budget < 1:
@@ -53,6 +61,8 @@ class DiscreteStrategy(ABC):
         self.spent = 0.0
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[tuple[Any, float]] = []
+        self.fidelities: list[Any] = []  # the fidelity of each history entry
+        self.fidelity: Any = None  # the fidelity of the generation asked last (set by ``_propose``; None: the default)
         self.warm: list[Any] = []  # a warm start's genotypes (the run's ``warm_start``), drawn before uniform samples
         self._asked: list[Any] = []
 
@@ -84,13 +94,20 @@ class DiscreteStrategy(ABC):
         told = list(zip(self._asked, map(float, scores)))
         self._asked = []
         self.history.extend(told)
+        self.fidelities.extend([self.fidelity] * len(told))
         self._learn(told)
 
+    def final(self, fidelity: Any) -> bool:
+        """Whether a score at ``fidelity`` may be the result (every fidelity here; the top one for Hyperband)."""
+        return True
+
     def best(self) -> tuple[Any, float]:
-        """The first evaluated genotype of highest score, and its score (NB201 R_EA.py / RANDOM.py ``best_arch``)."""
-        if not self.history:
-            raise RuntimeError("no genotype has been evaluated yet")
-        return max(self.history, key=lambda item: item[1])
+        """The first evaluated genotype of highest score at a final fidelity, and its score (NB201 R_EA.py /
+        RANDOM.py ``best_arch``)."""
+        finals = [item for item, fidelity in zip(self.history, self.fidelities) if self.final(fidelity)]
+        if not finals:
+            raise RuntimeError("no genotype has been evaluated at a final fidelity yet")
+        return max(finals, key=lambda item: item[1])
 
     def genotype(self) -> Any:
         """The best genotype so far."""
@@ -100,13 +117,37 @@ class DiscreteStrategy(ABC):
         """Algorithm-specific values to log after each generation."""
         return {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """The search state after the last tell, for the run's checkpoint (resuming replays the history instead,
+        which rebuilds it exactly); default: none."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` saved (default: nothing to restore)."""
+
+    def _told_state(self) -> dict[str, Any]:
+        """What every strategy has been told (history as text, fidelities, cost spent), its remaining warm start and
+        its generator: the part of a ``state_dict`` shared by all strategies."""
+        return {"history": [[self.space.to_text(g), score] for g, score in self.history],
+                "fidelities": list(self.fidelities), "spent": self.spent,
+                "warm": [self.space.to_text(g) for g in self.warm], "generator": self.generator.get_state()}
+
+    def _load_told_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``_told_state`` saved."""
+        self.history = [(self.space.parse(text), float(score)) for text, score in state["history"]]
+        self.fidelities = list(state["fidelities"])
+        self.spent = float(state["spent"])
+        self.warm = [self.space.parse(text) for text in state["warm"]]
+        self.generator.set_state(state["generator"])
+
     def _sample(self) -> Any:
         """A genotype of the initial design: the warm start's next one, else a uniform sample of the space."""
         return self.warm.pop(0) if self.warm else self.space.sample(self.generator)
 
     @abstractmethod
     def _propose(self, limit: int) -> list[Any]:
-        """Between 1 and ``limit`` new genotypes, drawn from ``self.generator``."""
+        """Between 1 and ``limit`` new genotypes, drawn from ``self.generator``; a multi-fidelity strategy also sets
+        ``self.fidelity``."""
 
     def _learn(self, told: list[tuple[Any, float]]) -> None:
         """Update the search state with a scored generation (random search keeps none)."""

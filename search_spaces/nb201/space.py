@@ -17,6 +17,10 @@ from search_spaces.nb201.genotype import (EDGES, NUM_EDGES, NUM_NODES, PRIMITIVE
 from search_spaces.nb201.network import TinyNetwork
 from search_spaces.nb201.supernet import NB201Supernet
 
+# The edges (indices into EDGES) of each path from node 0 (input) to node 3 (output): 0->3, 0->1->3, 0->2->3, 0->1->2->3
+# (naszilla/naszilla nas_bench_201/cell_201.py get_paths ``path_blueprints``)
+PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))
+
 
 class NB201Space(SearchSpace):
     """The NB201 space; ``init_channels``/``cells_per_stage`` size the supernet and networks, ``auxiliary_skip``
@@ -95,3 +99,15 @@ class NB201Space(SearchSpace):
     def one_hot(self, genotype: Arch) -> dict[str, Mixing]:
         """The genotype's op index on each edge."""
         return {"cell": Mixing(index=[PRIMITIVES.index(op) for op in as_genotype(genotype).ops])}
+
+    def encode(self, genotype: Arch) -> torch.Tensor:
+        """BANANAS's path encoding (White et al., AAAI 2021, sec. 4; naszilla/naszilla nas_bench_201/cell_201.py
+        ``encode_paths``): one bit per op sequence of length 1-3 (5 + 25 + 125 = 155), set when some input-to-output
+        path of the cell carries those ops, `none` included as in the reference. [155]"""
+        ops = [PRIMITIVES.index(op) for op in as_genotype(genotype).ops]
+        k = len(PRIMITIVES)
+        encoding = torch.zeros(sum(k ** n for n in range(1, len(PATHS[-1]) + 1)))
+        for path in PATHS:
+            offset = sum(k ** n for n in range(1, len(path)))  # the sequences of shorter paths come first
+            encoding[offset + sum(ops[e] * k ** i for i, e in enumerate(path))] = 1.0
+        return encoding
