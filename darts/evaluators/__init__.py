@@ -5,7 +5,9 @@
   search split, score its accuracy on the validation half;
 - ``SupernetEvaluator`` (``supernet.py``): random search with weight sharing (Li and Talwalkar, UAI 2019,
   sec. 4.2): train the supernet on uniformly sampled single paths once, then score each genotype with
-  the shared weights.
+  the shared weights;
+- ``ZeroCostEvaluator`` (``zero_cost.py``): a zero-cost proxy of the untrained network on one batch (synflow,
+  grad_norm, snip, jacov, naswot; ``darts.proxies``).
 
 The interface, with fidelity and cost, is ``base.Evaluator``.
 """
@@ -13,5 +15,7 @@ from darts.evaluators.base import Evaluation, Evaluator, candidate_seed
 from darts.evaluators.supernet import SupernetEvaluator
 from darts.evaluators.tabular import TabularEvaluator
 from darts.evaluators.train import TrainEvaluator
+from darts.evaluators.zero_cost import ZeroCostEvaluator
 
-__all__ = ["Evaluation", "Evaluator", "SupernetEvaluator", "TabularEvaluator", "TrainEvaluator", "candidate_seed"]
+__all__ = ["Evaluation", "Evaluator", "SupernetEvaluator", "TabularEvaluator", "TrainEvaluator", "ZeroCostEvaluator",
+           "candidate_seed"]
