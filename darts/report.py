@@ -5,7 +5,9 @@ genotype agreement across seeds, and per-epoch curves (benchmark accuracy, skip 
 
 A directory is a run directory (it holds ``config.yaml``) or holds run directories at any depth (a Hydra
 ``-m`` sweep). A method is the strategy (``strategy._target_``'s class, " 2nd order" added for ``order: 2``;
-``train_final`` for retraining runs) in a space (``search_space._target_``'s class), e.g. ``GDAS / NB201Space``.
+``train_final`` for retraining runs; a deployment step's chain, e.g. ``train_final + prune 50% + int8``, for the runs
+of darts.prune, darts.quantize and darts.export) in a space (``search_space._target_``'s class), e.g.
+``GDAS / NB201Space``.
 Writes ``report.md``, ``report.csv`` (one row per run) and PNG figures (drawn by ``darts.report_plots``).
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ RESULT_METRICS = {  # each kind's final metrics in result.json (README: "What a 
     "search": ("valid_acc", "train_acc"),
     "discrete": ("score", "evaluations"),
     "final": ("test_accuracy", "best_valid_accuracy", "params", "madds"),
+    "deploy": ("test_accuracy", "params", "madds", "sparsity", "size_mb", "latency_ms_b1", "latency_ms_b64"),
 }
 COST = "search_cost_s"
 SKIP = "skip_connect"
@@ -73,13 +76,18 @@ class Run:
 
     @property
     def kind(self) -> str:
-        """``search`` (gradient), ``discrete`` or ``final`` (retraining: its config has no ``run``)."""
+        """``search`` (gradient), ``discrete``, ``final`` (retraining: its config has no ``run``) or ``deploy``."""
+        if "deploy" in self.config:
+            return "deploy"
         run = self.config.get("run")
         return RUN_KINDS.get(run["_target_"].rsplit(".", 1)[-1], "search") if run else "final"
 
     @property
     def strategy(self) -> str:
-        """The strategy's class name (`` 2nd order`` added for ``order: 2``); ``train_final`` for retraining."""
+        """The strategy's class name (`` 2nd order`` added for ``order: 2``); ``train_final`` for retraining; the
+        chain of steps for a deployment run."""
+        if self.kind == "deploy":
+            return self.config["deploy"]["method"]
         strategy = self.config.get("strategy")
         if self.kind == "final" or not strategy:
             return "train_final"
