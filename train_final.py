@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import cli
-from darts.distillation import from_settings as distillation
+from darts.runs.distillation import from_settings as distillation
 from darts.runs.final import FinalRun, FinalSettings
 from darts.runs.network_spec import NetworkSpec, holdout_split, resolve_genotype
 from darts.distributed import SINGLE, Distributed, from_environment

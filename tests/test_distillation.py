@@ -1,4 +1,4 @@
-"""Knowledge distillation (darts/distillation.py, train_final.py distill.*): the KD loss, the teacher, end to end."""
+"""Knowledge distillation (darts/runs/distillation.py, train_final.py distill.*): the KD loss, the teacher, end to end."""
 from __future__ import annotations
 
 import importlib.util
@@ -14,7 +14,7 @@ from torchvision import models
 
 import cli
 from conftest import ROOT, read_json, run_entry
-from darts.distillation import Distillation, from_settings, kd_loss
+from darts.runs.distillation import Distillation, from_settings, kd_loss
 from darts.runs.final import final_loss
 
 TINY = ["genotype=DARTS_V2", "model.init_channels=4", "model.layers=3", "epochs=1", "batch_size=8",

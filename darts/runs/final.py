@@ -5,7 +5,7 @@
 every epoch (DARTS cnn/train.py); its run directory holds ``checkpoint.pt`` (last, atomic), ``best.pt``
 (best validation accuracy, when a validation split is held out), ``genotype.txt``/``genotype.json``,
 ``result.json`` and the TensorBoard events. A network may return logits or ``(logits, logits_aux)``. With a teacher
-(``darts.distillation``) the main head's cross-entropy becomes the knowledge-distillation loss.
+(``darts.runs.distillation``) the main head's cross-entropy becomes the knowledge-distillation loss.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darts.distillation import Distillation
+from darts.runs.distillation import Distillation
 from darts.distributed import SINGLE, Distributed
 from darts.divergence import Diverged, check_finite, diverged
 from darts.model_stats import count_flops, count_parameters
@@ -107,7 +107,7 @@ class FinalRun:
         dist: the ranks of a torchrun run: each trains on its shard (the loaders given are the rank's), gradients
             averaged, evaluation summed over the ranks' shards; rank 0 writes the run directory.
         sync_bn: SyncBatchNorm (batch statistics over all ranks; CUDA only).
-        distill: a teacher to distill from (``darts.distillation``); None trains on the labels alone.
+        distill: a teacher to distill from (``darts.runs.distillation``); None trains on the labels alone.
     """
 
     def __init__(self, run_dir: str | Path, spec: NetworkSpec, train_loader, test_loader, settings: FinalSettings,
