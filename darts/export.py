@@ -26,7 +26,8 @@ import onnxruntime as ort
 import torch
 
 from darts.runs.deployment import (PROGRAM, DeployRun, accuracy, command_line, export_program, input_record,
-                                   open_source, save_program, test_loader, write_bytes)
+                                   open_source, save_program, test_loader)
+from darts.runs.directory import write_atomic
 
 log = logging.getLogger(__name__)
 ONNX = "model.onnx"
@@ -42,7 +43,7 @@ def to_onnx(program: torch.export.ExportedProgram, path: Path, record: dict[str,
     for key, value in record.items():
         model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=json.dumps(value)))
     onnx.checker.check_model(model, full_check=True)
-    write_bytes(path, model.SerializeToString())
+    write_atomic(path, model.SerializeToString())
 
 
 def onnx_session(path: Path) -> ort.InferenceSession:

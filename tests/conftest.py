@@ -75,3 +75,37 @@ def tensorboard_tags(run_dir: Path) -> dict[str, list[str]]:
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
     return acc.Tags()
+
+
+TIMING = ("time", "elapsed", "cost")  # the only fields of a history record that may differ between runs
+
+
+def history_without_timing(run_dir: Path) -> list[dict]:
+    """The records of a discrete run's history, timing fields removed."""
+    from darts.runs.directory import read_jsonl
+    from darts.runs.discrete import HISTORY
+
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_jsonl(run_dir / HISTORY)]
+
+
+def tabular_run(run_dir: Path, csv: Path, strategy, workers: int = 1):
+    """A discrete run (``darts.runs.discrete.DiscreteRun``) in the NB201 space scored by the table."""
+    from functools import partial
+
+    from darts.evaluators import TabularEvaluator
+    from darts.runs.discrete import DiscreteRun
+    from search_spaces.nb201 import NB201Space
+
+    return DiscreteRun(run_dir, NB201Space(), None, strategy, partial(TabularEvaluator, path=str(csv), workers=workers),
+                       progress=False)
+
+
+def ask_until_done(strategy, score, cost: float | None = None) -> list[list]:
+    """Ask a discrete strategy and tell it ``score(genotype)`` (each evaluation costing ``cost`` seconds) until its
+    budget is spent; the generations asked."""
+    generations = []
+    while not strategy.done:
+        genotypes = strategy.ask()
+        strategy.tell([score(g) for g in genotypes], None if cost is None else [cost] * len(genotypes))
+        generations.append(genotypes)
+    return generations

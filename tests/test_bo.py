@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import zlib
 from functools import partial
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import read_json, run_entry
-from darts.evaluators import TabularEvaluator
+from conftest import ask_until_done, history_without_timing, read_json, run_entry, tabular_run
 from darts.runs import checkpoint
 from darts.runs.directory import read_jsonl
-from darts.runs.discrete import HISTORY, DiscreteRun
+from darts.runs.discrete import HISTORY
 from darts.strategies.bananas import Bananas
 from darts.strategies.predictor import MLPEnsemble
 from darts.tabular import Table
@@ -25,32 +23,11 @@ from search_spaces.toy import ToySpace
 pytestmark = pytest.mark.usefixtures("one_thread")
 SPACES = {"nb201": NB201Space, "darts": partial(DartsSpace, layers=3, init_channels=4), "toy": ToySpace}
 FAST = {"epochs": 10, "members": 3}  # a small predictor where the test is not about its fit
-TIMING = ("time", "elapsed", "cost")  # the only fields of a history record that may differ between runs
 
 
 def fake_score(space, genotype) -> float:
     """A deterministic score of a genotype: a checksum of its text in [0, 1)."""
     return (zlib.crc32(space.to_text(genotype).encode()) % 10007) / 10007
-
-
-def search(strategy: Bananas, score, cost: float | None = None) -> list[list]:
-    """Ask and tell until the budget is spent (each evaluation costing ``cost`` seconds); the generations asked."""
-    generations = []
-    while not strategy.done:
-        genotypes = strategy.ask()
-        strategy.tell([score(g) for g in genotypes], None if cost is None else [cost] * len(genotypes))
-        generations.append(genotypes)
-    return generations
-
-
-def history(run_dir: Path) -> list[dict]:
-    """A run's history records without their timing fields."""
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_jsonl(run_dir / HISTORY)]
-
-
-def tabular_run(run_dir: Path, csv: Path, make) -> DiscreteRun:
-    """A discrete run in the NB201 space scored by the table."""
-    return DiscreteRun(run_dir, NB201Space(), None, make, partial(TabularEvaluator, path=str(csv)), progress=False)
 
 
 def ranks(x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +73,7 @@ def test_proposals_stay_in_the_space_and_are_new(name):
     ones (the 8-cell toy space runs out: then fewer candidates, then repeats, but the budget is still spent)."""
     space = SPACES[name]()
     strategy = Bananas(space, budget=30, initial=6, k=4, seed=3, **FAST)
-    generations = search(strategy, partial(fake_score, space))
+    generations = ask_until_done(strategy, partial(fake_score, space))
     sizes = [len(g) for g in generations]
     assert sum(sizes) == 30 and sizes[0] == 6 and (sizes == [6] + [4] * 6 or name == "toy")
     texts = [space.to_text(g) for generation in generations for g in generation]
@@ -191,10 +168,10 @@ def test_budget_in_evaluations_and_in_time():
     """A budget of 25 evaluations gives generations of 10, 10 and 5; a 15 s time budget at 1 s per evaluation stops
     after the generation that crosses it (20 evaluations)."""
     space = NB201Space()
-    by_count = search(Bananas(space, budget=25, seed=0, **FAST), partial(fake_score, space))
+    by_count = ask_until_done(Bananas(space, budget=25, seed=0, **FAST), partial(fake_score, space))
     assert [len(g) for g in by_count] == [10, 10, 5]
     timed = Bananas(space, budget=100, time_budget=15.0, seed=0, **FAST)
-    search(timed, partial(fake_score, space), cost=1.0)
+    ask_until_done(timed, partial(fake_score, space), cost=1.0)
     assert len(timed.history) == 20 and timed.spent == 20.0
 
 
@@ -202,8 +179,8 @@ def test_same_seed_same_search_and_scores_steer_it():
     """Two strategies of one seed told the same scores propose the same genotypes; other scores change the
     proposals after the initial design (ask depends only on the seed and the told scores)."""
     space = NB201Space()
-    runs = [search(Bananas(space, budget=30, seed=4, **FAST), partial(fake_score, space)) for _ in range(2)]
-    other = search(Bananas(space, budget=30, seed=4, **FAST), lambda g: -fake_score(space, g))
+    runs = [ask_until_done(Bananas(space, budget=30, seed=4, **FAST), partial(fake_score, space)) for _ in range(2)]
+    other = ask_until_done(Bananas(space, budget=30, seed=4, **FAST), lambda g: -fake_score(space, g))
     texts = [[[space.to_text(g) for g in generation] for generation in run] for run in (*runs, other)]
     assert texts[0] == texts[1] and texts[0][0] == texts[2][0] and texts[0][1:] != texts[2][1:]
 
@@ -239,7 +216,7 @@ def test_run_checkpoints_the_bo_state_and_resumes_exactly(nb201_csv, tmp_path):
     resumed.resume()
     assert len(resumed.records) == 23
     assert resumed.run() == {**full, "elapsed": read_json(tmp_path / "cut" / "result.json")["elapsed"]}
-    assert history(tmp_path / "cut") == history(tmp_path / "full")
+    assert history_without_timing(tmp_path / "cut") == history_without_timing(tmp_path / "full")
     again = checkpoint.load(tmp_path / "cut" / "checkpoint.pt")["strategy"]
     assert again["history"] == saved["history"] and torch.equal(again["predictor"]["params"],
                                                                 saved["predictor"]["params"])

@@ -16,7 +16,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from conftest import ROOT, read_json, tensorboard_tags
+from conftest import ROOT, history_without_timing, read_json, tabular_run, tensorboard_tags
 from darts.data import Datasets, ImageData
 from darts.evaluators import SupernetEvaluator, TabularEvaluator, TrainEvaluator
 from darts.runs.directory import read_jsonl
@@ -30,7 +30,6 @@ from search_spaces.nb201 import NB201Space
 from search_spaces.nb201.genotype import EDGES, PRIMITIVES, parse_arch
 
 CHI2_999 = {4: 18.467, 6: 22.458}  # chi-square quantile 0.999 by degrees of freedom
-TIMING = ("time", "elapsed", "cost")  # the only fields of a history record that may differ between runs
 
 
 def chi_square(counts: list[int]) -> float:
@@ -245,18 +244,6 @@ def test_supernet_evaluator_resumes_training_exactly(mini_images):
 
 
 # ---------------------------------------------------------------- the run: history, pool, resume
-
-
-def history_without_timing(run_dir: Path) -> list[dict]:
-    """The records of a run's history, timing fields removed."""
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_jsonl(run_dir / HISTORY)]
-
-
-def tabular_run(run_dir: Path, csv: Path, strategy, workers: int = 1) -> DiscreteRun:
-    """A discrete run in the NB201 space scored by the table."""
-    space = NB201Space()
-    return DiscreteRun(run_dir, space, None, strategy, partial(TabularEvaluator, path=str(csv), workers=workers),
-                       progress=False)
 
 
 @pytest.mark.parametrize("make", [partial(RegularizedEvolution, budget=40, generation=4, seed=5),

@@ -5,16 +5,14 @@ from __future__ import annotations
 import math
 import zlib
 from functools import partial
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_json, run_entry
+from conftest import ask_until_done, history_without_timing, read_json, run_entry, tabular_run
 
-from darts.evaluators import TabularEvaluator
 from darts.runs import checkpoint
 from darts.runs.directory import read_jsonl
-from darts.runs.discrete import HISTORY, DiscreteRun
+from darts.runs.discrete import HISTORY
 from darts.strategies.pso import ParticleSwarm, velocity
 from darts.tabular import Table
 from search_spaces.darts import DartsSpace
@@ -23,32 +21,11 @@ from search_spaces.toy import ToySpace
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SPACES = {"nb201": NB201Space, "darts": DartsSpace, "toy": ToySpace}
-TIMING = ("time", "elapsed", "cost")  # the only fields of a history record that may differ between runs
 
 
 def fake_score(space, genotype) -> float:
     """A deterministic score of a genotype: a checksum of its text in [0, 1)."""
     return (zlib.crc32(space.to_text(genotype).encode()) % 10007) / 10007
-
-
-def search(strategy: ParticleSwarm, score) -> list[list]:
-    """Ask and tell until the budget is spent; the generations asked."""
-    generations = []
-    while not strategy.done:
-        genotypes = strategy.ask()
-        strategy.tell([score(g) for g in genotypes])
-        generations.append(genotypes)
-    return generations
-
-
-def history(run_dir: Path) -> list[dict]:
-    """A run's history records without their timing fields."""
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_jsonl(run_dir / HISTORY)]
-
-
-def tabular_run(run_dir: Path, csv: Path, make) -> DiscreteRun:
-    """A discrete run in the NB201 space scored by the table."""
-    return DiscreteRun(run_dir, NB201Space(), None, make, partial(TabularEvaluator, path=str(csv)), progress=False)
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))
@@ -125,7 +102,7 @@ def test_budgets_in_evaluations_and_time_are_honoured():
     time budget of 7 s, a swarm of 3 stops after its second generation (12 s spent, the crossing generation kept)."""
     space = ToySpace()
     pso = ParticleSwarm(space, budget=25, swarm=10, seed=0)
-    assert [len(g) for g in search(pso, partial(fake_score, space))] == [10, 10, 5] and len(pso.history) == 25
+    assert [len(g) for g in ask_until_done(pso, partial(fake_score, space))] == [10, 10, 5] and len(pso.history) == 25
     timed = ParticleSwarm(space, budget=50, swarm=3, seed=0, time_budget=7.0)
     while not timed.done:
         genotypes = timed.ask()
@@ -191,7 +168,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(nb201_csv, tmp_path):
     resumed.resume()
     assert len(resumed.records) == 23
     assert resumed.run() == {**full, "elapsed": read_json(tmp_path / "cut" / "result.json")["elapsed"]}
-    assert history(tmp_path / "cut") == history(tmp_path / "full")
+    assert history_without_timing(tmp_path / "cut") == history_without_timing(tmp_path / "full")
     a, b = (checkpoint.load(tmp_path / name / "checkpoint.pt")["strategy"] for name in ("full", "cut"))
     assert torch.equal(a["positions"]["cell"], b["positions"]["cell"]) and a["global_score"] == b["global_score"]
 

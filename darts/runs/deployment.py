@@ -22,10 +22,8 @@ import importlib
 import io
 import json
 import logging
-import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -239,23 +237,11 @@ def program_bytes(program: torch.export.ExportedProgram) -> tuple[int, int]:
     return len(buffer.getvalue()), sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never a half-written file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_program(program: torch.export.ExportedProgram, path: Path, record: dict[str, Any]) -> None:
     """Save ``program`` atomically with ``record`` inside it (``extra_files``: deployment.json)."""
     buffer = io.BytesIO()
     torch.export.save(program, buffer, extra_files={RECORD: json.dumps(record)})
-    write_bytes(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 def command_line(parser: argparse.ArgumentParser, step: Callable[[argparse.Namespace], dict[str, Any]],
