@@ -77,9 +77,12 @@ class SearchSpace(ABC):
         """A 1-D float encoding for predictors: the one-hot op of every edge of every cell type (``one_hot``'s indices,
         cell types in ``cell_types`` order), the adjacency one-hot encoding of White et al., "A Study on Encodings
         for Neural Architecture Search" (NeurIPS 2020), sec. 3. [len(cell_types) * num_edges * len(primitives)]"""
+        return torch.nn.functional.one_hot(self.op_indices(genotype), len(self.primitives)).flatten().float()
+
+    def op_indices(self, genotype: Any) -> torch.Tensor:
+        """The op index of every edge of every cell type (``one_hot``'s), cell types in ``cell_types`` order. [C, E]"""
         mixing = self.one_hot(genotype)
-        index = torch.tensor([list(mixing[cell_type].index) for cell_type in self.cell_types])  # [C, E]
-        return torch.nn.functional.one_hot(index, len(self.primitives)).flatten().float()
+        return torch.stack([torch.as_tensor(mixing[t].index, dtype=torch.long) for t in self.cell_types])
 
     def input_choices(self) -> tuple[tuple[tuple[int, ...], int], ...]:
         """The nodes whose genotype keeps only some of their input edges: (those edges, how many are kept) for each.

@@ -27,7 +27,7 @@ from search_spaces.base import SearchSpace
 
 def encode(space: SearchSpace, genotype: Any) -> torch.Tensor:
     """The genotype's op index on every edge of every cell type ([D] int64, D = cell types x edges)."""
-    return torch.cat([torch.as_tensor(space.one_hot(genotype)[t].index, dtype=torch.long) for t in space.cell_types])
+    return space.op_indices(genotype).flatten()
 
 
 def decode(space: SearchSpace, vector: torch.Tensor) -> Any:

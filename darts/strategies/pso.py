@@ -106,7 +106,7 @@ class ParticleSwarm(DiscreteStrategy):
     def _encode(self, genotype: Any) -> dict[str, torch.Tensor]:
         """The genotype's one-hot mixing weights, per cell type [E, K]."""
         k = len(self.space.primitives)
-        return {c: F.one_hot(torch.as_tensor(m.index), k).float() for c, m in self.space.one_hot(genotype).items()}
+        return {c: F.one_hot(index, k).float() for c, index in zip(self.space.cell_types, self.space.op_indices(genotype))}
 
     def _initialise(self) -> list[Any]:
         """S genotypes of the initial design as one-hot positions, with SPSO 2011's velocities U(-x, 1 - x)."""
