@@ -10,17 +10,18 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from darts.data import Datasets, ImageData, cifar10, fake, image_folder, search_split
-from darts.loaders import PlainLoader
+from darts.data.datasets import Datasets, ImageData, cifar10, fake, image_folder, search_split
+from darts.data.loaders import PlainLoader
 from darts.runs.final import FinalRun, FinalSettings, final_loss
 from darts.runs.network_spec import NetworkSpec
 from darts.runs.search import SearchRun
-from darts.runtime import Runtime
+from darts.context import Runtime
 from darts.schedules import Cosine
-from darts.strategies.darts import DARTS
-from darts.strategies.gdas import GDAS
-from darts.strategies.pcdarts import PCDARTS
-from darts.trainer import search_epoch, train_epoch
+from darts.strategies.gradient.darts import DARTS
+from darts.strategies.gradient.gdas import GDAS
+from darts.strategies.gradient.pcdarts import PCDARTS
+from darts.strategies.bilevel import search_epoch
+from darts.training import train_epoch
 from search_spaces.darts import GENOTYPES, DartsSpace, NetworkCIFAR
 from search_spaces.nb201 import NB201Space
 
@@ -66,7 +67,7 @@ class Variant:
     fast: bool
     precision: str
     loader: str  # "device" (DeviceLoader) or "plain" (PlainLoader: DataLoader + CPU workers)
-    channels_last: bool | str  # True, False or "auto" (darts.runtime.use_channels_last)
+    channels_last: bool | str  # True, False or "auto" (darts.context.use_channels_last)
     compile: bool
 
 
@@ -98,14 +99,14 @@ def sizes_of(case: Case, size: str) -> dict[str, int]:
 def describe_data(spec: str) -> str:
     """What --data names: 'synthetic', 'CIFAR-10 <root>' or 'image folder <root>'."""
     if spec == "synthetic":
-        return "synthetic (darts.data.fake: uint8 images, 16 batches of the case's size)"
+        return "synthetic (darts.data.datasets.fake: uint8 images, 16 batches of the case's size)"
     root = Path(spec).expanduser()
     return f"CIFAR-10 {root}" if (root / "cifar-10-batches-py").is_dir() else f"image folder {root}"
 
 
 @lru_cache(maxsize=4)
 def load_data(spec: str, synthetic_train: int) -> Datasets:
-    """'synthetic' (darts.data.fake, synthetic_train images), a torchvision CIFAR-10 root or an ImageFolder root."""
+    """'synthetic' (darts.data.datasets.fake, synthetic_train images), a torchvision CIFAR-10 root or an ImageFolder root."""
     if spec == "synthetic":
         return fake(num_train=synthetic_train, num_test=max(synthetic_train // 8, 128))
     root = Path(spec).expanduser()

@@ -4,12 +4,12 @@
         --csv /tmp/zero_cost.csv
 
 For ``--n`` architectures of the table (a uniform subset without replacement, seeded by ``--seed``), each proxy
-of ``darts.proxies`` is computed on the untrained NB201 network (C=16, N=5 as in NAS-Bench-201; weights seeded
+of ``darts.evaluators.proxies`` is computed on the untrained NB201 network (C=16, N=5 as in NAS-Bench-201; weights seeded
 per architecture) with one batch of 64 training images, reused for every network (the papers score on a single
 minibatch: Abdelfattah et al. sec. 3, zero-cost-nas nasbench2_pred.py --batch_size 64 --dataload_info 1).
 Each row is appended to ``--csv`` as soon as it is computed, so an interrupted run resumes where it stopped;
 the script then prints a Markdown table of Spearman's rho and Kendall's tau-b against ``cifar10_test_200ep``.
-An undefined proxy value (NaN) ranks last (``darts.proxies.as_score``).
+An undefined proxy value (NaN) ranks last (``darts.evaluators.proxies.as_score``).
 """
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from darts.data import image_folder
+from darts.data.datasets import image_folder
 from darts.evaluators import candidate_seed
 from darts.evaluators.base import build_seeded
-from darts.proxies import as_score, jacov, loss_gradients, naswot, norm_sum, saliency, synflow
-from darts.search_data import SearchData
+from darts.evaluators.proxies import as_score, jacov, loss_gradients, naswot, norm_sum, saliency, synflow
+from darts.data.search_split import SearchData
 from search_spaces.nb201 import NB201Benchmark, NB201Space
 
 TARGET = "cifar10_test_200ep"

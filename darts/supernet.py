@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from darts.ops import FactorizedReduce, HeadSplit, Identity, Zero, head_split
-from darts.runtime import Runtime, autocast
+from darts.context import Runtime, autocast
 from darts.widening import widen_like
 
 
@@ -249,7 +249,7 @@ class CellDAG(nn.Module):
 class Supernet(nn.Module, ABC):
     """Base of every supernet: owns alphas [E, K] per cell type; subclasses implement ``logits``.
 
-    ``runtime`` (``darts.runtime.Runtime``) is given when the supernet is built: its autocast dtype and
+    ``runtime`` (``darts.context.Runtime``) is given when the supernet is built: its autocast dtype and
     memory format apply in ``forward``, its ``fast`` flag to the mixed ops the subclass builds, and
     ``SearchSpace.build_supernet`` places the finished network with ``runtime.place``.
     """

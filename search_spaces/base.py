@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from darts.diagrams import CellGraph
-from darts.runtime import Runtime
+from darts.context import Runtime
 from darts.supernet import Mixing, Supernet
 
 

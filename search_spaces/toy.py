@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from darts.diagrams import CellGraph
 from darts.ops import Identity, ReLUConvBN
-from darts.runtime import Runtime
+from darts.context import Runtime
 from darts.supernet import CellDAG, MixedOp, Mixing, Supernet
 from search_spaces.base import SearchSpace, randint
 

@@ -17,9 +17,9 @@ from hydra import compose, initialize_config_dir
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import train_search  # noqa: E402
+import darts.app.search as train_search  # noqa: E402
 from darts.distributed import Distributed, from_environment  # noqa: E402
-from darts.trainer import frozen  # noqa: E402
+from darts.training import frozen  # noqa: E402
 
 
 def mean_difference(dist: Distributed, params: list[torch.Tensor], local: tuple) -> float:
@@ -31,7 +31,7 @@ def mean_difference(dist: Distributed, params: list[torch.Tensor], local: tuple)
 def main(out: Path, overrides: list[str]) -> None:
     """Search with the overrides, recording every arch step of this rank."""
     dist = from_environment()
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "darts" / "conf"), version_base="1.3"):
         cfg = compose("search", overrides)
     run = train_search.build(cfg, out / "run", dist)
     strategy, steps, diffs, weight_diffs = run.strategy, [], [], []

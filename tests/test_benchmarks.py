@@ -16,18 +16,18 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import speed, workloads
-from darts.data import fake
+from darts.data.datasets import fake
 from darts.runs.final import FinalRun, FinalSettings
 from darts.runs.network_spec import NetworkSpec
 from darts.runs.search import SearchRun
-from darts.runtime import Runtime, use_channels_last
+from darts.context import Runtime, use_channels_last
 from darts.schedules import Cosine
-from darts.search_data import SearchData
+from darts.data.search_split import SearchData
 from search_spaces.darts.network import NetworkCIFAR
-from darts.strategies.darts import DARTS
-from darts.strategies.gdas import GDAS
-from darts.strategies.pcdarts import PCDARTS
-from darts.trainer import search_epoch
+from darts.strategies.gradient.darts import DARTS
+from darts.strategies.gradient.gdas import GDAS
+from darts.strategies.gradient.pcdarts import PCDARTS
+from darts.strategies.bilevel import search_epoch
 from search_spaces.darts import DartsSpace
 from search_spaces.darts.genotypes import GENOTYPES
 from search_spaces.nb201 import NB201Space

@@ -1,4 +1,4 @@
-"""BANANAS (darts/strategies/bananas.py, predictor.py) and the spaces' encodings: proposals stay in the space, the
+"""BANANAS (darts/strategies/discrete/bananas.py, predictor.py) and the spaces' encodings: proposals stay in the space, the
 batched predictor learns, ITS takes the predicted best, budgets, the checkpointed state, exact resume and an
 end-to-end run on the NB201 table."""
 from __future__ import annotations
@@ -13,9 +13,9 @@ from conftest import ask_until_done, history_without_timing, read_json, run_entr
 from darts.runs import checkpoint
 from darts.runs.directory import read_jsonl
 from darts.runs.discrete import HISTORY
-from darts.strategies.bananas import Bananas
-from darts.strategies.predictor import MLPEnsemble
-from darts.tabular import Table
+from darts.strategies.discrete.bananas import Bananas
+from darts.strategies.discrete.predictor import MLPEnsemble
+from darts.data.tabular import Table
 from search_spaces.darts import DartsSpace
 from search_spaces.nb201 import NB201Space
 from search_spaces.toy import ToySpace

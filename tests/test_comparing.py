@@ -12,7 +12,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, run_entry
-from darts import draw
+import darts.reporting.draw as draw
 from darts.diagrams import draw_genotype, save, to_image
 from search_spaces.darts import GENOTYPES, DartsSpace
 from search_spaces.nb201 import NB201Space
@@ -47,16 +47,19 @@ def test_sampled_genotypes_of_every_space_draw_to_png_pdf_and_svg(space, tmp_pat
 
 
 def test_the_draw_command_takes_names_texts_and_run_directories(tmp_path):
-    """python -m darts.draw draws a published name, an NB201 string (--space nb201) and a run directory's genotype
+    """darts-draw draws a published name, an NB201 string (--space nb201) and a run directory's genotype
     (its space read from its config); a bad name is one line and status 1."""
-    assert draw.main(["DARTS_V2", "--out", str(tmp_path / "v2.png")]).is_file()
+    draw.main(["DARTS_V2", "--out", str(tmp_path / "v2.png")])
+    assert (tmp_path / "v2.png").is_file()
     nb201 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
-    assert draw.main([nb201, "--space", "nb201", "--out", str(tmp_path / "nb.svg")]).is_file()
+    draw.main([nb201, "--space", "nb201", "--out", str(tmp_path / "nb.svg")])
+    assert (tmp_path / "nb.svg").is_file()
     run = tmp_path / "run"
     run_entry("train_search.py", run, "search_space=toy", "dataset=fake", "dataset.num_train=16", "dataset.num_test=8",
               "dataset.image_size=8", "batch_size=4", "epochs=1")
-    assert draw.main([str(run), "--out", str(tmp_path / "run.png")]).is_file()
-    proc = subprocess.run([sys.executable, "-m", "darts.draw", "DARTS_V9"], cwd=ROOT, capture_output=True, text=True)
+    draw.main([str(run), "--out", str(tmp_path / "run.png")])
+    assert (tmp_path / "run.png").is_file()
+    proc = subprocess.run([sys.executable, "-m", "darts.reporting.draw", "DARTS_V9"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1 and "DARTS_V9" in proc.stderr
 
 

@@ -11,14 +11,14 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import train_final
-import train_search
+import darts.app.retrain as train_final
+import darts.app.search as train_search
 from conftest import SHARED_DATA, read_json, targets
 from darts.strategies.base import Strategy
-from darts.strategies.discrete import DiscreteStrategy
-from darts.strategies.hyperband import Hyperband
+from darts.strategies.discrete.base import DiscreteStrategy
+from darts.strategies.discrete.hyperband import Hyperband
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "darts" / "conf"
 SMOKE_SPACE = "toy"  # every strategy smoke-runs in the toy space (search_spaces/toy.py)
 # values for mandatory (???) keys, by key; a new mandatory key needs one here
 DATA = {"evaluator.path": SHARED_DATA / "nb201" / "nb201_accuracies.csv", "dataset.root": SHARED_DATA / "cifar10-mini"}

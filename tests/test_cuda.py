@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 
 from conftest import run_entry
-from darts.runtime import Runtime, configure_backends
-from darts.strategies.darts import DARTS
-from darts.strategies.drnas import DrNAS
+from darts.context import Runtime, configure_backends
+from darts.strategies.gradient.darts import DARTS
+from darts.strategies.gradient.drnas import DrNAS
 from search_spaces.darts import DartsSpace
 from search_spaces.toy import ToySpace
 

@@ -1,4 +1,4 @@
-"""Tests for darts/data.py: datasets, the search split and the loaders."""
+"""Tests for darts/data/datasets.py: datasets, the search split and the loaders."""
 import time
 from pathlib import Path
 
@@ -9,8 +9,8 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from darts import data as D
-from darts import loaders as L
+import darts.data.datasets as D
+import darts.data.loaders as L
 
 MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini"
 

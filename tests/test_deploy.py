@@ -1,4 +1,4 @@
-"""Deployment steps (darts.prune, darts.quantize, darts.export) on a tiny retrained network from cifar10-mini."""
+"""Deployment steps (darts.deploy.prune, darts.deploy.quantize, darts.deploy.export) on a tiny retrained network from cifar10-mini."""
 from __future__ import annotations
 
 import json
@@ -12,15 +12,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-import darts.prune as prune_module
+import darts.deploy.prune as prune_module
 from conftest import ROOT, read_json, run_entry, tensorboard_tags
-from darts.export import export
-from darts.prune import channel_chains, prune_run
-from darts.prune import main as prune_main
-from darts.quantize import main as quantize_main
-from darts.quantize import quantize
-from darts.report import collect
-from darts.runs.deployment import open_source
+from darts.deploy.export import export
+from darts.deploy.prune import channel_chains, prune_run
+from darts.deploy.cli import main as deploy_main
+from darts.deploy.quantize import quantize
+from darts.reporting.report import collect
+from darts.deploy.steps import open_source
 
 # a tiny retraining: DARTS_V2 at 4 channels, 3 cells, one epoch of two steps (auxiliary head on: it must be dropped)
 TINY = ["genotype=DARTS_V2", "model.init_channels=4", "model.layers=3", "epochs=1", "batch_size=8",
@@ -101,7 +100,7 @@ def test_int8_program_is_smaller_and_reports_its_accuracy(chain):
     assert result["tensor_ratio"] > 2 and result["tensor_mb"] < result["tensor_mb_fp32"]
     assert 0 <= result["test_accuracy"] <= 100 and 0 <= result["test_accuracy_fp32"] <= 100
     assert result["latency_ms_b2"] > 0 and result["latency_ms_b2_fp32"] > 0 and result["threads"] == 1
-    load = f"from darts.runs.deployment import open_source; open_source({str(chain['int8'])!r}).program()"
+    load = f"from darts.deploy.steps import open_source; open_source({str(chain['int8'])!r}).program()"
     subprocess.run([sys.executable, "-c", load], cwd=ROOT, check=True, timeout=300)  # a fresh process reads it
     program = torch.export.load(chain["int8"] / "model.pt2")
     int8 = [t for t in [*program.state_dict.values(), *program.constants.values()] if t.dtype == torch.int8]
@@ -136,7 +135,7 @@ def test_prune_resumes_from_its_fine_tuning_checkpoint(retrained, monkeypatch, c
     with pytest.raises(KeyboardInterrupt):
         prune_run(retrained, 0.5, out=out, **FINETUNE)
     monkeypatch.setattr(prune_module, "train_epoch", original)
-    with caplog.at_level("INFO", logger="darts.prune"):
+    with caplog.at_level("INFO", logger="darts.deploy.prune"):
         resumed = prune_run(retrained, 0.5, out=out, **FINETUNE)
     assert "resumed" in caplog.text and "fine-tuning epoch 2 of 2" in caplog.text
     whole = read_json(retrained / "prune_50" / "result.json")
@@ -151,17 +150,17 @@ def test_prune_resumes_from_its_fine_tuning_checkpoint(retrained, monkeypatch, c
 def test_bad_inputs_are_one_line_errors(retrained, chain, tmp_path):
     """A missing run directory, a search run, a bad amount and an int8 run given to quantize end the command with
     status 1 and one line naming the problem."""
-    proc = subprocess.run([sys.executable, "-m", "darts.export", str(tmp_path / "missing")], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "darts.deploy.cli", "export", str(tmp_path / "missing")], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     expected = f"FileNotFoundError: {tmp_path / 'missing'}: no such run directory"
     assert proc.returncode == 1 and proc.stderr.strip() == expected
     search = tmp_path / "search"
     search.mkdir()
     (search / "config.yaml").write_text("run:\n  _target_: darts.runs.search.SearchRun\n")
-    cases = [(quantize_main, [str(search)], "is not a retraining run"),
-             (prune_main, [str(retrained), "--amount", "1.5"], "--amount=1.5 must lie in"),
-             (quantize_main, [str(chain["int8"])], "is an int8 run")]
-    for main, argv, message in cases:
+    cases = [(["quantize", str(search)], "is not a retraining run"),
+             (["prune", str(retrained), "--amount", "1.5"], "--amount=1.5 must lie in"),
+             (["quantize", str(chain["int8"])], "is an int8 run")]
+    for argv, message in cases:
         with pytest.raises(SystemExit) as exit_:
-            main(argv)
+            deploy_main(argv)
         assert message in str(exit_.value.code) and "\n" not in str(exit_.value.code)

@@ -17,14 +17,14 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from conftest import ROOT, history_without_timing, read_json, tabular_run, tensorboard_tags
-from darts.data import Datasets, ImageData
+from darts.data.datasets import Datasets, ImageData
 from darts.evaluators import SupernetEvaluator, TabularEvaluator, TrainEvaluator
 from darts.runs.directory import read_jsonl
 from darts.runs.discrete import HISTORY, DiscreteRun
-from darts.search_data import SearchData
+from darts.data.search_split import SearchData
 from search_spaces.darts.genotype import Genotype
-from darts.strategies.evolution import RegularizedEvolution
-from darts.strategies.random_search import RandomSearch
+from darts.strategies.discrete.evolution import RegularizedEvolution
+from darts.strategies.discrete.random_search import RandomSearch
 from search_spaces.darts import DartsSpace
 from search_spaces.nb201 import NB201Space
 from search_spaces.nb201.genotype import EDGES, PRIMITIVES, parse_arch
@@ -298,11 +298,11 @@ def test_resume_refuses_a_history_from_another_seed(nb201_csv, tmp_path):
 DISCRETE = ("random", "evolution")
 
 
-@pytest.mark.parametrize("evaluator", sorted(p.stem for p in (ROOT / "conf" / "evaluator").glob("*.yaml")))
+@pytest.mark.parametrize("evaluator", sorted(p.stem for p in (ROOT / "darts" / "conf" / "evaluator").glob("*.yaml")))
 @pytest.mark.parametrize("strategy", DISCRETE)
 def test_discrete_configs_compose_with_every_evaluator(strategy, evaluator):
     """Each discrete strategy composes with each evaluator into a `run` node; gradient strategies have none."""
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "darts" / "conf"), version_base="1.3"):
         cfg = compose("search", overrides=[f"strategy={strategy}", f"evaluator={evaluator}", "evaluator.path=x"]
                       if evaluator == "tabular" else [f"strategy={strategy}", f"evaluator={evaluator}"])
         assert cfg.run._target_ == "darts.runs.discrete.DiscreteRun" and cfg.strategy.seed == cfg.seed

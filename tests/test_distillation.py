@@ -1,7 +1,6 @@
 """Knowledge distillation (darts/runs/distillation.py, train_final.py distill.*): the KD loss, the teacher, end to end."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision import models
 
-import cli
+from darts.app import config as cli
 from conftest import ROOT, read_json, run_entry
 from darts.runs.distillation import Distillation, from_settings, kd_loss
 from darts.runs.final import final_loss
@@ -28,16 +27,15 @@ def tiny(cifar_mini: Path, *overrides: str) -> list[str]:
 
 def compose_final(overrides: list[str]):
     """conf/final.yaml composed with overrides, as train_final.py sees it."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "darts" / "conf"), version_base="1.3"):
         return compose(config_name="final", overrides=overrides)
 
 
 def build_run(cfg, run_dir: Path):
-    """train_final.build_run (train_final.py is a script beside the packages, loaded as a module)."""
-    spec = importlib.util.spec_from_file_location("train_final", ROOT / "train_final.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_run(cfg, run_dir)
+    """The retraining entry point's build_run (``darts.app.retrain``)."""
+    from darts.app.retrain import build_run as build
+
+    return build(cfg, run_dir)
 
 
 def scalars(run_dir: Path) -> dict[str, list[float]]:

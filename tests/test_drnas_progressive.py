@@ -11,10 +11,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-import train_search
+import darts.app.search as train_search
 from conftest import ROOT
-from darts.runtime import Runtime
-from darts.strategies.drnas import DrNAS
+from darts.context import Runtime
+from darts.strategies.gradient.drnas import DrNAS
 from darts.supernet import MixedOp, Mixing
 from darts.widening import carry, carry_optimizer
 from search_spaces.darts.ops import PRIMITIVES, SEARCH_OPS
@@ -131,7 +131,7 @@ def test_a_progressive_nb201_search_runs_with_the_table_and_resumes_exactly(cifa
                  "epochs=3", "steps_per_epoch=2",
                  "batch_size=8", "dataset=imagefolder", f"dataset.root={cifar_mini}", "progress=false",
                  "device=cpu", "channels_last=false", f"benchmark.path={nb201_csv}"]
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "darts" / "conf"), version_base="1.3"):
         cfg = compose("search", overrides)
     full = train_search.build(cfg, tmp_path / "full")
     result = full.run()

@@ -11,10 +11,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import cli
-from darts.runs.network_spec import resolve_genotype
+from darts.app import config as cli
+from darts.runs.reader import resolve_genotype
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "darts" / "conf"
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 TABLE = SHARED_DATA / "nb201" / "nb201_accuracies.csv"
 # values for mandatory (???) keys, by key; a preset with another mandatory key needs one here
@@ -147,7 +147,7 @@ def test_nb201_gdas_composes_gdas_in_nb201():
         pytest.skip("no nb201_gdas preset")
     cfg = compose_preset("nb201_gdas")
     assert cfg.search_space._target_ == "search_spaces.nb201.NB201Space" and cfg.search_space.track_running_stats
-    assert cfg.strategy._target_ == "darts.strategies.gdas.GDAS" and cfg.run._target_ == "darts.runs.search.SearchRun"
+    assert cfg.strategy._target_ == "darts.strategies.gradient.gdas.GDAS" and cfg.run._target_ == "darts.runs.search.SearchRun"
     assert cfg.epochs == 240 and cfg.benchmark.path == str(TABLE)
 
 

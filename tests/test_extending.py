@@ -11,14 +11,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darts.data import fake
+from darts.data.datasets import fake
 from darts.ops import head_split
 from darts.runs.search import SearchRun
-from darts.runtime import Runtime
-from darts.search_data import SearchData
-from darts.strategies.darts import DARTS
+from darts.context import Runtime
+from darts.data.search_split import SearchData
+from darts.strategies.gradient.darts import DARTS
 from darts.supernet import MixedOp, SharedInput
-from darts.trainer import search_epoch
+from darts.strategies.bilevel import search_epoch
 from search_spaces.darts import OPS as DARTS_OPS
 from search_spaces.darts import DartsSpace, Genotype
 from search_spaces.darts.ops import SEARCH_OPS

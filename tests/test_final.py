@@ -1,7 +1,6 @@
 """Retraining (darts/runs/final.py, train_final.py): genotype sources, the recipes, the loss, FLOPs, resume, end to end."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -16,12 +15,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-import cli
+from darts.app import config as cli
 import darts.runs.final as final
 from conftest import ROOT, read_json, run_entry
 from darts.model_stats import count_flops
 from darts.runs.final import final_loss
-from darts.runs.network_spec import holdout_split, resolve_genotype as resolve
+from darts.runs.network_spec import holdout_split
+from darts.runs.reader import resolve_genotype as resolve
 from search_spaces.darts import GENOTYPES, DartsSpace
 from search_spaces.nb201 import NB201Space
 
@@ -43,16 +43,15 @@ def tiny_overrides(cifar_mini: Path) -> list[str]:
 
 
 def load_entry_point():
-    """train_final.py as a module (it is a script beside the packages, not part of them)."""
-    spec = importlib.util.spec_from_file_location("train_final", ROOT / "train_final.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The retraining entry point's module (``darts.app.retrain``)."""
+    import darts.app.retrain
+
+    return darts.app.retrain
 
 
 def compose_final(overrides: list[str]):
     """conf/final.yaml composed with overrides, as train_final.py sees it."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "darts" / "conf"), version_base="1.3"):
         return compose(config_name="final", overrides=overrides)
 
 
@@ -320,7 +319,7 @@ def test_closed_form_schedules_equal_torch_schedulers():
 
 def test_train_epoch_sets_the_per_step_rate_before_each_step():
     """train_epoch(lr_at_step=...) sets the rate of every parameter group before each step."""
-    from darts.trainer import train_epoch
+    from darts.training import train_epoch
 
     model = nn.Linear(4, 3)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)

@@ -10,16 +10,16 @@ import pytest
 import torch
 import torch.nn as nn
 
-import darts.strategies.drnas as drnas
-from darts.data import fake
+import darts.strategies.gradient.drnas as drnas
+from darts.data.datasets import fake
 from darts.evaluators import TrainEvaluator
 from darts.runs import checkpoint
 from darts.runs.search import SearchRun
-from darts.runtime import Runtime, configure_backends
-from darts.search_data import SearchData
-from darts.strategies.darts import DARTS
-from darts.strategies.drnas import DrNAS, FixedDirichlet
-from darts.strategies.gdas import GDAS
+from darts.context import Runtime, configure_backends
+from darts.data.search_split import SearchData
+from darts.strategies.gradient.darts import DARTS
+from darts.strategies.gradient.drnas import DrNAS, FixedDirichlet
+from darts.strategies.gradient.gdas import GDAS
 from search_spaces.darts import DartsSpace
 from search_spaces.toy import ToySpace
 

@@ -1,4 +1,4 @@
-"""The dominant arch-Hessian eigenvalue (darts/hessian.py): Lanczos against the exact Hessian, the monitor's
+"""The dominant arch-Hessian eigenvalue (darts/selections/hessian.py): Lanczos against the exact Hessian, the monitor's
 side effects, and its logging during a search (arch/hessian_eigenvalue, genotypes.jsonl)."""
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-import train_search
+import darts.app.search as train_search
 from conftest import tensorboard_tags
-from darts.hessian import HessianMonitor, dominant_eigenvalue
-from darts.strategies.darts import DARTS
-from darts.strategies.drnas import DrNAS
+from darts.selections.hessian import HessianMonitor, dominant_eigenvalue
+from darts.strategies.gradient.darts import DARTS
+from darts.strategies.gradient.drnas import DrNAS
 from darts.supernet import Mixing
 from search_spaces.toy import ToySpace
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "darts" / "conf"
 
 
 def tiny_float64():

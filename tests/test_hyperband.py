@@ -13,9 +13,9 @@ from conftest import read_json, run_entry
 from darts.evaluators import Evaluation, Evaluator, TabularEvaluator
 from darts.runs.directory import read_jsonl
 from darts.runs.discrete import HISTORY, DiscreteRun
-from darts.strategies.bohb import BOHB
-from darts.strategies.hyperband import Hyperband, brackets
-from darts.strategies.kde import CategoricalKDE, decode, encode, propose
+from darts.strategies.discrete.bohb import BOHB
+from darts.strategies.discrete.hyperband import Hyperband, brackets
+from darts.strategies.discrete.kde import CategoricalKDE, decode, encode, propose
 from search_spaces.darts import DartsSpace
 from search_spaces.nb201 import NB201Space
 from search_spaces.toy import ToySpace

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-import cli
+from darts.app import config as cli
 from conftest import ROOT, read_json
 
 TOY = ["search_space=toy", "dataset=fake", "dataset.num_train=16", "dataset.num_test=8", "dataset.image_size=8",

@@ -1,5 +1,6 @@
-"""The shape of the code, read from the source with ``ast``: imports point one way (no cycles), the core ``darts/``
-never imports a concrete search space, only the entry points use Hydra, and no module shadows a standard one."""
+"""The shape of the code, read from the source with ``ast``: imports point one way (no cycles, none from a lower layer
+to a higher one), the core ``darts/`` never imports a concrete search space, only the application layer
+(``darts.app`` and the thin wrappers) uses Hydra, files stay short and no module shadows a standard one."""
 from __future__ import annotations
 
 import ast
@@ -10,7 +11,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("darts", "search_spaces", "benchmarks")
-ENTRY_POINTS = ("train_search", "train_final", "cli")
+ENTRY_POINTS = ("train_search", "train_final")
+APP = "darts.app"  # the only package that imports hydra and omegaconf
+# Layers from the top: a module imports only from its own layer or those below (the first prefix that matches wins).
+LAYERS = (
+    ("train_search", "train_final", "benchmarks", APP),  # commands
+    ("darts.reporting", "darts.deploy"),  # read finished runs
+    ("darts.runs",),  # the run lifecycle and its kinds
+    ("darts.strategies", "darts.evaluators", "darts.selections"),  # algorithms
+    ("search_spaces",),  # topology
+    ("darts",),  # the core: ops, supernet, training loop, data, context
+)
+MAX_LINES = 300
+MAX_CORE_MODULES = 12
 CONCRETE_SPACES = "search_spaces.base"  # the one module of search_spaces/ that darts/ may import: the interface
 
 
@@ -84,12 +97,42 @@ def test_core_imports_no_concrete_space(graph):
     assert bad == set()
 
 
-def test_only_entry_points_use_hydra():
-    """Hydra and OmegaConf appear only in the entry points (the library takes plain typed arguments)."""
+def test_only_the_application_uses_hydra():
+    """Hydra and OmegaConf appear only in darts.app (the library takes plain typed arguments)."""
     modules = project_modules()
-    bad = {name for name, path in modules.items() if name not in ENTRY_POINTS
+    bad = {name for name, path in modules.items() if name not in ENTRY_POINTS and not name.startswith(APP)
            and any(m.split(".")[0] in ("hydra", "omegaconf") for m in imported(path, modules))}
     assert bad == set()
+
+
+def layer(module: str) -> int:
+    """The layer of a module (0 = the top), by the first prefix of ``LAYERS`` that names it or a package above it."""
+    return next(k for k, prefixes in enumerate(LAYERS) for prefix in prefixes
+                if module == prefix or module.startswith(prefix + "."))
+
+
+def test_no_import_runs_back_up(graph):
+    """No module imports one of a higher layer (e.g. the core never imports a strategy, a run never a command)."""
+    bad = sorted((mod, dep) for mod, deps in graph.items() for dep in deps if layer(dep) < layer(mod))
+    assert bad == []
+
+
+def test_layer_check_finds_an_upward_import():
+    """The check above can fail: the core importing a run is upward."""
+    assert layer("darts.training") > layer("darts.runs.search") > layer("darts.app.search")
+
+
+def test_library_files_are_short():
+    """No library module is over 300 lines (the original DARTS files are each under 250)."""
+    long = {name: n for name, path in project_modules().items()
+            if (n := len(path.read_text().splitlines())) > MAX_LINES and not name.startswith("benchmarks")}
+    assert long == {}
+
+
+def test_the_core_has_few_modules():
+    """At most 12 modules directly in darts/ besides its sub-packages: the rest is grouped by capability."""
+    core = [p.name for p in (ROOT / "darts").glob("*.py") if p.name != "__init__.py"]
+    assert len(core) <= MAX_CORE_MODULES, sorted(core)
 
 
 def test_no_module_shadows_a_standard_module():

@@ -1,4 +1,4 @@
-"""The DARTS evaluation protocol as one resumable command (protocol.py): searches, selection on a held-out split,
+"""The DARTS evaluation protocol as one resumable command (darts-protocol): searches, selection on a held-out split,
 final retraining, report; at smoke scale on real images, killed after its first stage and run again."""
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from conftest import ROOT
 
 
 def command(study, cifar_mini) -> list[str]:
-    """protocol.py darts_v1 at smoke scale: 2 searches of one step, 1-epoch selection, 2 one-step retrainings."""
+    """darts-protocol darts_v1 at smoke scale: 2 searches of one step, 1-epoch selection, 2 one-step retrainings."""
     data = ["dataset=imagefolder", f"dataset.root={cifar_mini}", "progress=false", "batch_size=8",
             "steps_per_epoch=1", "epochs=1"]
-    return [sys.executable, str(ROOT / "protocol.py"), "darts_v1", "--study", str(study), "--seeds", "0,1",
+    return [sys.executable, "-m", "darts.app.protocol", "darts_v1", "--study", str(study), "--seeds", "0,1",
             "--retrain-seeds", "0,1", "--select-epochs", "1",
             "--search", *data, "model.layers=2", "model.init_channels=4",
             "--retrain", *data, "model.layers=3", "model.init_channels=4"]
@@ -55,7 +55,7 @@ def test_the_protocol_runs_end_to_end_and_resumes_after_a_kill(cifar_mini, tmp_p
 def test_a_preset_without_a_protocol_is_one_line(tmp_path):
     """A preset that is not a DARTS-space search (no `protocol` node), or an unknown one, stops with one line."""
     for name, expected in (("nb201_gdas", "has no `protocol` node"), ("darts_v9", "preset 'darts_v9' is not valid")):
-        proc = subprocess.run([sys.executable, str(ROOT / "protocol.py"), name, "--study", str(tmp_path)], cwd=ROOT,
+        proc = subprocess.run([sys.executable, "-m", "darts.app.protocol", name, "--study", str(tmp_path)], cwd=ROOT,
                               capture_output=True, text=True)
         assert proc.returncode == 1 and expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
@@ -65,5 +65,5 @@ def test_quoting_keeps_a_value_whole_for_hydra(value):
     """protocol.quoted gives a Hydra override value that parses back to the same string."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    import protocol
+    from darts.app import protocol
     assert OverridesParser.create().parse_overrides([f"genotype={protocol.quoted(value)}"])[0].value() == value

@@ -1,4 +1,4 @@
-"""Particle swarm optimisation (darts/strategies/pso.py): proposals stay in the space, the velocity rule, personal
+"""Particle swarm optimisation (darts/strategies/discrete/pso.py): proposals stay in the space, the velocity rule, personal
 and global bests, budgets, the checkpointed swarm, exact resume and an end-to-end run on the NB201 table."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from conftest import ask_until_done, history_without_timing, read_json, run_entr
 from darts.runs import checkpoint
 from darts.runs.directory import read_jsonl
 from darts.runs.discrete import HISTORY
-from darts.strategies.pso import ParticleSwarm, velocity
-from darts.tabular import Table
+from darts.strategies.discrete.pso import ParticleSwarm, velocity
+from darts.data.tabular import Table
 from search_spaces.darts import DartsSpace
 from search_spaces.nb201 import NB201Space
 from search_spaces.toy import ToySpace

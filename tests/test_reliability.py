@@ -15,10 +15,11 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-import cli
+from darts.app import config as cli
+from darts.app import rundir
 from conftest import ROOT, read_json, run_entry
-from darts.data import image_folder
-from darts.runtime import amp_dtype
+from darts.data.datasets import image_folder
+from darts.context import amp_dtype
 from search_spaces.nb201 import NB201Benchmark
 
 TOY = ["search_space=toy", "dataset=fake", "dataset.num_train=32", "dataset.num_test=8", "dataset.image_size=8",
@@ -65,8 +66,8 @@ def test_a_directory_holding_a_run_is_never_reused(tmp_path):
 def test_new_run_dir_never_returns_an_existing_directory(tmp_path):
     """new_run_dir creates the directory itself, adding a suffix when it exists, and is stable within a process."""
     (tmp_path / "a").mkdir()
-    made = cli.new_run_dir(str(tmp_path / "a"))
-    assert made == str(tmp_path / "a_1") and Path(made).is_dir() and cli.new_run_dir(str(tmp_path / "a")) == made
+    made = rundir.new_run_dir(str(tmp_path / "a"))
+    assert made == str(tmp_path / "a_1") and Path(made).is_dir() and rundir.new_run_dir(str(tmp_path / "a")) == made
 
 
 def test_a_diverging_search_stops_keeps_its_last_checkpoint_and_reports_nothing(tmp_path):
@@ -211,10 +212,10 @@ def test_a_corrupt_image_is_named(tmp_path):
 def test_a_diverging_candidate_training_stops_the_discrete_search():
     """A candidate whose training from scratch diverges stops the search with an error naming the candidate and
     evaluator.lr (its score would be meaningless)."""
-    from darts.data import fake
+    from darts.data.datasets import fake
     from darts.divergence import Diverged
     from darts.evaluators import TrainEvaluator
-    from darts.search_data import SearchData
+    from darts.data.search_split import SearchData
     from search_spaces.toy import ToySpace
 
     data = SearchData(lambda: fake(num_train=32, num_test=8, image_size=8), 0.5, 0, torch.device("cpu"))

@@ -1,4 +1,4 @@
-"""The study report (darts.report) over real multiruns of train_search.py and train_final.py: its statistics equal
+"""The study report (darts.reporting.report) over real multiruns of train_search.py and train_final.py: its statistics equal
 those of the runs' own files, genotype agreement is counted right, and it writes its files and one-line errors."""
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, read_json
-from darts.report import (PUBLISHED, agreement, collect, distance, edge_agreement, load_space, main,
+from darts.reporting.report import (PUBLISHED, agreement, collect, distance, edge_agreement, main,
                           mean_pairwise_distance, published, skip_count, summarise, write_report)
-from darts.report_plots import benchmark_column, epoch_curves
+from darts.reporting.plots import benchmark_column, epoch_curves
+from darts.runs.reader import Run
 
 TINY = ("model.init_channels=4", "model.cells_per_stage=1", "steps_per_epoch=2", "batch_size=8")
 CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
@@ -50,7 +51,7 @@ def study(tmp_path_factory, cifar_mini, nb201_csv) -> Path:
 
 
 def result_groups(study: Path) -> dict[str, list[Path]]:
-    """Run directories by method, read independently of darts.report: strategy class and space from config.yaml."""
+    """Run directories by method, read independently of darts.reporting.report: strategy class and space from config.yaml."""
     groups: dict[str, list[Path]] = {}
     for path in sorted(study.glob("*/*/result.json")):
         text = (path.parent / "config.yaml").read_text()
@@ -136,10 +137,10 @@ def test_per_epoch_curves_follow_the_histories(study):
 
 
 def test_report_files_and_cli(study, tmp_path):
-    """`python -m darts.report` writes report.md (metrics, published numbers, agreement, figures), one CSV row per
+    """`python -m darts.reporting.report` writes report.md (metrics, published numbers, agreement, figures), one CSV row per
     run with its result.json values, and the PNG figures."""
     out = tmp_path / "report"
-    proc = subprocess.run([sys.executable, "-m", "darts.report", str(study), "--out", str(out)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "darts.reporting.report", str(study), "--out", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith(f"wrote {out / 'report.md'}")
@@ -186,9 +187,9 @@ def test_a_directory_without_runs_is_a_one_line_error(tmp_path, capsys):
     assert err.count("\n") == 1 and str(empty) in err
 
 
-def test_a_retraining_config_without_a_space_reads_darts_genotypes():
+def test_a_retraining_config_without_a_space_reads_darts_genotypes(tmp_path):
     """Older retraining runs have no search_space in config.yaml: their genotypes are read by the DARTS space."""
-    space = load_space({"seed": 0, "genotype": "DARTS_V2"})
+    space = Run(tmp_path, {"seed": 0, "genotype": "DARTS_V2"}).space
     assert type(space).__name__ == "DartsSpace" and len(space.one_hot(space.parse(
         "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "
         "('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, "

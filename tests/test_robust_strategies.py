@@ -13,16 +13,16 @@ from conftest import read_json, run_entry, tensorboard_tags
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from darts.strategies.beta_darts import BetaDARTS
-from darts.strategies.darts import DARTS
-from darts.strategies.darts_minus import DARTSMinus
-from darts.strategies.fair_darts import FairDARTS
+from darts.strategies.gradient.beta_darts import BetaDARTS
+from darts.strategies.gradient.darts import DARTS
+from darts.strategies.gradient.darts_minus import DARTSMinus
+from darts.strategies.gradient.fair_darts import FairDARTS
 from darts.supernet import MixedOp
 from search_spaces.darts import PRIMITIVES, DartsSpace
 from search_spaces.nb201 import NB201Benchmark, parse_arch
 from search_spaces.toy import ToySpace
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "darts" / "conf"
 
 
 def tiny_darts(auxiliary_skip: bool = False, dtype: torch.dtype = torch.float64):

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, read_json
-from darts.strategies.darts import DARTS
-from darts.strategies.sdarts import PCSDARTS, SDARTS, project
+from darts.strategies.gradient.darts import DARTS
+from darts.strategies.gradient.sdarts import PCSDARTS, SDARTS, project
 from darts.supernet import Mixing
-from darts.trainer import search_epoch
+from darts.strategies.bilevel import search_epoch
 from search_spaces.darts import DartsSpace
 
 CPU = torch.device("cpu")

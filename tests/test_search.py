@@ -9,8 +9,8 @@ from torch.func import functional_call
 
 from conftest import read_json, run_entry, tensorboard_tags
 from search_spaces.darts.genotype import Genotype
-from darts.strategies.darts import DARTS
-from darts.trainer import search_epoch
+from darts.strategies.gradient.darts import DARTS
+from darts.strategies.bilevel import search_epoch
 from search_spaces.darts import GENOTYPES, PRIMITIVES, DartsSpace, build_supernet, derive_genotype
 
 # DARTS cnn/train_search.py logs "param size = 1.930618MB" for Network(16, 10, 8) (alphas are not parameters there)

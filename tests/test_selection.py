@@ -11,19 +11,19 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-import train_search
+import darts.app.search as train_search
 from conftest import read_json, tensorboard_tags
 from darts.selections.darts_es import eigenvalue_stop, local_average
 from darts.selections.darts_pt import DartsPT
 from darts.selections.projection import Projection
 from darts.strategies.base import SearchContext
-from darts.strategies.darts import DARTS
+from darts.strategies.gradient.darts import DARTS
 from darts.supernet import Mixing
 from search_spaces.darts import DartsSpace
 from search_spaces.nb201 import NB201Space
 from search_spaces.toy import PRIMITIVES, ToySpace
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "darts" / "conf"
 SKIP, CONV = PRIMITIVES.index("skip_connect"), PRIMITIVES.index("conv_3x3")
 OFF = -1e4  # an alpha whose softmax weight is exactly 0
 

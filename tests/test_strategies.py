@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
 from conftest import ROOT, read_json, tensorboard_tags
-from darts.strategies.drnas import DrNAS
-from darts.strategies.gdas import GDAS
-from darts.strategies.pcdarts import PCDARTS
+from darts.strategies.gradient.drnas import DrNAS
+from darts.strategies.gradient.gdas import GDAS
+from darts.strategies.gradient.pcdarts import PCDARTS
 from darts.supernet import MixedOp, SharedInput, channel_shuffle
-from darts.runtime import Runtime
+from darts.context import Runtime
 from search_spaces.darts import PRIMITIVES, DartsSpace
 from search_spaces.darts.ops import SEARCH_OPS
 from search_spaces.nb201 import NB201Space
@@ -359,7 +359,7 @@ def test_second_order_arch_step(cls):
 
 def compose_search(*overrides: str):
     """The composed search config with these overrides."""
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "darts" / "conf"), version_base="1.3"):
         return compose("search", overrides=list(overrides))
 
 

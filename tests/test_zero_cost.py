@@ -1,4 +1,4 @@
-"""Zero-cost proxies (darts/proxies.py), the zero-cost evaluator, the zero-cost warm start and the correlation
+"""Zero-cost proxies (darts/evaluators/proxies.py), the zero-cost evaluator, the zero-cost warm start and the correlation
 benchmark (benchmarks/zero_cost_correlation.py)."""
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from PIL import Image
 from conftest import read_json, run_entry
 from benchmarks.zero_cost_correlation import PROXIES as BENCHMARK_PROXIES
 from benchmarks.zero_cost_correlation import kendall, markdown, measure, spearman
-from darts.data import Datasets, ImageData
+from darts.data.datasets import Datasets, ImageData
 from darts.evaluators import TabularEvaluator, ZeroCostEvaluator
-from darts.proxies import (JACOV_K, PROXIES, as_score, get_proxy, grad_norm, hamming_kernel, jacov, jacov_score,
+from darts.evaluators.proxies import (JACOV_K, PROXIES, as_score, get_proxy, grad_norm, hamming_kernel, jacov, jacov_score,
                            naswot, naswot_score, snip, synflow)
 from darts.runs.directory import read_jsonl
 from darts.runs.discrete import HISTORY, DiscreteRun
-from darts.search_data import SearchData
-from darts.strategies.evolution import RegularizedEvolution
-from darts.strategies.random_search import RandomSearch
-from darts.warm_start import zero_cost_warm_start
+from darts.data.search_split import SearchData
+from darts.strategies.discrete.evolution import RegularizedEvolution
+from darts.strategies.discrete.random_search import RandomSearch
+from darts.evaluators.warm_start import zero_cost_warm_start
 from search_spaces.nb201 import NB201Benchmark, NB201Space
 from search_spaces.toy import ToySpace
 

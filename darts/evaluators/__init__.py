@@ -7,7 +7,7 @@
   sec. 4.2): train the supernet on uniformly sampled single paths once, then score each genotype with
   the shared weights;
 - ``ZeroCostEvaluator`` (``zero_cost.py``): a zero-cost proxy of the untrained network on one batch (synflow,
-  grad_norm, snip, jacov, naswot; ``darts.proxies``).
+  grad_norm, snip, jacov, naswot; ``darts.evaluators.proxies``).
 
 The interface, with fidelity and cost, is ``base.Evaluator``.
 """

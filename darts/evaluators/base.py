@@ -1,6 +1,6 @@
 """The evaluator interface: how a discrete strategy's candidates are scored, at a fidelity, with a cost.
 
-Every evaluator is built with the run's ``space`` and ``data`` (a ``darts.search_data.SearchData``,
+Every evaluator is built with the run's ``space`` and ``data`` (a ``darts.data.search_split.SearchData``,
 which loads its dataset only when first asked), so a tabular run never loads images. ``evaluate_all``
 scores a list of candidates in order, with a thread pool of ``workers`` threads when ``workers > 1``:
 each evaluation depends only on the genotype and its index in the history (its seed), so any number

@@ -11,10 +11,10 @@ import torch.nn as nn
 
 from darts.divergence import Diverged, check_finite, diverged
 from darts.evaluators.base import EpochCallback, Evaluation, Evaluator, build_seeded, cross_entropy
-from darts.runtime import Runtime, amp_dtype, check_precision
+from darts.context import Runtime, amp_dtype, check_precision
 from darts.schedules import Cosine
-from darts.search_data import SearchData
-from darts.trainer import evaluate, set_lr, train_epoch
+from darts.data.search_split import SearchData
+from darts.training import evaluate, set_lr, train_epoch
 from search_spaces.base import SearchSpace
 
 
@@ -47,7 +47,7 @@ class SupernetEvaluator(Evaluator):
         seed: seeds the supernet's weights and the sampled paths.
         workers: candidates scored at once (threads; scoring only reads the shared weights).
         progress: progress bars during the training phase.
-        precision: the run's ``precision`` (``darts.runtime.amp_dtype``; bf16 = autocast in the supernet).
+        precision: the run's ``precision`` (``darts.context.amp_dtype``; bf16 = autocast in the supernet).
     """
 
     takes_fidelity = False

@@ -1,4 +1,4 @@
-"""Score a genotype by looking it up in a tabular benchmark (``darts.tabular.Table``): no data, no training.
+"""Score a genotype by looking it up in a tabular benchmark (``darts.data.tabular.Table``): no data, no training.
 
 A fidelity is a number of training epochs, looked up in the column ``fidelity_column`` names for it (e.g.
 ``cifar10_valid_4ep``: the validation accuracy after 4 epochs of NB201's 12-epoch schedule), or a column
@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from darts.evaluators.base import Evaluation, Evaluator
-from darts.search_data import SearchData
-from darts.tabular import Table
+from darts.data.search_split import SearchData
+from darts.data.tabular import Table
 from search_spaces.base import SearchSpace
 
 _TABLES: dict[tuple, Table] = {}
@@ -31,11 +31,11 @@ def _table(file: Path, space: SearchSpace) -> Table:
 
 
 class TabularEvaluator(Evaluator):
-    """A tabular benchmark lookup (``darts.tabular.Table``): the score is a validation column, never a test column.
+    """A tabular benchmark lookup (``darts.data.tabular.Table``): the score is a validation column, never a test column.
 
     Args:
         space: the space the table covers (NB201 for the shipped table).
-        path: the CSV (``darts.tabular``; NB201: ``search_spaces/nb201/table.py``).
+        path: the CSV (``darts.data.tabular``; NB201: ``search_spaces/nb201/table.py``).
         column: the score, the default fidelity; ``cifar10_valid_12ep`` is NB201's search signal (R_EA.py/RANDOM.py
             ``train_and_eval``: 'cifar10-valid', 'valid-accuracy', hp '12'). A fidelity is another validation column.
         fidelity_column: the column of an integer fidelity (epochs), ``{epochs}`` standing for it; NATS-Bench's
@@ -52,7 +52,7 @@ class TabularEvaluator(Evaluator):
         super().__init__(space, workers)
         file = Path(path).expanduser().resolve()
         if not file.is_file():
-            raise FileNotFoundError(f"evaluator.path={path!r}: no table there (the format is in darts/tabular.py)")
+            raise FileNotFoundError(f"evaluator.path={path!r}: no table there (the format is in darts/data/tabular.py)")
         self.benchmark = _table(file, space)
         self.cost_suffix = cost_suffix
         self.column = self._score_column(column)

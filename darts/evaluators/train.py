@@ -8,10 +8,10 @@ import torch
 
 from darts.divergence import Diverged
 from darts.evaluators.base import EpochCallback, Evaluation, Evaluator, build_seeded, candidate_seed, cross_entropy
-from darts.runtime import amp_dtype, check_precision
+from darts.context import amp_dtype, check_precision
 from darts.schedules import Cosine
-from darts.search_data import SearchData
-from darts.trainer import evaluate, train_epoch
+from darts.data.search_split import SearchData
+from darts.training import evaluate, train_epoch
 from search_spaces.base import SearchSpace
 
 
@@ -38,7 +38,7 @@ class TrainEvaluator(Evaluator):
         eval_batches: cap on validation batches; None = the whole validation half.
         seed: the run seed.
         workers: candidates trained at once (threads).
-        precision: the run's ``precision`` (``darts.runtime.amp_dtype``; bf16 = autocast).
+        precision: the run's ``precision`` (``darts.context.amp_dtype``; bf16 = autocast).
     """
 
     def __init__(self, space: SearchSpace, data: SearchData, epochs: int = 12, batch_size: int = 256,

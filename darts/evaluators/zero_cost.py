@@ -1,4 +1,4 @@
-"""Score a genotype by a zero-cost proxy of its untrained network on one batch (``darts.proxies``).
+"""Score a genotype by a zero-cost proxy of its untrained network on one batch (``darts.evaluators.proxies``).
 
 Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS", ICLR 2021 (synflow, grad_norm, snip, jacov; official
 code mohsaied/zero-cost-nas) and Mellor et al., "Neural Architecture Search without Training", ICML 2021 (naswot).
@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from darts.evaluators.base import EpochCallback, Evaluation, Evaluator, build_seeded, candidate_seed
-from darts.proxies import as_score, get_proxy
-from darts.search_data import SearchData
+from darts.evaluators.proxies import as_score, get_proxy
+from darts.data.search_split import SearchData
 from search_spaces.base import SearchSpace
 
 
@@ -23,11 +23,11 @@ class ZeroCostEvaluator(Evaluator):
     split (shuffled and augmented like training data, seeded by ``seed``), drawn once in ``prepare``, as Mellor
     et al. score every network on one batch (score_networks.py reseeds before drawing it); its initial weights
     are seeded by ``candidate_seed(seed, index)``. The score is the proxy's value (higher is better; an undefined
-    value ranks last, ``darts.proxies.as_score``); the cost is the wall time of building and scoring the network.
+    value ranks last, ``darts.evaluators.proxies.as_score``); the cost is the wall time of building and scoring the network.
 
     Args:
         space, data: the run's space and search split.
-        proxy: one of ``darts.proxies.PROXIES`` (synflow, grad_norm, snip, jacov, naswot).
+        proxy: one of ``darts.evaluators.proxies.PROXIES`` (synflow, grad_norm, snip, jacov, naswot).
         batch_size: images in the batch.
         seed: the run seed.
         workers: candidates scored at once (threads).

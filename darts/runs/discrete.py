@@ -7,7 +7,7 @@ strategy's ``state_dict`` after the last generation, e.g. a swarm; atomic), ``re
 ``genotype.txt``/``genotype.json`` and the TensorBoard events.
 
 Resuming replays the history: the strategy is rebuilt from its seed and told the recorded scores and
-costs, which reproduces its random state exactly (``darts.strategies.discrete``); each replayed genotype
+costs, which reproduces its random state exactly (``darts.strategies.discrete.base``); each replayed genotype
 must equal the recorded one, at the recorded fidelity. The run then continues to the budget, so an
 interrupted run, or one given a larger ``strategy.budget``, ends with the same history as an uninterrupted
 one. The result is the best candidate at a final fidelity (``DiscreteStrategy.final``: any fidelity for
@@ -27,9 +27,9 @@ from darts.distributed import SINGLE, Distributed
 from darts.evaluators import Evaluation, Evaluator
 from darts.runs.directory import RunDirectory
 from darts.runs.tensorboard_log import TensorBoardLog
-from darts.search_data import SearchData
-from darts.strategies.discrete import DiscreteStrategy
-from darts.tabular import TabularBenchmark
+from darts.data.search_split import SearchData
+from darts.strategies.discrete.base import DiscreteStrategy
+from darts.data.tabular import TabularBenchmark
 from search_spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)

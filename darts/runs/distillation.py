@@ -14,26 +14,21 @@ mode on the student's device and sees the student's (augmented) batch. ``darts.r
 """
 from __future__ import annotations
 
-import importlib
 import logging
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 from torchvision import models
 
 from darts.distributed import SINGLE, Distributed
-from darts.runs import checkpoint
 from darts.runs.directory import CHECKPOINT, CONFIG, RESULT
-from darts.runs.network_spec import NetworkSpec
+from darts.runs.reader import Run
 
 log = logging.getLogger(__name__)
 TORCHVISION = "torchvision:"
-SPEC_KEYS = ("network", "genotype", "num_classes", "auxiliary")  # NetworkSpec.to_dict's keys beside the size keywords
 
 
 def kd_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, temperature: float, alpha: float,
@@ -152,12 +147,6 @@ def from_settings(num_classes: int, teacher: str | None = None, weights: str | N
     return Distillation(network, source, loaded, temperature, alpha)
 
 
-def _attribute(dotted: str) -> Any:
-    """The object a dotted path names (``package.module.Name``), as Hydra's ``_target_`` does."""
-    module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
 def retrained_teacher(path: Path, num_classes: int) -> tuple[nn.Module, str]:
     """(network, weights file) of a finished ``train_final.py`` run: the network its checkpoint's spec describes, with
     the weights of ``checkpoint.pt`` (loaded with ``weights_only=True``): its last epoch, the network its result.json
@@ -166,24 +155,20 @@ def retrained_teacher(path: Path, num_classes: int) -> tuple[nn.Module, str]:
     if not (path / CONFIG).is_file() or not (path / CHECKPOINT).is_file():
         raise ValueError(f"{not_a_run} (it needs {CONFIG} and {CHECKPOINT}); give a train_final.py run directory or "
                          f"{TORCHVISION}<model>")
-    file = path / CHECKPOINT
-    state = checkpoint.load(file)
-    spec = state.get("spec")
-    if not isinstance(spec, dict):
-        raise ValueError(f"{not_a_run}: {file} holds no network spec (a search run's?); give a train_final.py run")
-    if not (path / RESULT).is_file():
+    run = Run.open(path)
+    try:
+        spec, weights = run.network_spec()
+    except ValueError as err:
+        raise ValueError(f"{not_a_run}: {err}") from None
+    if not run.finished:
         raise ValueError(f"distill.teacher={str(path)!r} has not finished (no {RESULT}): finish it first "
                          f"(train_final.py resume={path})")
-    if spec["num_classes"] != num_classes:
-        raise ValueError(f"distill.teacher={str(path)!r} classifies {spec['num_classes']} classes, the dataset has "
+    if spec.num_classes != num_classes:
+        raise ValueError(f"distill.teacher={str(path)!r} classifies {spec.num_classes} classes, the dataset has "
                          f"{num_classes}: give a teacher trained on this dataset")
-    node = dict(yaml.safe_load((path / CONFIG).read_text())["search_space"])
-    node.pop("_partial_", None)
-    space = _attribute(node.pop("_target_"))(**node)
-    network = partial(_attribute(spec["network"]), **{k: v for k, v in spec.items() if k not in SPEC_KEYS})
-    teacher = NetworkSpec(network, space.parse(spec["genotype"]), space, num_classes, spec["auxiliary"]).build()
-    teacher.load_state_dict(state["model"])
-    return teacher, str(file)
+    teacher = spec.build()
+    teacher.load_state_dict(weights)
+    return teacher, str(path / CHECKPOINT)
 
 
 def torchvision_teacher(name: str, num_classes: int, weights: str | None) -> tuple[nn.Module, str | None]:

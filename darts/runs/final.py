@@ -29,9 +29,9 @@ from darts.runs import checkpoint
 from darts.runs.directory import RunDirectory
 from darts.runs.network_spec import NetworkSpec
 from darts.runs.tensorboard_log import TensorBoardLog
-from darts.runtime import Runtime
+from darts.context import Runtime
 from darts.schedules import Cosine, Exponential
-from darts.trainer import evaluate, set_lr, train_epoch
+from darts.training import evaluate, set_lr, train_epoch
 
 log = logging.getLogger(__name__)
 BEST = "best.pt"

@@ -1,76 +1,15 @@
 """What a retraining trains: the genotype a user names (in any of its forms) and the network built from it."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 
 from search_spaces.base import SearchSpace
-
-FORMS = "a genotype text, a published name, a .json/.txt file or a search run directory"
-
-
-def _parse(space: SearchSpace, text: str, where: str = "") -> Any:
-    """``space.parse(text)`` with the source and the accepted forms in the error."""
-    try:
-        return space.parse(text)
-    except ValueError as err:
-        where = f" in {where}" if where else ""
-        raise ValueError(f"genotype {text.strip()[:60]!r}{where} is not a genotype of {type(space).__name__} ({err}); "
-                         f"give {FORMS} of that space (search_space=...)") from None
-
-
-def _from_json(space: SearchSpace, path: Path) -> Any:
-    """A ``space.to_json`` file, or a search ``result.json`` (its ``genotype`` text)."""
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    if isinstance(data, dict) and isinstance(data.get("genotype"), str):
-        return _parse(space, data["genotype"], str(path))
-    try:
-        return space.from_json(data)
-    except ValueError as err:
-        raise ValueError(f"{path} holds no genotype of {type(space).__name__} ({err}); is it from another space "
-                         f"(search_space=...)?") from None
-
-
-def resolve_genotype(source: str | Path, space: SearchSpace) -> Any:
-    """The genotype of ``space`` named by ``source``: its text (or, in the DARTS space, a published name), a ``.json``
-    file (``space.to_json`` form or a search ``result.json``), a ``.txt`` file holding a text, or a search run
-    directory (its final ``genotype.txt``, else ``genotype.json``)."""
-    text = str(source).strip()
-    path = Path(text).expanduser()
-    if _is(path, Path.is_dir):
-        for name in ("genotype.txt", "genotype.json"):  # the text keeps the concat's form, e.g. range(2, 6)
-            if (path / name).is_file():
-                return resolve_genotype(path / name, space)
-        raise ValueError(f"run directory {path} has no genotype.json or genotype.txt (has its search finished? "
-                         f"genotypes.jsonl holds the genotype of each finished epoch)")
-    if _is(path, Path.is_file):
-        if path.suffix == ".json":
-            return _from_json(space, path)
-        if path.suffix == ".txt":
-            return _parse(space, path.read_text(), str(path))
-        raise ValueError(f"genotype file {path} must end in .json or .txt")
-    if path.suffix in (".json", ".txt") or text.endswith("/"):
-        raise ValueError(f"genotype={text!r}: no such file or directory; give {FORMS}")
-    return _parse(space, text)
-
-
-def _is(path: Path, test: Callable[[Path], bool]) -> bool:
-    """``test(path)``, False where the text cannot be a path at all (e.g. a genotype text longer than a file name)."""
-    try:
-        return test(path)
-    except (OSError, ValueError):
-        return False
-
 
 def holdout_split(num: int, valid_portion: float, seed: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(train, valid) indices with ``valid_portion`` of ``range(num)`` held out, seeded; (None, None) for 0."""

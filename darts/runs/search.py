@@ -23,17 +23,18 @@ import torch
 
 from darts.distributed import SINGLE, Distributed
 from darts.divergence import Diverged, check_finite, diverged
-from darts.hessian import EIGENVALUE, HessianMonitor
+from darts.selections.hessian import EIGENVALUE, HessianMonitor
 from darts.runs import checkpoint
 from darts.runs.directory import RunDirectory
 from darts.runs.tensorboard_log import TensorBoardLog
-from darts.runtime import Runtime
+from darts.context import Runtime
 from darts.schedules import Cosine
-from darts.search_data import SearchData
+from darts.data.search_split import SearchData
 from darts.selections.base import Argmax, EarlyStop, Selection
 from darts.strategies.base import SearchContext, Strategy
-from darts.tabular import TabularBenchmark
-from darts.trainer import evaluate, frozen, search_epoch, set_lr
+from darts.data.tabular import TabularBenchmark
+from darts.strategies.bilevel import search_epoch
+from darts.training import evaluate, frozen, set_lr
 from search_spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class SearchRun:
         dist: the ranks of a torchrun run (``darts.distributed``): each searches its shard of both halves with
             ``batch_size`` images per step, gradients averaged; rank 0 writes the run directory.
         selection: chooses the reported genotype (``darts.selections``; default: the strategy's own).
-        hessian: measures the dominant arch-Hessian eigenvalue of L_val on the epochs it is due (``darts.hessian``;
+        hessian: measures the dominant arch-Hessian eigenvalue of L_val on the epochs it is due (``darts.selections.hessian``;
             default: never), logged as ``arch/hessian_eigenvalue`` and in the epoch's genotypes.jsonl record.
     """
 

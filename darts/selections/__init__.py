@@ -4,7 +4,7 @@
 - ``DartsPT`` (``darts_pt.py``, ``darts_pt``): DARTS-PT's perturbation-based selection with fine-tuning (Wang et
   al., ICLR 2021), on a partly discretised supernet (``projection.py``);
 - ``DartsES`` (``darts_es.py``, ``darts_es``): R-DARTS's early stopping on the dominant arch-Hessian eigenvalue
-  (Zela et al., ICLR 2020), which ``darts.hessian`` measures.
+  (Zela et al., ICLR 2020), which ``darts.selections.hessian`` measures.
 
 The interface is ``base.Selection``.
 """

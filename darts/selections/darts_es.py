@@ -1,7 +1,7 @@
 """DARTS-ES: early stopping on the dominant arch-Hessian eigenvalue (Zela et al., "Understanding and Robustifying
 Differentiable Architecture Search", ICLR 2020, sec. 4.3; code: automl/RobustDARTS src/utils.py ``EVLocalAvg``).
 
-The eigenvalue lambda (``darts.hessian``, logged per measured epoch as ``hessian_eigenvalue`` in genotypes.jsonl) is
+The eigenvalue lambda (``darts.selections.hessian``, logged per measured epoch as ``hessian_eigenvalue`` in genotypes.jsonl) is
 smoothed by a local average over ``window`` measurements centred on each one (truncated at the start, as
 ``EVLocalAvg.update``); after the newest measurement the newest complete average is that of measurement
 i = n - 1 - window // 2. The search stops when
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-from darts.hessian import EIGENVALUE
+from darts.selections.hessian import EIGENVALUE
 from darts.selections.base import Argmax, EarlyStop
 
 

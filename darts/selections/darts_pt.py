@@ -24,7 +24,8 @@ from darts.selections.base import Record, Selection
 from darts.selections.projection import Projection
 from darts.strategies.base import SearchContext, Strategy
 from darts.supernet import Mixing
-from darts.trainer import evaluate, search_epoch
+from darts.strategies.bilevel import search_epoch
+from darts.training import evaluate
 from search_spaces.base import SearchSpace, randint
 
 log = logging.getLogger(__name__)

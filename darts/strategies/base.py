@@ -1,7 +1,7 @@
 """The strategy interface: how arch parameters become mixing weights, and how they are updated.
 
 Everything else (supernet, data, loop, logging, checkpoints) is shared and knows nothing about the
-algorithm. The search loop (``darts.trainer.search_epoch``) calls, per step,
+algorithm. The search loop (``darts.strategies.bilevel.search_epoch``) calls, per step,
 
     strategy.arch_step(train_batch, valid_batch, weight_optimizer)          # update the arch parameters
     logits = supernet(x, strategy.weight_mixing(train_batch))               # the weight step's forward
@@ -36,9 +36,9 @@ import torch.nn.functional as F
 
 from darts.distributed import SINGLE
 from darts.supernet import Mixing, Supernet
+from darts.training import Batch
 from search_spaces.base import SearchSpace
 
-Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, 3, H, W), labels (B,)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from darts.diagrams import CellGraph
-from darts.runtime import Runtime
+from darts.context import Runtime
 from darts.supernet import Mixing
 from search_spaces.base import SearchSpace, randint
 from search_spaces.darts.genotype import Genotype, parse_genotype

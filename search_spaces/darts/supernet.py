@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from darts.ops import FactorizedReduce, ReLUConvBN
-from darts.runtime import Runtime
+from darts.context import Runtime
 from darts.supernet import CellDAG, MixedOp, Mixing, Supernet
 from search_spaces.darts.ops import PRIMITIVES, SEARCH_OPS
 

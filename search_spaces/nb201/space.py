@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from darts.diagrams import CellGraph
-from darts.runtime import Runtime
+from darts.context import Runtime
 from darts.supernet import Mixing
 from search_spaces.base import SearchSpace, randint
 from search_spaces.nb201.genotype import (EDGES, NUM_EDGES, NUM_NODES, PRIMITIVES, Arch, NB201Genotype, as_genotype,

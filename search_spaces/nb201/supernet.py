@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from darts.runtime import Runtime
+from darts.context import Runtime
 from darts.supernet import CellDAG, MixedOp, Mixing, Supernet
 from search_spaces.nb201.genotype import NUM_EDGES, NUM_NODES, PRIMITIVES
 from search_spaces.nb201.network import add_skeleton, head

@@ -1,4 +1,4 @@
-"""NAS-Bench-201 as a lookup table: the accuracies of all 15,625 cells, read from one CSV file (``darts.tabular``).
+"""NAS-Bench-201 as a lookup table: the accuracies of all 15,625 cells, read from one CSV file (``darts.data.tabular``).
 
 NAS-Bench-201 (Dong & Yang, ICLR 2020) and its successor NATS-Bench topology space (Dong et al.,
 TPAMI 2021) trained every cell of the space (``search_spaces.nb201``) with one fixed recipe, so a
@@ -30,12 +30,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from darts.tabular import Table
+from darts.data.tabular import Table
 from search_spaces.nb201.space import NB201Space
 
 
 class NB201Benchmark(Table):
-    """Ground-truth NB201 metrics by architecture (an NB201 string or genotype); ``darts.tabular.Table`` of the NB201 space.
+    """Ground-truth NB201 metrics by architecture (an NB201 string or genotype); ``darts.data.tabular.Table`` of the NB201 space.
 
     Args:
         path: the CSV file (columns ``index``, ``arch``, then float metric columns).

@@ -1,0 +1,62 @@
+"""The data of a search: the training set split into a weight half and an architecture half, loaded on first use.
+
+DARTS (sec. 3.1.1; cnn/train_search.py) trains the weights on one half of the training set and the
+architecture on the other; discrete searches train candidates on the weight half and score them on
+the other half. A run receives one ``SearchData`` and builds the loaders it needs, so a run that needs
+no images (a tabular benchmark lookup) never reads them.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from darts.data.datasets import Datasets, search_split
+from darts.distributed import SINGLE, Distributed
+
+
+class SearchData:
+    """The search split of a dataset, loaded on first use.
+
+    Args:
+        load: returns the ``Datasets`` (called once, by ``load()``).
+        train_portion: share of the training set in the weight half (``darts.data.datasets.search_split``).
+        seed: seeds the split.
+        device: where the loaders put their batches.
+        dist: with several ranks, each loads its equal share of both halves (``Distributed.shard``).
+    """
+
+    def __init__(self, load: Callable[[], Datasets], train_portion: float, seed: int, device: torch.device,
+                 dist: Distributed = SINGLE):
+        self._load, self.train_portion, self.seed, self.device = load, train_portion, seed, torch.device(device)
+        self.dist = dist
+        self._datasets: Datasets | None = None
+        self.weight_idx: torch.Tensor | None = None  # the halves, set by load()
+        self.valid_idx: torch.Tensor | None = None
+
+    def load(self) -> Datasets:
+        """The datasets (loaded now if not yet; call it from the main thread before any worker starts)."""
+        if self._datasets is None:
+            self._datasets = self._load()
+            weight_idx, valid_idx = search_split(len(self._datasets.train), self.train_portion, self.seed)
+            self.weight_idx, self.valid_idx = self.dist.shard(weight_idx), self.dist.shard(valid_idx)
+        return self._datasets
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return self.load().num_classes
+
+    def weight_loader(self, batch_size: int, seed: int, device: torch.device | None = None):
+        """The weight half, shuffled and augmented (a fresh loader: safe to use in a worker thread), on ``device``
+        (default: the search's)."""
+        return self.load().train.loader(batch_size, device or self.device, train=True, seed=seed, indices=self.weight_idx)
+
+    def arch_loader(self, batch_size: int, seed: int):
+        """The architecture half, shuffled and augmented as the weight half (DARTS cnn/train_search.py valid_queue)."""
+        return self.load().train.loader(batch_size, self.device, train=True, seed=seed, indices=self.valid_idx)
+
+    def valid_loader(self, batch_size: int, device: torch.device | None = None):
+        """The architecture half in order and without augmentation, for scoring (NB201 scores on the eval transform),
+        on ``device`` (default: the search's)."""
+        return self.load().train.loader(batch_size, device or self.device, train=False, indices=self.valid_idx)

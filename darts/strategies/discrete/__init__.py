@@ -1,0 +1,1 @@
+"""Discrete strategies (ask and tell over genotypes): the interface in ``base``, one module per algorithm."""

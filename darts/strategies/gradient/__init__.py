@@ -1,0 +1,1 @@
+"""Gradient strategies: one module per algorithm over the interface of ``darts.strategies.base``."""

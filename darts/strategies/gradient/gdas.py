@@ -1,0 +1,118 @@
+"""GDAS: Searching for a Robust Neural Architecture in Four GPU Hours (Dong and Yang, CVPR 2019).
+
+Each edge samples one op with the Gumbel-max trick on its arch parameters (paper sec. 3):
+    h = one_hot(argmax_k (log softmax(alpha)_k + g_k)),  g_k = -log(-log(u_k)),  u_k ~ U(0, 1),
+and the forward pass runs only that op. The backward pass takes the straight-through gradient of the
+Gumbel-softmax relaxation softmax((log softmax(alpha) + g) / tau), with tau annealed linearly from
+tau_max to tau_min over the epochs. The arch step is the first-order DARTS step on the validation loss.
+Code: D-X-Y/AutoDL-Projects lib/models/cell_searchs/search_model_gdas.py (``forward``),
+exps/NAS-Bench-201-algos/GDAS.py (tau schedule), scripts-search/algos/GDAS.sh (settings).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from darts.divergence import Diverged
+from darts.strategies.gradient.darts import DARTS
+from darts.supernet import Mixing, Supernet
+from search_spaces.base import SearchSpace
+
+MAX_DRAWS = 100  # a finite alpha gives a finite sample with probability ~1 - 1e-7 per draw; more draws mean NaN alphas
+
+
+def gumbel_hard(alphas: torch.Tensor, tau: float,
+                unselected_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Straight-through Gumbel-softmax sample of alphas [E, K] (search_model_gdas.py ``forward``).
+
+    Returns hard weights [E, K] (one-hot in value, softmax gradient), the sampled op per edge [E] and a
+    scalar flag that is True when the sample has an inf or nan (the reference then draws again).
+    With ``unselected_grad=False`` only the sampled op's weight keeps a gradient path.
+    """
+    gumbels = -torch.empty_like(alphas).exponential_().log()  # [E, K]
+    probs = F.softmax((alphas.log_softmax(dim=-1) + gumbels) / tau, dim=-1)  # [E, K]
+    index = probs.argmax(dim=-1)  # [E]
+    one_hot = torch.zeros_like(probs).scatter_(-1, index[:, None], 1.0)  # [E, K]
+    hard = one_hot - probs.detach() + probs  # [E, K]
+    if not unselected_grad:
+        hard = torch.where(one_hot.bool(), hard, hard.detach())
+    bad = torch.isinf(gumbels).any() | torch.isinf(probs).any() | torch.isnan(probs).any()
+    return hard, index, bad
+
+
+class GDAS(DARTS):
+    """GDAS: one Gumbel-sampled op per edge, straight-through gradients, tau annealed per epoch.
+
+    Args:
+        tau_max, tau_min: the temperature goes linearly from tau_max (first epoch) to tau_min (last
+            epoch), as exps/NAS-Bench-201-algos/GDAS.py ``set_tau`` (GDAS.sh: 10 and 0.1).
+        unselected_grad: True adds the non-sampled ops' zero weights to each edge's sum, so they get a
+            gradient as in NB201's search_cells.py ``forward_gdas``; False keeps only the sampled op's
+            weight, as the DARTS-space cell (search_cells.py NASNetSearchCell / MixedOp ``forward_gdas``).
+        order: 1 only (GDAS.py's first-order step; 2 is refused: a sampled architecture per forward pass makes
+            the unrolled finite difference subtract gradients of different architectures).
+        arch_lr, arch_betas, arch_weight_decay, arch_start_epoch: as ``DARTS`` (GDAS.py: Adam lr 3e-4,
+            betas (0.5, 0.999), weight decay 1e-3).
+    """
+
+    samples_paths = True  # edge e computes op index[e] only
+
+    def __init__(self, supernet: Supernet, space: SearchSpace, tau_max: float = 10.0, tau_min: float = 0.1,
+                 unselected_grad: bool = True, order: int = 1, arch_lr: float = 3e-4,
+                 arch_betas: tuple[float, float] = (0.5, 0.999), arch_weight_decay: float = 1e-3,
+                 arch_start_epoch: int = 0):
+        if not 0 < tau_min <= tau_max:
+            raise ValueError(f"GDAS needs 0 < tau_min <= tau_max, got tau_min={tau_min!r}, tau_max={tau_max!r}")
+        if order != 1:
+            raise ValueError(f"strategy.order={order} is not defined for GDAS: its paper (sec. 3) and GDAS.py take a "
+                             "first-order arch step only; use strategy.order=1")
+        if supernet.runtime.compile:
+            raise ValueError("compile=true is not supported with strategy=gdas: the op sampled on each edge chooses "
+                             "which modules run, so torch.compile would recompile at every step; use compile=false")
+        super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay,
+                         arch_start_epoch=arch_start_epoch)
+        self.tau_max, self.tau_min = float(tau_max), float(tau_min)
+        self.unselected_grad = unselected_grad
+        self.tau = self.tau_max  # search_model_gdas.py: self.tau = 10 until set_tau
+
+    def epoch_start(self, epoch: int, epochs: int) -> None:
+        """tau = tau_max - (tau_max - tau_min) * epoch / (epochs - 1) (GDAS.py)."""
+        super().epoch_start(epoch, epochs)
+        self.tau = self.tau_max - (self.tau_max - self.tau_min) * epoch / max(epochs - 1, 1)
+
+    def mixing(self) -> dict[str, Mixing]:
+        """A hard sample per edge: weights [E, K] (straight-through) and the op index [E] per cell type."""
+        for _ in range(MAX_DRAWS):  # the reference resamples until the Gumbel noise and probabilities are finite
+            samples = [gumbel_hard(self.supernet.alphas[t], self.tau, self.unselected_grad)
+                       for t in self.supernet.cell_types]
+            # one host sync per sample: the indices steer which op modules run
+            flat = torch.cat([index for _, index, _ in samples] + [torch.stack([bad for *_, bad in samples]).long()])
+            values = flat.tolist()
+            if not any(values[-len(samples):]):
+                break
+        else:
+            raise Diverged(f"no finite Gumbel sample in {MAX_DRAWS} draws: non-finite alphas")
+        E = self.supernet.num_edges
+        mixing = {}
+        for i, (t, (hard, _, _)) in enumerate(zip(self.supernet.cell_types, samples)):
+            mixing[t] = Mixing(hard, values[i * E:(i + 1) * E])
+        return mixing
+
+    def op_weights(self) -> dict[str, torch.Tensor]:
+        """softmax(alphas), detached: the genotype is the argmax of the arch parameters (search_model_gdas.py)."""
+        return {t: F.softmax(self.supernet.alphas[t], dim=-1).detach() for t in self.supernet.cell_types}
+
+    def scalars(self) -> dict[str, Any]:
+        """The temperature, next to DARTS's op-distribution entropies."""
+        return {"tau": self.tau, **super().scalars()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """DARTS's state and the temperature."""
+        return {**super().state_dict(), "tau": self.tau}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore DARTS's state and the temperature."""
+        super().load_state_dict(state)
+        self.tau = state["tau"]
