@@ -5,11 +5,11 @@
     python -m benchmarks.speed --cases darts-1st --variants bf16,channels_last,compile,bf16+channels_last
 
 Variants: ``plain`` is the reference path (every op computed, `none` included; fp32; eager; torch DataLoader
-with CPU workers and torchvision transforms). ``fast`` is the library's defaults (``darts.context.Runtime.of``:
+with CPU workers and torchvision transforms). ``fast`` is the library's defaults (``darts.context.Context.of``:
 skip `none`, shared parameter-free heads, precision and channels_last auto, data resident on the device). ``--variants`` adds the fast defaults changed by modifiers joined with '+' (MODIFIERS), so that
 each feature can be measured on its own (e.g. ``contiguous`` or ``channels_last`` for the memory format).
 
-A search step is one arch step and one weight step (``darts.training.search_epoch`` with steps=1) and
+A search step is one arch step and one weight step (``darts.strategies.bilevel.search_epoch`` with steps=1) and
 processes B training + B validation images; a retraining step (``darts.training.train_epoch``) processes B.
 images/s = images per step / wall time of the step, median over the timed steps after the warm-up steps, with
 min, max and quartiles; peak memory as ``benchmarks.timing.PeakMemory`` (on CPU only with --isolate, each

@@ -15,11 +15,12 @@ from darts.data.loaders import PlainLoader
 from darts.runs.final import FinalRun, FinalSettings, final_loss
 from darts.runs.network_spec import NetworkSpec
 from darts.runs.search import SearchRun
-from darts.context import Runtime
+from darts.context import Context
 from darts.schedules import Cosine
 from darts.strategies.gradient.darts import DARTS
 from darts.strategies.gradient.gdas import GDAS
 from darts.strategies.gradient.pcdarts import PCDARTS
+from darts.settings import SGD
 from darts.strategies.bilevel import search_epoch
 from darts.training import train_epoch
 from search_spaces.darts import GENOTYPES, DartsSpace, NetworkCIFAR
@@ -146,36 +147,36 @@ class _VariantData:
         return _loader(self.data.train, batch, self.device, self.variant, self.workers, seed=seed, indices=self.arch_idx)
 
 
-def _runtime(variant: Variant, device: torch.device) -> Runtime:
-    return Runtime.of(device.type, variant.precision, variant.channels_last, variant.fast, variant.compile)
+def _context(variant: Variant, device: torch.device) -> Context:
+    return Context.of(device.type, variant.precision, variant.channels_last, variant.fast, variant.compile)
 
 
 def search_step(case: Case, sizes: dict[str, int], variant: Variant, data: Datasets, device: torch.device,
                 workers: int, run_dir: Path) -> Callable[[], Any]:
     """One bilevel step of a search set up by ``SearchRun`` (as train_search.py does) with the variant's settings."""
-    C, layers, B, K = sizes["channels"], sizes["layers"], sizes["batch"], sizes.get("partial_channels", 1)
-    space = DartsSpace(C, layers, partial_channels=K) if case.space == "darts" else NB201Space(C, layers, partial_channels=K)
+    C, layers, B = sizes["channels"], sizes["layers"], sizes["batch"]
+    space = DartsSpace(C, layers) if case.space == "darts" else NB201Space(C, layers)
+    pc = {"partial_channels": sizes["partial_channels"]} if "partial_channels" in sizes else {}
     run = SearchRun(run_dir, space, _VariantData(data, variant, device, workers),
-                    partial(case.strategy, **case.strategy_args), _runtime(variant, device), batch_size=B, lr=case.lr,
-                    seed=0, progress=False)
+                    partial(case.strategy, **case.strategy_args, **pc), _context(variant, device), batch_size=B,
+                    seed=0, optimizer=SGD(lr=case.lr, lr_min=0.001))
     run.strategy.epoch_start(0, run.epochs)
     batches = (_forever(run.train_loader), _forever(run.valid_loader))
-    return partial(search_epoch, run.supernet, run.strategy, *batches, run.optimizer, run.grad_clip, 1, device,
-                   progress=False)
+    return partial(search_epoch, run.supernet, run.strategy, *batches, run.optimizer, run.sgd.grad_clip, 1)
 
 
 def retrain_step(sizes: dict[str, int], variant: Variant, data: Datasets, device: torch.device, workers: int,
                  run_dir: Path) -> Callable[[], Any]:
     """One training step of the DARTS_V2 retraining set up by ``FinalRun`` (auxiliary head, cutout 16)."""
-    settings = FinalSettings(progress=False)
+    settings = FinalSettings()
     network = partial(NetworkCIFAR, C=sizes["channels"], layers=sizes["layers"])
     spec = NetworkSpec(network, GENOTYPES["DARTS_V2"], DartsSpace(), data.num_classes, auxiliary=True)
     train = _loader(data.train, sizes["batch"], device, variant, workers, cutout=16)  # DARTS A.2.1 cutout
     test = _loader(data.test, sizes["batch"], device, variant, workers, train=False)
-    run = FinalRun(run_dir, spec, train, test, settings, Cosine(), _runtime(variant, device))
+    run = FinalRun(run_dir, spec, train, test, settings, Cosine(), _context(variant, device))
     if variant.compile:  # no FinalRun option: measured here to decide whether one pays off
         run.model.compile()
     run.model.drop_path_prob = settings.drop_path_prob / 2  # the mean of DARTS's linear drop-path ramp
     loss_fn = partial(final_loss, auxiliary_weight=settings.auxiliary_weight)
-    return partial(train_epoch, run.model, _forever(train), run.optimizer, 1, device, loss_fn, settings.grad_clip,
-                   progress=False, amp_dtype=run.amp_dtype)
+    return partial(train_epoch, run.model, _forever(train), run.optimizer, 1, run.context, loss_fn,
+                   settings.optimizer.grad_clip)

@@ -6,6 +6,16 @@ a resumed run given a larger ``epochs`` replans the epochs it has not run yet.
 from __future__ import annotations
 
 import math
+from typing import Protocol
+
+
+class Schedule(Protocol):
+    """A learning rate as a function of the base rate, the (fractional) epoch t and the run's epochs."""
+
+    per_step: bool  # whether the rate changes at every step (t = epoch + step / steps), else once per epoch
+
+    def __call__(self, lr: float, t: float, epochs: int) -> float:
+        """The rate at epoch t given the base rate ``lr``."""
 
 
 class Cosine:
@@ -29,15 +39,17 @@ class Cosine:
 
 
 class Exponential:
-    """The base rate times gamma^epoch (DARTS cnn/train_imagenet.py: StepLR(step_size=1, gamma=0.97))."""
+    """The base rate times gamma^epoch (DARTS cnn/train_imagenet.py: StepLR(step_size=1, gamma=0.97)), never below
+    ``lr_min``; ``per_step``: gamma^t at every step (t fractional) instead of once per epoch. With ``lr_min`` 0 and
+    ``per_step`` false (the defaults, as a recipe written over a cosine one keeps them) it is StepLR's."""
 
-    per_step = False
-
-    def __init__(self, gamma: float = 0.97):
+    def __init__(self, gamma: float = 0.97, lr_min: float = 0.0, per_step: bool = False):
         if not 0 < gamma <= 1:
-            raise ValueError(f"gamma={gamma} must lie in (0, 1]")
-        self.gamma = gamma
+            raise ValueError(f"scheduler.gamma={gamma} must lie in (0, 1]")
+        if lr_min < 0:
+            raise ValueError(f"scheduler.lr_min={lr_min} must be >= 0")
+        self.gamma, self.lr_min, self.per_step = gamma, lr_min, per_step
 
     def __call__(self, lr: float, t: float, epochs: int) -> float:
         """The rate at epoch t."""
-        return lr * self.gamma ** math.floor(t)
+        return max(self.lr_min, lr * self.gamma ** (t if self.per_step else math.floor(t)))

@@ -1,4 +1,5 @@
-"""Search, train and evaluate loops: plain functions, no algorithm-specific branches.
+"""The one training loop (``Trainer``: retraining, the evaluators' trainings, fine-tuning, distillation) and the
+evaluation loop; the bilevel search step is the search's own (``darts.strategies.bilevel``).
 
 Metrics accumulate on the device and are read back once per epoch (or per progress-bar refresh),
 so the hot loop has no host syncs.
@@ -6,20 +7,24 @@ so the hot loop has no host syncs.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import islice
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from darts.context import Context
 from darts.distributed import SINGLE, Distributed
-from darts.divergence import Diverged
-from darts.context import autocast
+from darts.divergence import Diverged, check_finite
+from darts.schedules import Schedule
 
 REFRESH = 50  # steps between progress-bar refreshes (each one is a host sync)
+ARCH = "arch parameters"  # what a search step notes when an arch step leaves them non-finite
 Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, 3, H, W), labels (B,)
+Loss = Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # (network output, labels) -> (loss, logits)
 
 
 class Meter:
@@ -57,8 +62,9 @@ class Meter:
         loss, correct, n, *firsts = self.dist.sum(torch.stack([self.loss, self.correct.float(), n, *firsts])).tolist()
         bad = sorted((step, what) for what, step in zip(names, firsts) if step > 0)
         if bad:
-            where = f" at step {int(bad[0][0]) - 1}" if self.dist.world == 1 else " (on some rank)"
-            raise Diverged(f"non-finite {bad[0][1]}{where}")
+            step, what = bad[0]
+            raise Diverged(what if self.dist.world == 1 else f"{what} (on some rank)",
+                           int(step) - 1 if self.dist.world == 1 else None, arch=what == ARCH)
         n = max(n, 1)
         return {"loss": loss / n, "acc": 100.0 * correct / n}
 
@@ -82,6 +88,7 @@ def frozen(params: Sequence[torch.Tensor]) -> Iterator[None]:
 
 
 def progress_bar(it: Iterable, total: int, desc: str, enabled: bool) -> tqdm:
+    """A transient progress bar over ``it`` (``total`` steps), shown when ``enabled``."""
     return tqdm(it, total=total, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True)
 
 
@@ -91,45 +98,109 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+def cross_entropy(output: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, logits) of logits (B, K) and labels (B,): the plain loss of ``Trainer``."""
+    return F.cross_entropy(output, y), output
+
+
 def train_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer, steps: int,
-                device: torch.device, loss_fn: Callable[[object, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                grad_clip: float | None = None, desc: str = "train", progress: bool = True,
-                amp_dtype: torch.dtype | None = None, lr_at_step: Callable[[int], float] | None = None,
-                dist: Distributed = SINGLE) -> dict[str, float]:
+                context: Context, loss_fn: Loss = cross_entropy, grad_clip: float | None = None, desc: str = "train",
+                lr_at_step: Callable[[int], float] | None = None) -> dict[str, float]:
     """One epoch of plain training; ``loss_fn(model_output, y) -> (loss, logits)``; the forward and the loss
-    run under autocast to ``amp_dtype`` when it is set (weights, gradients and optimizer stay fp32);
-    ``lr_at_step(step)``, when given, sets the learning rate before each step (per-step schedules); with several
-    ranks ``model`` is the DistributedDataParallel wrapper, which averages the gradients before clipping."""
+    run under the context's autocast (weights, gradients and optimizer stay fp32); ``lr_at_step(step)``, when given,
+    sets the learning rate before each step (per-step schedules); with several ranks ``model`` is the
+    DistributedDataParallel wrapper, which averages the gradients before clipping."""
     model.train()
-    meter = Meter(device, dist)
+    meter = Meter(context.device, context.dist)
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    bar = progress_bar(islice(loader, steps), steps, desc, progress)
+    bar = progress_bar(islice(loader, steps), steps, desc, context.bars)
     for step, (x, y) in enumerate(bar):
         if lr_at_step is not None:
             set_lr(optimizer, lr_at_step(step))
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device.type, amp_dtype):
+        with context.autocast():
             loss, logits = loss_fn(model(x), y)
         loss.backward()
         if grad_clip:
             nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
         meter.update(loss, logits, y)
-        if progress and step % REFRESH == 0:
+        if context.bars and step % REFRESH == 0:
             bar.set_postfix(meter.running())
     return meter.result()
 
 
 @torch.no_grad()
 def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader: Iterable[Batch], steps: int,
-             device: torch.device, desc: str = "eval", progress: bool = True,
-             amp_dtype: torch.dtype | None = None, dist: Distributed = SINGLE) -> dict[str, float]:
-    """Mean cross-entropy and accuracy (%) of ``forward(x) -> logits`` over up to ``steps`` batches (under autocast
-    to ``amp_dtype`` when it is set), over every rank's batches."""
-    meter = Meter(device, dist)
-    for x, y in progress_bar(islice(loader, steps), steps, desc, progress):
-        with autocast(device.type, amp_dtype):
+             context: Context, desc: str = "eval") -> dict[str, float]:
+    """Mean cross-entropy and accuracy (%) of ``forward(x) -> logits`` over up to ``steps`` batches (under the
+    context's autocast), over every rank's batches."""
+    meter = Meter(context.device, context.dist)
+    for x, y in progress_bar(islice(loader, steps), steps, desc, context.bars):
+        with context.autocast():
             logits = forward(x)
             loss = F.cross_entropy(logits, y)  # autocast computes it in fp32
         meter.update(loss, logits, y)
     return meter.result()
+
+
+@dataclass
+class Trainer:
+    """Trains a network an epoch at a time with one recipe: the optimizer, the learning-rate schedule (per epoch or
+    per step), the loss and gradient clipping (DARTS cnn/train.py's loop; NAS-Bench-201's per-step cosine).
+
+    Args:
+        model: what is trained (a DistributedDataParallel or distillation wrapper of the network allowed).
+        optimizer: the weights' optimizer.
+        loader: the training batches (``set_epoch`` reshuffles them per epoch).
+        steps: steps per epoch.
+        epochs: the schedule's length.
+        lr: the base learning rate.
+        schedule: the rate at (fractional) epoch t: ``schedule(lr, t, epochs)`` (``darts.schedules``).
+        context: device, precision, ranks and progress.
+        loss: ``loss(output, y) -> (loss, logits)``.
+        grad_clip: gradient-norm clipping (None = none).
+        watched: the module whose weights must stay finite (default: ``model``).
+        desc: the progress bar's label.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: Any
+    steps: int
+    epochs: int
+    lr: float
+    schedule: Schedule
+    context: Context
+    loss: Loss = cross_entropy
+    grad_clip: float | None = None
+    watched: nn.Module | None = None
+    desc: str = "epoch"
+
+    def epoch(self, epoch: int) -> dict[str, float]:
+        """Train epoch ``epoch``: its learning rate, its shuffle, one pass; Diverged (without the epoch: the caller
+        adds it) on a non-finite loss or weight. Returns loss, acc and lr."""
+        rate = self.schedule(self.lr, epoch, self.epochs)
+        set_lr(self.optimizer, rate)
+        per_step = None
+        if self.schedule.per_step:  # NB201 functions.py: scheduler.update(None, i / len(loader)) before every step
+            per_step = lambda step: self.schedule(self.lr, epoch + step / self.steps, self.epochs)  # noqa: E731
+        self.loader.set_epoch(epoch)
+        metrics = train_epoch(self.model, self.loader, self.optimizer, self.steps, self.context, self.loss,
+                              self.grad_clip, f"{self.desc} {epoch}", per_step)
+        check_finite((self.watched or self.model).named_parameters())
+        return {**metrics, "lr": rate}
+
+    def fit(self, run: str, setting: str, start: int = 0, after: Callable[[int, dict[str, float]], None] | None = None,
+            kept: bool = True) -> dict[str, float]:
+        """Train epochs ``start``..``epochs - 1``, calling ``after(epoch, metrics)`` after each; a divergence names
+        ``run``, its epoch and ``setting``. Returns the last epoch's metrics."""
+        metrics: dict[str, float] = {}
+        for epoch in range(start, self.epochs):
+            try:
+                metrics = self.epoch(epoch)
+            except Diverged as err:
+                raise err.at(run, epoch, setting, kept) from None
+            if after is not None:
+                after(epoch, metrics)
+        return metrics

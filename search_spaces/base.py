@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from darts.diagrams import CellGraph
-from darts.context import Runtime
-from darts.supernet import Mixing, Supernet
+from darts.context import Context
+from darts.supernet import Mixing, Supernet, SupernetOptions
 
 
 class SearchSpace(ABC):
@@ -18,20 +18,27 @@ class SearchSpace(ABC):
     Strategies, evaluators and runs talk to a space only through this interface, so they never know
     which space they search. Genotypes are the space's own immutable value type. A space is a package
     under ``search_spaces/`` (its ops, genotype, supernet, networks, published cells) plus
-    ``conf/search_space/<name>.yaml`` and its retraining recipes ``conf/recipe/<name>/<dataset>.yaml``.
+    ``conf/search_space/<name>.yaml`` and its retraining recipe ``conf/recipe/<name>.yaml``.
     """
 
     primitives: tuple[str, ...]
     cell_types: tuple[str, ...]
     num_edges: int
 
-    def build_supernet(self, num_classes: int, runtime: Runtime = Runtime()) -> Supernet:
-        """The weight-sharing supernet, built with ``runtime`` (precision, memory format, fast path) and placed by it."""
-        return runtime.place(self.make_supernet(num_classes, runtime))
+    def build_supernet(self, num_classes: int, context: Context = Context(),
+                       options: SupernetOptions = SupernetOptions()) -> Supernet:
+        """The weight-sharing supernet with what a strategy asks of it (``options``), built with ``context``
+        (precision, memory format, fast path) and placed by it."""
+        return context.place(self.make_supernet(num_classes, context, options))
 
     @abstractmethod
-    def make_supernet(self, num_classes: int, runtime: Runtime) -> Supernet:
-        """A new supernet (mixed ops on every edge, with the space's partial channels and ``runtime.fast``), on the CPU."""
+    def make_supernet(self, num_classes: int, context: Context, options: SupernetOptions) -> Supernet:
+        """A new supernet (mixed ops on every edge as ``options`` asks, ``context.fast``), on the CPU."""
+
+    @abstractmethod
+    def network_sizes(self) -> dict[str, int]:
+        """The size keywords of the space's discrete networks at this space's size (e.g. ``{"C": 36, "layers": 20}``
+        for NetworkCIFAR), for the retraining recipe's network class."""
 
     @abstractmethod
     def build_network(self, genotype: Any, num_classes: int) -> nn.Module:

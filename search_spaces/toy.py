@@ -15,8 +15,10 @@ import torch.nn as nn
 
 from darts.diagrams import CellGraph
 from darts.ops import Identity, ReLUConvBN
-from darts.context import Runtime
-from darts.supernet import CellDAG, MixedOp, Mixing, Supernet
+from darts.context import Context
+from darts.mixed_op import auxiliary_skip, mixed_op
+from darts.supernet import CellDAG, Mixing, Supernet, SupernetOptions
+from darts.settings import integer
 from search_spaces.base import SearchSpace, randint
 
 PRIMITIVES = ("skip_connect", "conv_3x3")
@@ -72,14 +74,15 @@ class ToyNetwork(_Skeleton):
 
 
 class ToySupernet(Supernet):
-    """The weight-sharing toy network: a mixed op on each of the 3 edges, alphas [3, 2] (``auxiliary_skip``: DARTS-'s
-    auxiliary skip, the identity on these stride-1 edges)."""
+    """The weight-sharing toy network: a mixed op on each of the 3 edges, alphas [3, 2] (DARTS-'s auxiliary skips,
+    when ``options`` asks, are the identity on these stride-1 edges)."""
 
-    def __init__(self, C: int = 8, num_classes: int = 10, partial_channels: int = 1, runtime: Runtime = Runtime(),
-                 auxiliary_skip: bool = False):
-        super().__init__(("cell",), NUM_EDGES, PRIMITIVES, runtime)
-        dag = CellDAG(1, NUM_NODES, lambda i, j: MixedOp(C, 1, PRIMITIVES, OPS, partial_channels, runtime.fast,
-                                                         auxiliary_skip))
+    def __init__(self, C: int = 8, num_classes: int = 10, context: Context = Context(),
+                 options: SupernetOptions = SupernetOptions()):
+        super().__init__(("cell",), PRIMITIVES, 1, NUM_NODES, context, options)
+        make_edge = lambda i, j: mixed_op(C, 1, PRIMITIVES, OPS, options.partial_channels, context.fast)  # noqa: E731
+        dag = CellDAG(1, NUM_NODES, make_edge,
+                      (lambda i, j: auxiliary_skip(C, 1)) if options.auxiliary_skip else None)
         self.net = _Skeleton(C, num_classes, dag)
 
     def logits(self, x: torch.Tensor, mixing: dict[str, Mixing]) -> torch.Tensor:
@@ -88,19 +91,23 @@ class ToySupernet(Supernet):
 
 
 class ToySpace(SearchSpace):
-    """The toy space; ``init_channels`` sizes its networks, ``partial_channels`` K > 1 builds PC-DARTS mixed ops,
-    ``auxiliary_skip`` DARTS-'s auxiliary skips."""
+    """The toy space; ``init_channels`` sizes its networks."""
 
     primitives = PRIMITIVES
     cell_types = ("cell",)
     num_edges = NUM_EDGES
 
-    def __init__(self, init_channels: int = 8, partial_channels: int = 1, auxiliary_skip: bool = False):
-        self.init_channels, self.partial_channels, self.auxiliary_skip = init_channels, partial_channels, auxiliary_skip
+    def __init__(self, init_channels: int = 8):
+        integer("model.init_channels", init_channels, 1)
+        self.init_channels = init_channels
 
-    def make_supernet(self, num_classes: int, runtime: Runtime) -> ToySupernet:
+    def make_supernet(self, num_classes: int, context: Context, options: SupernetOptions) -> ToySupernet:
         """The supernet at this space's size."""
-        return ToySupernet(self.init_channels, num_classes, self.partial_channels, runtime, self.auxiliary_skip)
+        return ToySupernet(self.init_channels, num_classes, context, options)
+
+    def network_sizes(self) -> dict[str, int]:
+        """ToyNetwork's: C."""
+        return {"C": self.init_channels}
 
     def build_network(self, genotype: ToyGenotype, num_classes: int) -> ToyNetwork:
         """The discrete network at this space's size."""

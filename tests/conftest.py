@@ -96,8 +96,7 @@ def tabular_run(run_dir: Path, csv: Path, strategy, workers: int = 1):
     from darts.runs.discrete import DiscreteRun
     from search_spaces.nb201 import NB201Space
 
-    return DiscreteRun(run_dir, NB201Space(), None, strategy, partial(TabularEvaluator, path=str(csv), workers=workers),
-                       progress=False)
+    return DiscreteRun(run_dir, NB201Space(), None, strategy, partial(TabularEvaluator, path=str(csv), workers=workers))
 
 
 def ask_until_done(strategy, score, cost: float | None = None) -> list[list]:

@@ -1,6 +1,6 @@
 """The speed benchmark (benchmarks/speed.py) and the numerics of the fast path (issue 7, scope 6).
 
-The fast path (``Runtime(fast=True)``: `none` skipped, shared parameter-free heads) must give the plain
+The fast path (``Context(fast=True)``: `none` skipped, shared parameter-free heads) must give the plain
 path's alphas trajectory: to fp32 rounding in fp32, within a bf16 tolerance under bf16 autocast. The GPU
 features (bf16 autocast, channels_last, compile) run here on CPU as far as the CPU allows.
 """
@@ -20,7 +20,7 @@ from darts.data.datasets import fake
 from darts.runs.final import FinalRun, FinalSettings
 from darts.runs.network_spec import NetworkSpec
 from darts.runs.search import SearchRun
-from darts.context import Runtime, use_channels_last
+from darts.context import Context, use_channels_last
 from darts.schedules import Cosine
 from darts.data.search_split import SearchData
 from search_spaces.darts.network import NetworkCIFAR
@@ -57,14 +57,15 @@ def trajectory(space, strategy_cls, kwargs: dict, fast: bool, amp_dtype=None, ch
                backend: str | None = None, steps: int = 2):
     """Alphas (and betas) after each of ``steps`` seeded search steps [steps, P], the final genotype, the supernet."""
     torch.manual_seed(0)
-    supernet = space.build_supernet(10, Runtime(amp_dtype=amp_dtype, channels_last=channels_last, fast=fast))
+    supernet = space.build_supernet(10, Context(amp_dtype=amp_dtype, channels_last=channels_last, fast=fast),
+                                    strategy_cls.supernet_options(**kwargs))
     strategy = strategy_cls(supernet, space, **kwargs)
     if backend:
         supernet.compile(backend=backend)
     optimizer = torch.optim.SGD(supernet.weight_parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
     out = []
     for train, valid in fixed_batches(steps):
-        search_epoch(supernet, strategy, [train], [valid], optimizer, 5.0, 1, CPU, progress=False)
+        search_epoch(supernet, strategy, [train], [valid], optimizer, 5.0, 1)
         out.append(torch.cat([a.detach().flatten() for a in strategy.arch_parameters()]))
     return torch.stack(out), strategy.genotype(), supernet
 
@@ -78,7 +79,7 @@ def initial_alphas(space) -> torch.Tensor:
 SEARCHES = {  # tiny supernets: DARTS space C=4, 3 cells (one normal, two reduction); NB201 one cell per stage
     "darts-1st": (DartsSpace(4, 3), DARTS, {"order": 1}, 1e-6),
     "gdas": (DartsSpace(4, 3), GDAS, {}, 1e-6),
-    "pcdarts": (DartsSpace(4, 3, partial_channels=2), PCDARTS, {"arch_start_epoch": 0}, 1e-6),
+    "pcdarts": (DartsSpace(4, 3), PCDARTS, {"arch_start_epoch": 0, "partial_channels": 2}, 1e-6),
     "nb201-1st": (NB201Space(4, 1), DARTS, {"order": 1}, 1e-6),
 }
 
@@ -105,7 +106,7 @@ def test_fast_path_gives_the_plain_second_order_hypergradient_in_float64():
     for fast in (False, True):
         torch.manual_seed(0)
         space = DartsSpace(4, 3)
-        supernet = space.build_supernet(10, Runtime(fast=fast)).double()
+        supernet = space.build_supernet(10, Context(fast=fast)).double()
         strategy = DARTS(supernet, space, order=2)
         optimizer = torch.optim.SGD(supernet.weight_parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
         grads.append(torch.cat([g.flatten() for g in strategy.unrolled_gradient(train, valid, optimizer)]))
@@ -129,7 +130,7 @@ def test_bf16_autocast_alphas_gradient_and_trajectory_are_within_bf16_tolerance_
     grads = []
     for fast, amp_dtype in ((False, None), (True, torch.bfloat16)):
         torch.manual_seed(0)
-        supernet = space.build_supernet(10, Runtime(amp_dtype=amp_dtype, fast=fast))
+        supernet = space.build_supernet(10, Context(amp_dtype=amp_dtype, fast=fast))
         strategy, (valid, _) = cls(supernet, space, **kwargs), fixed_batches(1)[0]
         grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(strategy.arch_loss(valid),
                                                                           strategy.arch_parameters())]))
@@ -175,11 +176,11 @@ def test_compile_setting_gives_the_eager_trajectory_with_inductor(tmp_path):
     space = NB201Space(4, 1)
     eager, _, _ = trajectory(space, DARTS, {}, fast=True, steps=2)
     torch.manual_seed(0)
-    data = SearchData(lambda: fake(num_train=32, num_test=8, image_size=16), 0.5, 0, CPU)
-    run = SearchRun(tmp_path, space, data, DARTS, Runtime(compile=True), batch_size=8, progress=False)
+    data = SearchData(lambda: fake(num_train=32, num_test=8, image_size=16), 0.5, 0)
+    run = SearchRun(tmp_path, space, data, DARTS, Context(compile=True), batch_size=8)
     out = []
     for train, valid in fixed_batches(2):
-        search_epoch(run.supernet, run.strategy, [train], [valid], run.optimizer, 5.0, 1, CPU, progress=False)
+        search_epoch(run.supernet, run.strategy, [train], [valid], run.optimizer, 5.0, 1)
         out.append(torch.cat([a.detach().flatten() for a in run.strategy.arch_parameters()]))
     torch.testing.assert_close(torch.stack(out), eager, rtol=0, atol=1e-5)
 
@@ -188,9 +189,9 @@ def tiny_final_run(tmp_path, precision: str = "auto", channels_last: bool | str 
     """A DARTS_V2 retraining at C=4, 3 cells, batch 8 on synthetic images, one step per epoch."""
     data = fake(num_train=32, num_test=16)
     spec = NetworkSpec(partial(NetworkCIFAR, C=4, layers=3), GENOTYPES["DARTS_V2"], DartsSpace(), 10, auxiliary=True)
-    s = FinalSettings(epochs=1, steps_per_epoch=1, progress=False)
+    s = FinalSettings(epochs=1, steps_per_epoch=1)
     return FinalRun(tmp_path, spec, data.train.loader(8, CPU, True, cutout=16), data.test.loader(8, CPU, False), s,
-                    Cosine(), Runtime.of("cpu", precision, channels_last))
+                    Cosine(), Context.of("cpu", precision, channels_last))
 
 
 @pytest.mark.parametrize("precision, channels_last, dtype", [("bf16", False, torch.bfloat16),
@@ -199,7 +200,7 @@ def test_retraining_honours_precision_and_channels_last(tmp_path, precision, cha
     """FinalRun with a runtime's precision and channels_last: the weights' layout, the convolutions' dtype and the input layout
     are as asked, in the training step and the evaluation, and the run completes with finite numbers."""
     run = tiny_final_run(tmp_path, precision=precision, channels_last=channels_last)
-    assert run.amp_dtype == (None if precision == "fp32" else dtype)
+    assert run.context.amp_dtype == (None if precision == "fp32" else dtype)
     seen, layouts = conv_output_dtypes(run.model), set()
     run.model.stem[0].register_forward_pre_hook(
         lambda mod, args: layouts.add(args[0].is_contiguous(memory_format=torch.channels_last)))
@@ -207,7 +208,7 @@ def test_retraining_honours_precision_and_channels_last(tmp_path, precision, cha
     assert seen == {dtype} and layouts == {channels_last}
     assert run.model.stem[0].weight.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert 0 <= result["test_accuracy"] <= 100 and result["train_loss"] == result["train_loss"]  # finite, not nan
-    assert tiny_final_run(tmp_path / "auto").amp_dtype is None  # auto is fp32 on CPU
+    assert tiny_final_run(tmp_path / "auto").context.amp_dtype is None  # auto is fp32 on CPU
 
 
 def test_bf16_with_channels_last_is_refused_on_cpu(tmp_path):
@@ -222,7 +223,7 @@ def test_bf16_with_channels_last_is_refused_on_cpu(tmp_path):
 def test_bad_precision_and_variants_are_clear_errors():
     """Unknown precisions, variant modifiers and cases raise ValueError naming the valid choices."""
     with pytest.raises(ValueError, match="precision='fp16'.*auto"):
-        Runtime.of("cpu", precision="fp16")
+        Context.of("cpu", precision="fp16")
     with pytest.raises(ValueError, match="'bf17'.*channels_last"):
         workloads.parse_variant("bf17+channels_last")
     with pytest.raises(ValueError, match="darts-3rd.*darts-1st"):

@@ -1,8 +1,9 @@
 """Every YAML in conf/ composes, its targets import, and it runs: strategies, spaces, evaluators, datasets and
-recipes are discovered from the config folders, so a new YAML is tested without editing this file."""
+recipes are discovered from the config folders (the package's and the plugins' of ``DARTS_PLUGINS``), so a new YAML
+is tested without editing this file: ``DARTS_PLUGINS=/path/to/plugin pytest tests/test_configs.py``."""
 from __future__ import annotations
 
-from pathlib import Path
+from functools import partial
 
 import pytest
 import torch
@@ -14,16 +15,16 @@ from omegaconf import DictConfig, OmegaConf
 import darts.app.retrain as train_final
 import darts.app.search as train_search
 from conftest import SHARED_DATA, read_json, targets
-from darts.strategies.base import Strategy
+from darts.app import plugins
+from darts.strategies.base import Strategy, supernet_options
 from darts.strategies.discrete.base import DiscreteStrategy
-from darts.strategies.discrete.hyperband import Hyperband
 
-CONF = Path(__file__).resolve().parents[1] / "darts" / "conf"
+SEARCH_PATH = plugins.activate()  # the plugins' modules importable, their configs on the search path
 SMOKE_SPACE = "toy"  # every strategy smoke-runs in the toy space (search_spaces/toy.py)
 # values for mandatory (???) keys, by key; a new mandatory key needs one here
 DATA = {"evaluator.path": SHARED_DATA / "nb201" / "nb201_accuracies.csv", "dataset.root": SHARED_DATA / "cifar10-mini"}
 FAKE = ["dataset=fake", "dataset.num_train=48", "dataset.num_test=16", "dataset.image_size=8"]
-SMOKE = ["progress=false", "device=cpu", "batch_size=8", "steps_per_epoch=1", "epochs=1", "strategy.arch_start_epoch=0"]
+SMOKE = ["progress=false", "device=cpu", "batch_size=8", "steps_per_epoch=1", "epochs=1"]
 # evaluator keys that shorten a smoke run, by evaluator (one without an entry runs with its defaults)
 TINY_EVALUATOR = {"train": ["evaluator.epochs=1", "evaluator.batch_size=8", "evaluator.eval_batches=1"],
                   "supernet": ["evaluator.epochs=1", "evaluator.batch_size=8", "evaluator.eval_batches=1"],
@@ -31,19 +32,27 @@ TINY_EVALUATOR = {"train": ["evaluator.epochs=1", "evaluator.batch_size=8", "eva
 
 
 def options(group: str) -> list[str]:
-    """The option names of a config group (its YAML files, sub-folders included, e.g. recipe/darts/cifar10)."""
-    return sorted(str(p.relative_to(CONF / group).with_suffix("")) for p in (CONF / group).rglob("*.yaml"))
+    """The option names of a config group, the plugins' included (sub-folders give ``a/b``)."""
+    return sorted(plugins.options(group))
 
 
 def compose_config(name: str, overrides: list[str]) -> DictConfig:
-    """Compose conf/<name>.yaml with overrides, as the entry point would, mandatory values filled from DATA."""
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose(name, overrides)
+    """Compose conf/<name>.yaml with overrides, as the entry point would, mandatory values filled from DATA; a
+    strategy with a weight-only warm-up runs its arch steps from the first epoch."""
+    with initialize_config_dir(str(plugins.CONF), version_base="1.3"):
+        cfg = compose(name, [*overrides, *SEARCH_PATH])
     for key in OmegaConf.missing_keys(cfg):
         if key not in DATA:
             raise AssertionError(f"{key} is mandatory (???); add a test value for it to DATA in {__file__}")
         OmegaConf.update(cfg, key, str(DATA[key]))
+    if "arch_start_epoch" in cfg.get("strategy", {}):
+        cfg.strategy.arch_start_epoch = 0
     return cfg
+
+
+def space_of(cfg: DictConfig):
+    """The configuration's space at its size."""
+    return instantiate(cfg.search_space, **cfg.model)
 
 
 def check_targets(cfg: DictConfig) -> None:
@@ -53,9 +62,8 @@ def check_targets(cfg: DictConfig) -> None:
 
 
 def strategy_class(strategy: str) -> type:
-    """The class a strategy config builds (read from its YAML: a discrete one does not compose without an evaluator)."""
-    node = OmegaConf.load(CONF / "strategy" / f"{strategy}.yaml")
-    return get_object(OmegaConf.select(node, "strategy._target_") or node._target_)
+    """The class a strategy config builds."""
+    return get_object(compose_config("search", [f"strategy={strategy}"]).strategy._target_)
 
 
 def with_evaluator(strategy: str) -> list[str]:
@@ -66,17 +74,18 @@ def with_evaluator(strategy: str) -> list[str]:
 @pytest.mark.parametrize("space", options("search_space"))
 @pytest.mark.parametrize("strategy", options("strategy"))
 def test_search_configs_compose_and_build(strategy, space):
-    """Each strategy composes with each space at the space's own size; gradient strategies build the supernet and
-    run one forward pass with their mixing weights, whose genotype round-trips through the space's text."""
+    """Each strategy composes with each space at the space's own size; gradient strategies build the supernet they
+    ask for and run one forward pass with their mixing weights, whose genotype round-trips through the space's text."""
     cfg = compose_config("search", [f"strategy={strategy}", f"search_space={space}", *with_evaluator(strategy)])
     OmegaConf.resolve(cfg)
     check_targets(cfg)
     if not issubclass(strategy_class(strategy), Strategy):
         return  # a discrete strategy: run below with every evaluator
     torch.manual_seed(0)
-    space_obj = instantiate(cfg.search_space)
-    supernet = space_obj.build_supernet(10)
-    strategy_obj = instantiate(cfg.strategy, supernet=supernet, space=space_obj)
+    space_obj = space_of(cfg)
+    make = instantiate(cfg.strategy, _partial_=True)
+    supernet = space_obj.build_supernet(10, options=supernet_options(make))
+    strategy_obj = make(supernet=supernet, space=space_obj)
     assert supernet(torch.randn(2, 3, 8, 8), strategy_obj.mixing()).shape == (2, 10)
     assert space_obj.parse(space_obj.to_text(strategy_obj.genotype())) == strategy_obj.genotype()
 
@@ -88,7 +97,7 @@ def test_every_gradient_strategy_runs_a_search(strategy, tmp_path):
     cfg = compose_config("search", [f"strategy={strategy}", f"search_space={SMOKE_SPACE}", *FAKE, *SMOKE])
     result = train_search.search(cfg, tmp_path)
     assert read_json(tmp_path / "result.json") == result and (tmp_path / "checkpoint.pt").is_file()
-    assert instantiate(cfg.search_space).parse(result["genotype"])
+    assert space_of(cfg).parse(result["genotype"])
 
 
 def fitting_run(strategy: str, evaluator: str) -> DictConfig:
@@ -99,7 +108,7 @@ def fitting_run(strategy: str, evaluator: str) -> DictConfig:
                                         *FAKE, "progress=false", "device=cpu", "steps_per_epoch=1",
                                         "strategy.budget=2", *TINY_EVALUATOR.get(evaluator, [])])
         try:
-            instantiate(cfg.evaluator)(space=instantiate(cfg.search_space), data=None)
+            instantiate(cfg.evaluator)(space=space_of(cfg), data=None)
         except ValueError as err:
             if "not a genotype of" in str(err):
                 continue  # the evaluator scores another space (a table of another space)
@@ -117,7 +126,7 @@ def test_every_discrete_strategy_runs_with_every_evaluator(strategy, evaluator, 
     if not DATA["evaluator.path"].is_file():
         pytest.skip(f"the NB201 table is not at {DATA['evaluator.path']} (see ../shared/data/README.md)")
     cfg = fitting_run(strategy, evaluator)
-    if evaluator in ("supernet", "zero_cost") and issubclass(strategy_class(strategy), Hyperband):
+    if strategy_class(strategy).multi_fidelity and not get_object(cfg.evaluator._target_).takes_fidelity:
         with pytest.raises(ValueError, match="takes no fidelity"):
             train_search.search(cfg, tmp_path)
         return
@@ -144,18 +153,22 @@ def test_datasets_compose_and_load(dataset):
 
 
 def recipes() -> list[tuple[str, str]]:
-    """(space, dataset) of every retraining recipe (conf/recipe/<space>/<dataset>.yaml)."""
-    return [tuple(r.split("/")) for r in options("recipe")]
+    """(space, dataset) of every retraining recipe: each space's own (conf/recipe/<space>.yaml, with CIFAR-10) and
+    each dataset's (conf/recipe_for_dataset/<space>_<dataset>.yaml)."""
+    spaces = options("search_space")
+    for_dataset = [next((s, r[len(s) + 1:]) for s in spaces if r.startswith(f"{s}_")) for r in options("recipe_for_dataset")]
+    return [(space, "cifar10") for space in options("recipe")] + for_dataset
 
 
 @pytest.mark.parametrize("space, dataset", recipes())
 def test_every_recipe_composes_and_builds_its_network(space, dataset):
-    """Each recipe composes with its space and dataset, and builds its network from a sampled genotype."""
+    """Each recipe composes with its space and dataset, and builds its network at the space's size from a sampled
+    genotype."""
     cfg = compose_config("final", [f"search_space={space}", f"dataset={dataset}"])
     check_targets(cfg)
-    space_obj = instantiate(cfg.search_space)
+    space_obj = space_of(cfg)
     genotype = space_obj.sample(torch.Generator().manual_seed(0))
-    net = instantiate(cfg.model.network)(genotype=genotype, num_classes=10)
+    net = partial(get_object(cfg.network._target_), **space_obj.network_sizes())(genotype=genotype, num_classes=10)
     assert sum(p.numel() for p in net.parameters()) > 0
     instantiate(cfg.scheduler)
 
@@ -167,7 +180,7 @@ def test_every_space_has_a_cifar10_recipe_and_retrains(space, tmp_path):
     cfg = compose_config("final", [f"search_space={space}", "dataset=fake", "dataset.num_train=16",
                                    "dataset.num_test=8", "epochs=1", "steps_per_epoch=1", "batch_size=8",
                                    "progress=false", "device=cpu", "++model.init_channels=4"])
-    space_obj = instantiate(cfg.search_space)
+    space_obj = space_of(cfg)
     genotype_text = space_obj.to_text(space_obj.sample(torch.Generator().manual_seed(0)))
     cfg.genotype = genotype_text
     result = train_final.build_run(cfg, tmp_path).run()

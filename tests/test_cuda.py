@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from conftest import run_entry
-from darts.context import Runtime, configure_backends
+from darts.context import Context, configure_backends
 from darts.strategies.gradient.darts import DARTS
 from darts.strategies.gradient.drnas import DrNAS
 from search_spaces.darts import DartsSpace
@@ -53,7 +53,7 @@ def test_the_unrolled_step_is_ieee_fp32_on_cuda():
     for dtype in (torch.float32, torch.float64):
         torch.manual_seed(0)
         space = DartsSpace(4, 3)
-        supernet = space.build_supernet(10, Runtime(device=torch.device("cuda"))).to(dtype)
+        supernet = space.build_supernet(10, Context(device=torch.device("cuda"))).to(dtype)
         for m in supernet.modules():
             if isinstance(m, nn.Conv2d):
                 m.register_forward_pre_hook(lambda *_: seen.append(torch.backends.cudnn.allow_tf32))
@@ -70,7 +70,7 @@ def test_the_unrolled_step_is_ieee_fp32_on_cuda():
 def test_the_dirichlet_path_makes_no_host_sync():
     """DrNAS's mixing weights (Dirichlet draws without argument validation) make no device-to-host sync."""
     space = ToySpace(8)
-    strategy = DrNAS(space.build_supernet(10, Runtime(device=torch.device("cuda"))), space)
+    strategy = DrNAS(space.build_supernet(10, Context(device=torch.device("cuda"))), space)
     strategy.mixing()  # warm-up: first-call allocations
     torch.cuda.set_sync_debug_mode("error")
     try:

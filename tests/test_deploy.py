@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-import darts.deploy.prune as prune_module
+import darts.training as training
 from conftest import ROOT, read_json, run_entry, tensorboard_tags
 from darts.deploy.export import export
 from darts.deploy.prune import channel_chains, prune_run
@@ -122,7 +122,7 @@ def test_prune_resumes_from_its_fine_tuning_checkpoint(retrained, monkeypatch, c
     """A pruning stopped after its first fine-tuning epoch continues at the second when re-run and ends with the
     weights of an uninterrupted run; a complete run is reported complete; other settings are refused."""
     calls = []
-    original = prune_module.train_epoch
+    original = training.train_epoch  # the one training loop's epoch, which the fine-tuning runs
 
     def stop_at_second_epoch(*args, **kwargs):
         calls.append(1)
@@ -130,11 +130,11 @@ def test_prune_resumes_from_its_fine_tuning_checkpoint(retrained, monkeypatch, c
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(prune_module, "train_epoch", stop_at_second_epoch)
+    monkeypatch.setattr(training, "train_epoch", stop_at_second_epoch)
     out = retrained.parent / "resumed"
     with pytest.raises(KeyboardInterrupt):
         prune_run(retrained, 0.5, out=out, **FINETUNE)
-    monkeypatch.setattr(prune_module, "train_epoch", original)
+    monkeypatch.setattr(training, "train_epoch", original)
     with caplog.at_level("INFO", logger="darts.deploy.prune"):
         resumed = prune_run(retrained, 0.5, out=out, **FINETUNE)
     assert "resumed" in caplog.text and "fine-tuning epoch 2 of 2" in caplog.text

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import get_object, instantiate
 from PIL import Image
 
+import darts.app.search as train_search
 from conftest import ROOT, history_without_timing, read_json, tabular_run, tensorboard_tags
 from darts.data.datasets import Datasets, ImageData
 from darts.evaluators import SupernetEvaluator, TabularEvaluator, TrainEvaluator
@@ -208,7 +210,7 @@ def tiny_nb201() -> NB201Space:
 
 def test_train_evaluator_is_seeded_by_candidate(mini_images):
     """Training from scratch gives an accuracy in [0, 100] and a positive cost; the same index repeats its score."""
-    data = SearchData(lambda: mini_images, 0.5, 0, "cpu")
+    data = SearchData(lambda: mini_images, 0.5, 0)
     ev = TrainEvaluator(tiny_nb201(), data, epochs=2, batch_size=16, steps_per_epoch=2, eval_batches=2, seed=0)
     ev.prepare()
     genotype = tiny_nb201().sample(torch.Generator().manual_seed(0))
@@ -226,9 +228,9 @@ def test_train_evaluator_is_seeded_by_candidate(mini_images):
 def test_supernet_evaluator_resumes_training_exactly(mini_images):
     """Supernet training stopped after epoch 1 and resumed from its state ends with the uninterrupted weights."""
     def evaluator(epochs: int) -> SupernetEvaluator:
-        data = SearchData(lambda: mini_images, 0.5, 0, "cpu")
+        data = SearchData(lambda: mini_images, 0.5, 0)
         return SupernetEvaluator(DartsSpace(init_channels=4, layers=2), data, epochs=epochs, batch_size=16,
-                                 steps_per_epoch=2, eval_batches=2, seed=0, progress=False)
+                                 steps_per_epoch=2, eval_batches=2, seed=0)
     full = evaluator(2)
     full.prepare()
     first = evaluator(1)
@@ -261,10 +263,9 @@ def test_parallel_training_matches_serial(mini_images, tmp_path):
     """Training candidates in 2 threads gives bit-identical scores to training them one after another."""
     def run(name: str, workers: int) -> list[dict]:
         space = tiny_nb201()
-        data = SearchData(lambda: mini_images, 0.5, 0, "cpu")
+        data = SearchData(lambda: mini_images, 0.5, 0)
         evaluator = partial(TrainEvaluator, epochs=1, batch_size=16, steps_per_epoch=2, eval_batches=2, workers=workers)
-        DiscreteRun(tmp_path / name, space, data, partial(RandomSearch, budget=4, seed=0), evaluator,
-                    progress=False).run()
+        DiscreteRun(tmp_path / name, space, data, partial(RandomSearch, budget=4, seed=0), evaluator).run()
         return history_without_timing(tmp_path / name)
     assert run("serial", 1) == run("parallel", 2)
 
@@ -300,15 +301,20 @@ DISCRETE = ("random", "evolution")
 
 @pytest.mark.parametrize("evaluator", sorted(p.stem for p in (ROOT / "darts" / "conf" / "evaluator").glob("*.yaml")))
 @pytest.mark.parametrize("strategy", DISCRETE)
-def test_discrete_configs_compose_with_every_evaluator(strategy, evaluator):
-    """Each discrete strategy composes with each evaluator into a `run` node; gradient strategies have none."""
+def test_discrete_configs_compose_with_every_evaluator(strategy, evaluator, tmp_path):
+    """Each discrete strategy composes with each evaluator and runs as a discrete search (the run kind follows the
+    strategy's class; a gradient strategy's is the bilevel search); without an evaluator it is refused."""
+    def kind(cfg):
+        cls = get_object(cfg.strategy._target_)
+        return next(make for base, make in train_search.RUN_KINDS if issubclass(cls, base))
+
     with initialize_config_dir(str(ROOT / "darts" / "conf"), version_base="1.3"):
         cfg = compose("search", overrides=[f"strategy={strategy}", f"evaluator={evaluator}", "evaluator.path=x"]
                       if evaluator == "tabular" else [f"strategy={strategy}", f"evaluator={evaluator}"])
-        assert cfg.run._target_ == "darts.runs.discrete.DiscreteRun" and cfg.strategy.seed == cfg.seed
-        assert compose("search", overrides=["strategy=darts"]).run._target_ == "darts.runs.search.SearchRun"
-        with pytest.raises(Exception, match="evaluator"):
-            compose("search", overrides=[f"strategy={strategy}"])
+        assert kind(cfg) is train_search.discrete_run and cfg.strategy.seed == cfg.seed
+        assert kind(compose("search", overrides=["strategy=darts"])) is train_search.gradient_run
+    with pytest.raises(ValueError, match="evaluator=<name>"):
+        DiscreteRun(tmp_path, NB201Space(), None, instantiate(cfg.strategy, _partial_=True))
 
 
 def start(run_dir: Path, *overrides: str) -> subprocess.Popen:
@@ -376,7 +382,7 @@ def test_tabular_entry_run_loads_no_dataset_and_resumes(entry_runs, nb201_csv):
     run = base / "tabular"
     result = read_json(run / "result.json")
     assert result["benchmark"]["cifar10_test_200ep"] > 0 and result["evaluations"] == 20
-    finish(start(run, f"resume={run}", "+strategy.budget=30"))  # `+`: the default strategy (darts) has no budget
+    finish(start(run, f"resume={run}", "strategy.budget=30"))  # as written: the run's own config has the key
     finish(start(base / "fresh", "search_space=nb201", "strategy=evolution", "evaluator=tabular",
                  f"evaluator.path={nb201_csv}", "strategy.budget=30", "seed=7"))
     assert history_without_timing(run) == history_without_timing(base / "fresh")

@@ -185,8 +185,8 @@ def bad_settings(tmp_path: Path, teacher_run: Path) -> dict[str, tuple[dict, str
         "unknown model": ({"teacher": "torchvision:resnet19"}, "torchvision has no classification model 'resnet19'"),
         "run classes": ({"teacher": str(teacher_run), "num_classes": 100}, "classifies 10 classes, the dataset has 100"),
         "weights classes": ({"teacher": "torchvision:resnet18", "weights": str(wrong)}, "with the dataset's 10 classes"),
-        "temperature": ({"teacher": "torchvision:resnet18", "temperature": 0}, "distill.temperature=0 must be > 0"),
-        "alpha": ({"teacher": "torchvision:resnet18", "alpha": 1.5}, r"distill.alpha=1.5 must lie in \[0, 1\]"),
+        "temperature": ({"teacher": "torchvision:resnet18", "temperature": 0}, "distill.temperature=0 is not valid: a number > 0"),
+        "alpha": ({"teacher": "torchvision:resnet18", "alpha": 1.5}, r"distill.alpha=1.5 is not valid: a number in \[0, 1\]"),
         "weights alone": ({"weights": str(wrong)}, "needs a teacher"),
         "weights for a run": ({"teacher": str(teacher_run), "weights": str(wrong)}, "is for a torchvision teacher"),
     }
@@ -212,9 +212,10 @@ def test_cli_reports_a_bad_teacher_in_one_line(cifar_mini, tmp_path):
 @pytest.mark.parametrize("override, match", [("distill.temperature=-1", "a number > 0"),
                                              ("distill.alpha=2", r"a number in \[0, 1\]")])
 def test_config_checks_refuse_bad_temperature_and_alpha(override, match):
-    """cli.check_settings refuses temperature <= 0 and alpha outside [0, 1] before any data is read."""
+    """The distillation settings refuse temperature <= 0 and alpha outside [0, 1], with or without a teacher, before
+    any teacher or data is read."""
     with pytest.raises(ValueError, match=f"{override.replace('.', '[.]')} is not valid: {match}"):
-        cli.check_settings(compose_final([override]))
+        from_settings(10, **compose_final([override]).distill)
 
 
 def test_resume_keeps_the_distillation():

@@ -38,13 +38,12 @@ def tiny(cifar_mini: Path) -> list[str]:
 
 
 PROGRESSIVE = ["strategy=drnas", "strategy.progressive=true", "strategy.arch_start_epoch=0",
-               "search_space.partial_channels=4",
                "strategy.stages=[{epochs:1,partial_channels:4},{epochs:1,partial_channels:2,keep_ops:3}]"]
 
 
 @pytest.mark.parametrize("strategy", [["strategy=darts"], ["strategy=darts", "strategy.order=2"], ["strategy=gdas"],
                                       ["strategy=pcdarts", "strategy.arch_start_epoch=0",
-                                       "search_space.partial_channels=2"], PROGRESSIVE],
+                                       "strategy.partial_channels=2"], PROGRESSIVE],
                          ids=["darts-1st", "darts-2nd", "gdas", "pcdarts", "drnas-progressive"])
 def test_arch_parameters_stay_identical_on_every_rank(cifar_mini, tmp_path, strategy):
     """After every arch step both ranks hold the same arch parameters (bitwise), for a first-order, a second-order, a

@@ -13,10 +13,11 @@ from hydra import compose, initialize_config_dir
 
 import darts.app.search as train_search
 from conftest import ROOT
-from darts.context import Runtime
+from darts.context import Context
 from darts.strategies.gradient.drnas import DrNAS
-from darts.supernet import MixedOp, Mixing
-from darts.widening import carry, carry_optimizer
+from darts.mixed_op import PartialChannels
+from darts.supernet import Mixing, SupernetOptions
+from darts.mixed_op import carry, carry_optimizer
 from search_spaces.darts.ops import PRIMITIVES, SEARCH_OPS
 from search_spaces.nb201 import NB201Space
 
@@ -39,7 +40,7 @@ def test_widening_keeps_the_old_channels_and_copies_new_ones_from_old_ones(strid
     """K 4 -> 2 on a DARTS-space edge: every tensor's first channels are the old ones, each new channel equals an
     old one (the same choice along every dimension of that size), momentum buffers are carried the same way, and the
     edge computes on twice the channels."""
-    op = randomised(MixedOp(16, stride, PRIMITIVES, SEARCH_OPS, partial_channels=4))
+    op = randomised(PartialChannels(16, stride, 4, PRIMITIVES, SEARCH_OPS))
     x = torch.randn(2, 16, 8, 8)
     optimizer = torch.optim.SGD(op.parameters(), 0.1, momentum=0.9)
     op(x, torch.full((len(PRIMITIVES),), 1 / len(PRIMITIVES))).sum().backward()
@@ -64,8 +65,8 @@ def test_widening_keeps_the_old_channels_and_copies_new_ones_from_old_ones(strid
 def nb201(partial_channels: int = 4):
     """A tiny NB201 supernet (C = 8, one cell per stage) and DrNAS with two progressive stages."""
     torch.manual_seed(0)
-    space = NB201Space(init_channels=8, cells_per_stage=1, partial_channels=partial_channels)
-    supernet = space.build_supernet(10, Runtime())
+    space = NB201Space(init_channels=8, cells_per_stage=1)
+    supernet = space.build_supernet(10, Context(), SupernetOptions(partial_channels=partial_channels))
     return supernet, DrNAS(supernet, space, progressive=True, stages=STAGES, arch_start_epoch=1)
 
 
@@ -85,7 +86,8 @@ def test_pruning_keeps_each_edges_largest_alphas_and_skips_the_other_ops():
     outside = torch.ones_like(mixing.weights, dtype=torch.bool).scatter(1, top, False)
     assert (mixing.weights[outside] == 0).all() and torch.allclose(mixing.weights.sum(1), torch.ones(len(top)))
     assert mixing.kept == tuple(map(tuple, top.tolist()))
-    assert all(m.k == 2 for m in supernet.modules() if isinstance(m, MixedOp))
+    assert all(m.k == 2 for m in supernet.modules() if isinstance(m, PartialChannels))
+    assert supernet.structure.partial_channels == 2
     assert {id(p) for p in new_optimizer.param_groups[0]["params"]} == {id(p) for p in supernet.weight_parameters()}
     supernet.eval()
     x = torch.randn(2, 3, 16, 16)
@@ -106,7 +108,7 @@ def test_arch_steps_start_anew_in_each_stage():
 
 def test_bad_stages_are_refused_naming_the_setting():
     """The first stage's K must be the supernet's, and the stages must run the run's epochs."""
-    with pytest.raises(ValueError, match="search_space.partial_channels=1"):
+    with pytest.raises(ValueError, match="stages.0..partial_channels=4 must equal the supernet's K=1"):
         nb201(partial_channels=1)
     _, strategy = nb201()
     with pytest.raises(ValueError, match="strategy.stages run 2 epochs but epochs=5"):
@@ -126,7 +128,7 @@ def test_a_progressive_nb201_search_runs_with_the_table_and_resumes_exactly(cifa
     epoch, the final genotype uses kept ops only, and a search killed after the first stage or inside the second and
     resumed ends as the uninterrupted one, bitwise."""
     overrides = ["strategy=drnas", "search_space=nb201", "model.init_channels=8", "model.cells_per_stage=1",
-                 "search_space.partial_channels=4", "strategy.progressive=true", "strategy.arch_start_epoch=0",
+                 "strategy.progressive=true", "strategy.arch_start_epoch=0",
                  "strategy.stages=[{epochs:1,partial_channels:4},{epochs:2,partial_channels:2,keep_ops:3}]",
                  "epochs=3", "steps_per_epoch=2",
                  "batch_size=8", "dataset=imagefolder", f"dataset.root={cifar_mini}", "progress=false",
@@ -144,14 +146,14 @@ def test_a_progressive_nb201_search_runs_with_the_table_and_resumes_exactly(cifa
         """The process dies after the first stage's checkpoint."""
 
     cut = train_search.build(cfg, tmp_path / "cut")
-    save = cut._save
+    save = cut.save
 
     def save_then_die(epoch: int) -> None:
         save(epoch)
         if epoch == killed_after:
             raise Killed
 
-    cut._save = save_then_die
+    cut.save = save_then_die
     with pytest.raises(Killed):
         cut.run()
     resumed = train_search.build(cfg, tmp_path / "cut")

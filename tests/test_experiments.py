@@ -11,8 +11,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from darts.app import config as cli
 from darts.runs.reader import resolve_genotype
+from darts.settings import SGD
+from darts.strategies.base import Strategy
+from darts.strategies.discrete.base import DiscreteStrategy
 
 CONF = Path(__file__).resolve().parents[1] / "darts" / "conf"
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -105,16 +107,14 @@ def test_preset_composes_with_its_choices_and_keys(preset):
     for group, option in group_choices(preset).items():
         if option is not None:
             assert cfg[group]._target_ == option_target(group, option), (preset, group, option)
-    if "strategy" in cfg:  # the strategy's own defaults select its run kind (conf/run/)
-        strategy = OmegaConf.load(CONF / "strategy" / f"{cfg_choice(preset, 'strategy')}.yaml")
-        run = next(d["/run"] for d in strategy.defaults if "/run" in d)
-        assert cfg.run._target_ == option_target("run", run)
+    if "strategy" in cfg:  # the strategy's class selects its run kind (darts.app.search.RUN_KINDS)
+        assert issubclass(get_object(cfg.strategy._target_), (Strategy, DiscreteStrategy))
     composed = leaves(OmegaConf.to_container(cfg, resolve=False))
     for key, value in leaves(OmegaConf.to_container(preset_yaml(preset), resolve=False)).items():
         if key != "defaults" and value != "???":
             assert composed[key] == value, f"{preset}: {key} composes to {composed[key]!r}, the preset sets {value!r}"
     OmegaConf.resolve(cfg)
-    cli.check_settings(cfg)
+    SGD(**cfg.optimizer)  # the preset's optimizer settings are in range (its owner's check)
     for target in targets(cfg):
         assert get_object(target) is not None, target
 
@@ -147,7 +147,8 @@ def test_nb201_gdas_composes_gdas_in_nb201():
         pytest.skip("no nb201_gdas preset")
     cfg = compose_preset("nb201_gdas")
     assert cfg.search_space._target_ == "search_spaces.nb201.NB201Space" and cfg.search_space.track_running_stats
-    assert cfg.strategy._target_ == "darts.strategies.gradient.gdas.GDAS" and cfg.run._target_ == "darts.runs.search.SearchRun"
+    assert cfg.strategy._target_ == "darts.strategies.gradient.gdas.GDAS" and issubclass(
+        get_object(cfg.strategy._target_), Strategy)  # a gradient strategy: a bilevel search (SearchRun)
     assert cfg.epochs == 240 and cfg.benchmark.path == str(TABLE)
 
 

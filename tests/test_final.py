@@ -16,7 +16,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from darts.app import config as cli
-import darts.runs.final as final
+import darts.training as training
+from darts.context import Context
 from conftest import ROOT, read_json, run_entry
 from darts.model_stats import count_flops
 from darts.runs.final import final_loss
@@ -162,7 +163,7 @@ def test_dataset_selects_its_recipe(dataset):
     """dataset=imagenet composes the DARTS ImageNet recipe; every other dataset the CIFAR-10 one."""
     cfg = compose_final([f"dataset={dataset}"])
     imagenet = dataset == "imagenet"
-    assert cfg.model.network._target_.endswith("NetworkImageNet" if imagenet else "NetworkCIFAR")
+    assert cfg.network._target_.endswith("NetworkImageNet" if imagenet else "NetworkCIFAR")
     expected = ((48, 14, 250, 128, 0.1, 3e-5, 0.1, 0.0, 0) if imagenet else
                 (36, 20, 600, 96, 0.025, 3e-4, 0.0, 0.2, 16))
     assert (cfg.model.init_channels, cfg.model.layers, cfg.epochs, cfg.batch_size, cfg.optimizer.lr,
@@ -219,7 +220,7 @@ def test_resume_continues_from_the_saved_epoch(finished_run, cifar_mini, tmp_pat
     for name in ("config.yaml", "composed.yaml"):
         (tmp_path / name).write_text(Path(finished_run / name).read_text())
     calls = []
-    real_train_epoch = final.train_epoch
+    real_train_epoch = training.train_epoch
 
     def stop_at_third_epoch(*args, **kwargs):
         calls.append(1)
@@ -227,7 +228,7 @@ def test_resume_continues_from_the_saved_epoch(finished_run, cifar_mini, tmp_pat
             raise KeyboardInterrupt
         return real_train_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(final, "train_epoch", stop_at_third_epoch)
+    monkeypatch.setattr(training, "train_epoch", stop_at_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         train_final.build_run(cfg, tmp_path).run()
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
@@ -330,5 +331,5 @@ def test_train_epoch_sets_the_per_step_rate_before_each_step():
         return nn.functional.cross_entropy(out, y), out
 
     batches = [(torch.randn(2, 4), torch.tensor([0, 1]))] * 3
-    train_epoch(model, batches, opt, 3, torch.device("cpu"), loss_fn, progress=False, lr_at_step=lambda s: 0.1 * s)
+    train_epoch(model, batches, opt, 3, Context(), loss_fn, lr_at_step=lambda s: 0.1 * s)
     assert seen == pytest.approx([0.0, 0.1, 0.2])

@@ -15,11 +15,12 @@ from darts.data.datasets import fake
 from darts.evaluators import TrainEvaluator
 from darts.runs import checkpoint
 from darts.runs.search import SearchRun
-from darts.context import Runtime, configure_backends
+from darts.context import Context, configure_backends
 from darts.data.search_split import SearchData
 from darts.strategies.gradient.darts import DARTS
 from darts.strategies.gradient.drnas import DrNAS, FixedDirichlet
 from darts.strategies.gradient.gdas import GDAS
+from darts.supernet import SupernetOptions
 from search_spaces.darts import DartsSpace
 from search_spaces.toy import ToySpace
 
@@ -28,7 +29,7 @@ CPU = torch.device("cpu")
 
 def tiny_data(device: torch.device = CPU) -> SearchData:
     """Synthetic 8x8 images, split in halves."""
-    return SearchData(lambda: fake(num_train=32, num_test=8, image_size=8), 0.5, 0, device)
+    return SearchData(lambda: fake(num_train=32, num_test=8, image_size=8), 0.5, 0, Context(device))
 
 
 @pytest.fixture
@@ -46,10 +47,9 @@ def backends():
 def test_a_checkpoint_resumes_onto_another_device(tmp_path):
     """A CPU checkpoint resumes into a run on the meta device (a stand-in for CUDA): the tensors are loaded onto the
     CPU, each object copies its state to its own device, and the CPU random state is restored on the CPU."""
-    SearchRun(tmp_path, ToySpace(4), tiny_data(), DARTS, Runtime(), epochs=1, batch_size=4, progress=False).run()
+    SearchRun(tmp_path, ToySpace(4), tiny_data(), DARTS, Context(), epochs=1, batch_size=4).run()
     meta = torch.device("meta")
-    run = SearchRun(tmp_path, ToySpace(4), tiny_data(), DARTS, Runtime(device=meta), epochs=2, batch_size=4,
-                    progress=False)
+    run = SearchRun(tmp_path, ToySpace(4), tiny_data(), DARTS, Context(device=meta), epochs=2, batch_size=4)
     run.resume()
     assert run.start_epoch == 1 and next(run.supernet.parameters()).device.type == "meta"
     assert all(s.device.type == "meta" for st in run.optimizer.state.values() for s in st.values()
@@ -104,7 +104,7 @@ def test_gdas_refuses_the_second_order_step_and_compile():
     with pytest.raises(ValueError, match="strategy.order=2 is not defined for GDAS"):
         GDAS(space.build_supernet(10), space, order=2)
     with pytest.raises(ValueError, match="compile=true is not supported with strategy=gdas"):
-        GDAS(space.make_supernet(10, Runtime(compile=True)), space)
+        GDAS(space.make_supernet(10, Context(compile=True), SupernetOptions()), space)
 
 
 def test_drnas_uses_one_dirichlet_draw_per_second_order_arch_step():
@@ -169,7 +169,7 @@ def test_the_train_evaluator_honours_precision():
 
     space.build_network = hooked
     evaluator = TrainEvaluator(space, tiny_data(), epochs=1, batch_size=4, steps_per_epoch=1, eval_batches=1,
-                               precision="bf16")
+                               context=Context.of("cpu", precision="bf16", channels_last=False))
     evaluator.prepare()
     evaluator.evaluate(space.sample(torch.Generator().manual_seed(0)), 0)
     assert dtypes == {torch.bfloat16}

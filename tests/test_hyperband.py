@@ -83,7 +83,7 @@ def test_low_fidelity_never_wins_the_run(tmp_path):
             return Evaluation(100.0 - fidelity + nb201_score(genotype, 0), float(fidelity))
 
     result = DiscreteRun(tmp_path, NB201Space(), None, partial(Hyperband, budget=13, max_fidelity=12, seed=1),
-                         lambda space, data: Fake(space), progress=False).run()
+                         lambda space, data, context: Fake(space)).run()
     records = read_jsonl(tmp_path / HISTORY)
     top = [r for r in records if r["fidelity"] == 12]
     assert [r["fidelity"] for r in records] == [1] * 9 + [4] * 3 + [12]
@@ -131,8 +131,7 @@ def test_resume_replays_the_history_with_its_fidelities(epochs_csv, tmp_path, ma
     a history whose fidelities were changed is refused."""
     def run(name: str) -> DiscreteRun:
         return DiscreteRun(tmp_path / name, NB201Space(), None, partial(make, budget=60, max_fidelity=12, seed=4),
-                           partial(TabularEvaluator, path=str(epochs_csv), fidelity_column="cifar10_valid_{epochs}ep"),
-                           progress=False)
+                           partial(TabularEvaluator, path=str(epochs_csv), fidelity_column="cifar10_valid_{epochs}ep"))
 
     def history(name: str) -> list[dict]:
         records = read_jsonl(tmp_path / name / HISTORY)

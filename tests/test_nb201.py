@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from search_spaces.nb201 import NB201Benchmark
-from darts.supernet import Mixing
+from darts.supernet import Mixing, SupernetOptions
 from search_spaces.nb201 import NB201Space, build_network, build_supernet
 from search_spaces.nb201.genotype import PRIMITIVES, NB201Genotype, format_arch, parse_arch
 
@@ -173,13 +173,13 @@ def test_supernet_hard_index_runs_only_chosen_ops():
 
 def test_supernet_partial_channels():
     """PC-DARTS partial channels work in NB201 (ops see C/K channels) with soft and edge weights."""
-    net = NB201Space(8, 1, partial_channels=2).build_supernet(10)
-    assert net.cells[0].dag.edges[0]._ops[PRIMITIVES.index("nor_conv_3x3")].op[1].in_channels == 4
+    net = NB201Space(8, 1).build_supernet(10, options=SupernetOptions(partial_channels=2))
+    assert net.cells[0].dag.edges[0].mixed._ops[PRIMITIVES.index("nor_conv_3x3")].op[1].in_channels == 4
     mixing = Mixing(weights=F.softmax(net.alphas["cell"], -1), edge_weights=torch.ones(6, requires_grad=True))
     _loss(net, {"cell": mixing}).backward()
     assert net.alphas["cell"].grad.abs().sum() > 0 and mixing.edge_weights.grad is not None
     with pytest.raises(ValueError):
-        build_supernet(C=8, N=1, partial_channels=3)
+        build_supernet(C=8, N=1, options=SupernetOptions(partial_channels=3))
 
 
 # ---- space interface ------------------------------------------------------------------------

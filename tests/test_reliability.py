@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,17 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from darts.app import config as cli
 from darts.app import rundir
 from conftest import ROOT, read_json, run_entry
 from darts.data.datasets import image_folder
 from darts.context import amp_dtype
+from darts.data.search_split import SearchData
+from darts.runs import lock
+from darts.runs.search import SearchRun
+from darts.settings import SGD
+from darts.strategies.gradient.darts import DARTS
 from search_spaces.nb201 import NB201Benchmark
+from search_spaces.toy import ToySpace
 
 TOY = ["search_space=toy", "dataset=fake", "dataset.num_train=32", "dataset.num_test=8", "dataset.image_size=8",
        "batch_size=4", "device=cpu"]
@@ -51,6 +57,39 @@ def test_runs_started_together_get_their_own_directories(tmp_path):
     assert len(runs) == 2
     assert sorted(OmegaConf.load(run / "config.yaml").seed for run in runs) == [1, 2]
     assert all(len((run / "genotypes.jsonl").read_text().splitlines()) == 2 for run in runs)
+
+
+def test_two_processes_resuming_one_run_directory_run_it_once(tmp_path):
+    """Two resume=DIR started together: one continues the run, the other stops with one line naming the process that
+    holds the directory; the run's files hold each epoch once."""
+    run = tmp_path / "run"
+    big = [*TOY, "dataset.num_train=512"]  # long enough epochs that the first process is still running
+    run_entry("train_search.py", run, *big, "epochs=1")
+    procs = [entry("train_search.py", f"resume={run}", "epochs=4") for _ in range(2)]
+    outs = [proc.communicate(timeout=300) for proc in procs]
+    assert sorted(proc.returncode for proc in procs) == [0, 1], [err[-2000:] for _, err in outs]
+    refused = next(err for proc, (_, err) in zip(procs, outs) if proc.returncode == 1).strip()
+    assert "\n" not in refused and "Traceback" not in refused
+    assert f"{run} is in use by process " in refused and "one process per run directory" in refused
+    epochs = [json.loads(line)["epoch"] for line in (run / "genotypes.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1, 2, 3] and read_json(run / "result.json")["epochs"] == 4
+
+
+def test_a_killed_holders_lock_is_taken_over(tmp_path):
+    """The lock of a process that died (killed, no clean-up) is the next process's: the kernel released it."""
+    code = f"from darts.runs import lock; lock.acquire({str(tmp_path)!r}); import time; time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    deadline = time.time() + 60
+    while not (tmp_path / lock.LOCK).is_file() or not (tmp_path / lock.LOCK).read_text():
+        assert time.time() < deadline and holder.poll() is None
+        time.sleep(0.05)
+    with pytest.raises(ValueError, match=f"in use by process {holder.pid} "):
+        lock.acquire(tmp_path)
+    holder.kill()
+    holder.wait()
+    lock.acquire(tmp_path)
+    assert f"process {os.getpid()} " in (tmp_path / lock.LOCK).read_text()
+    lock.release(tmp_path)
 
 
 def test_a_directory_holding_a_run_is_never_reused(tmp_path):
@@ -103,7 +142,10 @@ def test_a_diverging_retraining_stops_without_a_result(tmp_path):
     (["+foo=1"], "'+foo=1' adds a key"),
     (["resume=/no/such/run"], "resume='/no/such/run': no run in that directory"),
     (["strategy=dartz"], "strategy='dartz' is not valid; choose one of beta_darts, "),
-], ids=["batch_size", "train_portion", "epochs", "device", "precision", "plus", "resume", "group-option"])
+    (["strategy=random", "evaluator=tabular", "+strategy.budget=300"], "already at 'strategy.budget'"),
+    (["strategy.nonexistent=1"], "Could not override 'strategy.nonexistent'"),
+], ids=["batch_size", "train_portion", "epochs", "device", "precision", "plus", "resume", "group-option",
+        "hydra-append", "hydra-override"])
 def test_user_errors_are_one_line(tmp_path, args, expected):
     """Bad settings stop the search with status 1 and one line on stderr naming the key, the value and the fix."""
     if args == ["device=cuda:7"] and torch.cuda.device_count() > 7:
@@ -118,17 +160,18 @@ def test_a_bad_genotype_is_one_line(tmp_path):
     assert "unknown published genotype 'DARTS_V9'" in message and "DARTS_V2" in message
 
 
-def test_settings_are_checked_with_their_ranges():
-    """check_settings names the first bad key with its value and valid range; good settings pass."""
-    good = OmegaConf.create({"epochs": 5, "train_portion": 0.5, "optimizer": {"lr": 0.1, "grad_clip": None}})
-    cli.check_settings(good)
+def test_settings_are_checked_with_their_ranges(tmp_path):
+    """The owner of each setting (the search run, the search split, the weights' SGD) names a bad one with its value
+    and valid range when it is built, before any data is read; good settings pass."""
+    SGD(lr=0.1, grad_clip=None)
+    make = {"epochs": lambda v: SearchRun(tmp_path, ToySpace(), None, DARTS, epochs=v),
+            "train_portion": lambda v: SearchData(lambda: None, v, 0),
+            "optimizer.lr": lambda v: SGD(lr=v), "optimizer.grad_clip": lambda v: SGD(grad_clip=v)}
     for key, value, words in [("epochs", 0, "an integer >= 1"), ("train_portion", 0.0, "(0, 1)"),
                               ("optimizer.lr", -1, "> 0"), ("optimizer.grad_clip", 0, "null or a number > 0"),
                               ("epochs", True, "an integer")]:
-        bad = good.copy()
-        OmegaConf.update(bad, key, value)
         with pytest.raises(ValueError, match=rf"{key}={value!r} is not valid: .*{words.replace('(', '.').replace(')', '.')}"):
-            cli.check_settings(bad)
+            make[key](value)
 
 
 def test_a_corrupted_checkpoint_is_named(tmp_path):
@@ -218,7 +261,7 @@ def test_a_diverging_candidate_training_stops_the_discrete_search():
     from darts.data.search_split import SearchData
     from search_spaces.toy import ToySpace
 
-    data = SearchData(lambda: fake(num_train=32, num_test=8, image_size=8), 0.5, 0, torch.device("cpu"))
+    data = SearchData(lambda: fake(num_train=32, num_test=8, image_size=8), 0.5, 0)
     evaluator = TrainEvaluator(ToySpace(4), data, epochs=2, batch_size=8, lr=1e12, momentum=0.0, nesterov=False)
     evaluator.prepare()
     with pytest.raises(Diverged, match=r"training candidate 3 \(conv_3x3\|conv_3x3\|conv_3x3\) diverged.*evaluator\.lr"):

@@ -137,7 +137,7 @@ def test_per_epoch_curves_follow_the_histories(study):
 
 
 def test_report_files_and_cli(study, tmp_path):
-    """`python -m darts.reporting.report` writes report.md (metrics, published numbers, agreement, figures), one CSV row per
+    """`darts-report` writes report.md (metrics, published numbers, agreement, figures), one CSV row per
     run with its result.json values, and the PNG figures."""
     out = tmp_path / "report"
     proc = subprocess.run([sys.executable, "-m", "darts.reporting.report", str(study), "--out", str(out)], cwd=ROOT,
@@ -158,6 +158,19 @@ def test_report_files_and_cli(study, tmp_path):
         for key in ("valid_acc", "score", "test_accuracy", "cifar10_test_200ep"):
             value = result.get(key, result.get("benchmark", {}).get(key))
             assert (row[key] == "") == (value is None) and (value is None or float(row[key]) == value)
+
+
+def test_the_report_goes_beside_the_runs_by_default(study, tmp_path):
+    """Without --out, darts-report writes report/ inside the directory it reads (or the one holding all the
+    directories given), never into the current directory."""
+    here = tmp_path / "cwd"
+    here.mkdir()
+    assert main([str(study / "random"), str(study / "evolution")]) == 0
+    assert (study / "report" / "report.md").is_file()
+    proc = subprocess.run([sys.executable, "-m", "darts.reporting.report", str(study / "final")], cwd=here,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (study / "final" / "report" / "report.csv").is_file() and not any(here.iterdir())
 
 
 def test_published_numbers_are_keyed_by_strategy_and_space(study):

@@ -4,6 +4,7 @@ DARTS and NB201 spaces."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import math
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from darts.strategies.gradient.beta_darts import BetaDARTS
 from darts.strategies.gradient.darts import DARTS
 from darts.strategies.gradient.darts_minus import DARTSMinus
 from darts.strategies.gradient.fair_darts import FairDARTS
-from darts.supernet import MixedOp
+from darts.supernet import CellDAG, SupernetOptions
 from search_spaces.darts import PRIMITIVES, DartsSpace
 from search_spaces.nb201 import NB201Benchmark, parse_arch
 from search_spaces.toy import ToySpace
@@ -26,10 +27,11 @@ CONF = Path(__file__).resolve().parents[1] / "darts" / "conf"
 
 
 def tiny_darts(auxiliary_skip: bool = False, dtype: torch.dtype = torch.float64):
-    """A 3-cell DARTS space at 4 channels and its supernet in ``dtype``, alphas drawn from N(0, 1)."""
+    """A 3-cell DARTS space at 4 channels and its supernet in ``dtype`` (with DARTS-'s auxiliary skips when asked),
+    alphas drawn from N(0, 1)."""
     torch.manual_seed(0)
-    space = DartsSpace(init_channels=4, layers=3, auxiliary_skip=auxiliary_skip)
-    supernet = space.build_supernet(10).to(dtype)
+    space = DartsSpace(init_channels=4, layers=3)
+    supernet = space.build_supernet(10, options=SupernetOptions(auxiliary_skip=auxiliary_skip)).to(dtype)
     with torch.no_grad():
         for a in supernet.arch_parameters():
             a.normal_()
@@ -159,10 +161,11 @@ def test_darts_minus_at_skip_weight_zero_is_darts():
     plain_space = DartsSpace(init_channels=4, layers=3)
     plain = plain_space.build_supernet(10).to(torch.float64)
     result = plain.load_state_dict(supernet.state_dict(), strict=False)
-    assert not result.missing_keys and all(".skip." in k for k in result.unexpected_keys) and result.unexpected_keys
-    mixed = [m for m in supernet.modules() if isinstance(m, MixedOp)]
-    assert all(not list(m.skip.parameters()) for m in mixed if m.stride == 1)
-    assert sum(bool(list(m.skip.parameters())) for m in mixed if m.stride == 2) == 2 * 4 * 2  # 2 cells x 4 nodes x 2
+    assert not result.missing_keys and all(".skips." in k for k in result.unexpected_keys) and result.unexpected_keys
+    skips = [(e.stride, s) for dag in (m for m in supernet.modules() if isinstance(m, CellDAG))
+             for e, s in zip(dag.edges, dag.skips)]
+    assert all(not list(s.parameters()) for stride, s in skips if stride == 1)
+    assert sum(bool(list(s.parameters())) for stride, s in skips if stride == 2) == 2 * 4 * 2  # 2 cells x 4 nodes x 2
     minus = DARTSMinus(supernet, space)
     minus.epoch_start(50, 50)
     darts = DARTS(plain, plain_space)
@@ -180,11 +183,12 @@ def test_darts_minus_edge_adds_beta_times_its_skip():
     space, supernet = tiny_darts(auxiliary_skip=True)
     supernet.eval()
     minus = DARTSMinus(supernet, space)
-    w = minus.mixing()["reduce"].weights[0]  # [K]
+    mixing = minus.mixing()["reduce"]  # weights [E, K]
     reduction = supernet.cells[1].dag  # 8 channels; edge 0 reads state 0 (stride 2), edge 4 node 0 (stride 1)
     x = torch.randn(2, 8, 8, 8, dtype=torch.float64)
-    for op, skip in ((reduction.edges[0], reduction.edges[0].skip(x)), (reduction.edges[4], x)):
-        diff = op(x, w, skip_weight=0.3) - op(x, w, skip_weight=0.0)
+    for e, skip in ((0, reduction.skips[0](x)), (4, x)):
+        diff = reduction.edge(e, x, None, replace(mixing, skip_weight=0.3)) - \
+            reduction.edge(e, x, None, replace(mixing, skip_weight=0.0))
         torch.testing.assert_close(diff, 0.3 * skip, rtol=1e-12, atol=1e-12)
         assert diff.abs().max() > 0
     assert reduction.edges[0].stride == 2 and reduction.edges[4].stride == 1
@@ -196,7 +200,7 @@ def test_darts_minus_edge_adds_beta_times_its_skip():
 def test_darts_minus_needs_auxiliary_skips():
     """DARTS- on a supernet built without auxiliary skips is rejected, naming the setting."""
     space, supernet = tiny_darts()
-    with pytest.raises(ValueError, match="search_space.auxiliary_skip"):
+    with pytest.raises(ValueError, match="auxiliary skips"):
         DARTSMinus(supernet, space)
 
 

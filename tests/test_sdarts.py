@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import ROOT, read_json
 from darts.strategies.gradient.darts import DARTS
+from darts.strategies.gradient.pcdarts import PCDARTS
 from darts.strategies.gradient.sdarts import PCSDARTS, SDARTS, project
 from darts.supernet import Mixing
 from darts.strategies.bilevel import search_epoch
@@ -28,8 +29,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def setup(cls=SDARTS, partial_channels: int = 1, **kwargs):
     """A 3-cell DARTS supernet (4 channels per partial-channel group), the strategy, SGD and two fixed batches."""
     torch.manual_seed(0)
-    space = DartsSpace(init_channels=4 * partial_channels, layers=3, partial_channels=partial_channels)
-    supernet = space.build_supernet(num_classes=10)
+    if issubclass(cls, PCDARTS):
+        kwargs["partial_channels"] = partial_channels
+    space = DartsSpace(init_channels=4 * partial_channels, layers=3)
+    supernet = space.build_supernet(num_classes=10, options=cls.supernet_options(**kwargs))
     strategy = cls(supernet, space, **kwargs)
     opt = torch.optim.SGD(supernet.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
     g = torch.Generator().manual_seed(1)
@@ -153,7 +156,7 @@ def test_epsilon_zero_weight_step_is_darts(attack):
     def step(cls, **kwargs):
         supernet, strategy, opt, train, valid = setup(cls, **kwargs)
         strategy.epoch_start(49, 50)
-        search_epoch(supernet, strategy, [train], [valid], opt, 5.0, 1, CPU, progress=False)
+        search_epoch(supernet, strategy, [train], [valid], opt, 5.0, 1)
         return [p.detach().clone() for p in supernet.weight_parameters()]
 
     darts = step(DARTS)
@@ -173,7 +176,7 @@ def test_bad_arguments_are_refused(kwargs, name):
 DARTS_SIZE = ["model.layers=3", "model.init_channels=4"]
 RUNS = {"sdarts-random": ["strategy=sdarts", *DARTS_SIZE],
         "sdarts-adversarial": ["strategy=sdarts", "strategy.attack=adversarial", *DARTS_SIZE],
-        "sdarts_pcdarts": ["strategy=sdarts_pcdarts", "strategy.arch_start_epoch=0", "search_space.partial_channels=2",
+        "sdarts_pcdarts": ["strategy=sdarts_pcdarts", "strategy.arch_start_epoch=0", "strategy.partial_channels=2",
                            *DARTS_SIZE],
         "sdarts-nb201": ["strategy=sdarts", "strategy.attack=adversarial", "search_space=nb201",
                          "model.init_channels=4", "model.cells_per_stage=1"]}

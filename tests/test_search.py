@@ -103,7 +103,7 @@ def _step_changes_everything(order: int) -> None:
     space, supernet, strategy, opt, train, valid = tiny_setup(order)
     alphas = [a.detach().clone() for a in supernet.arch_parameters()]
     weights = [w.detach().clone() for w in supernet.weight_parameters()]
-    search_epoch(supernet, strategy, [train], [valid], opt, 5.0, 1, torch.device("cpu"), progress=False)
+    search_epoch(supernet, strategy, [train], [valid], opt, 5.0, 1)
     assert all(not torch.equal(a, b) for a, b in zip(alphas, supernet.arch_parameters()))
     assert sum(not torch.equal(a, b) for a, b in zip(weights, supernet.weight_parameters())) > 0.9 * len(weights)
 
@@ -124,7 +124,7 @@ def test_second_order_hypergradient_matches_exact_autograd():
     # The paper's r = 0.01 is too coarse to compare with on a 4-channel net whose ReLU/BN kinks lie closer
     # than that; a small radius in float64 isolates the implementation (same code path, same eq. 7-8).
     strategy.fd_radius = 1e-6
-    search_epoch(supernet, strategy, [train], [valid], opt, 5.0, 1, torch.device("cpu"), progress=False)  # momentum
+    search_epoch(supernet, strategy, [train], [valid], opt, 5.0, 1)  # momentum
     approx = strategy.unrolled_gradient(train, valid, opt)
 
     names, w = zip(*[(n, p) for n, p in supernet.named_parameters() if not n.startswith("alphas.")])
@@ -182,7 +182,7 @@ def test_resume_continues_from_checkpoint(cifar_mini, tmp_path):
         proc = run_entry("train_search.py", run, f"resume={run}", "epochs=2", override, check=False)
         assert proc.returncode != 0 and f"cannot change '{override.split('=')[0]}' when resuming" in proc.stderr
     proc = run_entry("train_search.py", run, f"resume={run}", "epochs=2")
-    assert "at epoch 1" in proc.stdout + proc.stderr
+    assert "at epoch 2 of 2" in proc.stdout + proc.stderr  # the second epoch (1-based) of the longer schedule
     epochs = [json.loads(line)["epoch"] for line in (run / "genotypes.jsonl").read_text().splitlines()]
     assert epochs == [0, 1]
     assert read_json(run / "result.json")["epochs"] == 2

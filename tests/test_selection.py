@@ -59,7 +59,7 @@ def known_supernet(space: ToySpace, alphas: list[list[float]]) -> tuple[DARTS, S
             batches.append((x, supernet(x, strategy.mixing()).argmax(-1)))
     assert len({int(c) for _, y in batches for c in y}) > 1  # not every label is class 0
     optimizer = torch.optim.SGD(supernet.weight_parameters(), 0.01)
-    return strategy, SearchContext(supernet, [], batches, optimizer, 2, torch.device("cpu"), progress=False)
+    return strategy, SearchContext(supernet, [], batches, optimizer, 2)
 
 
 def test_darts_pt_keeps_the_op_whose_removal_hurts_most():
@@ -228,7 +228,7 @@ def test_every_selection_config_composes_and_builds(option):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("search", [f"selection={option}"])
     assert instantiate(cfg.selection).name == option
-    assert cfg.run.selection == cfg.selection
+    assert "run" not in cfg  # no copy of it: the entry point hands the selection to the run
 
 
 def test_selection_needs_a_gradient_search(tmp_path, cifar_mini, nb201_csv):

@@ -15,8 +15,8 @@ from conftest import ROOT, read_json, tensorboard_tags
 from darts.strategies.gradient.drnas import DrNAS
 from darts.strategies.gradient.gdas import GDAS
 from darts.strategies.gradient.pcdarts import PCDARTS
-from darts.supernet import MixedOp, SharedInput, channel_shuffle
-from darts.context import Runtime
+from darts.mixed_op import MixedOp, PartialChannels, SharedInput, channel_shuffle
+from darts.context import Context
 from search_spaces.darts import PRIMITIVES, DartsSpace
 from search_spaces.darts.ops import SEARCH_OPS
 from search_spaces.nb201 import NB201Space
@@ -32,15 +32,19 @@ def make_space(name: str, partial_channels: int = 1):
     per partial-channel group (C/K must be whole in every cell)."""
     C = 4 * partial_channels
     if name == "darts":
-        return DartsSpace(init_channels=C, layers=3, partial_channels=partial_channels)
-    return NB201Space(init_channels=C, cells_per_stage=1, partial_channels=partial_channels)
+        return DartsSpace(init_channels=C, layers=3)
+    return NB201Space(init_channels=C, cells_per_stage=1)
 
 
-def setup(space_name: str, cls: type, partial_channels: int = 1, fast: bool = True, **kwargs):
-    """Space, supernet (fast path or not) and strategy, seeded."""
+def setup(space_name: str, cls: type, partial_channels: int | None = None, fast: bool = True, **kwargs):
+    """Space, supernet as the strategy asks for it (fast path or not) and strategy, seeded; ``partial_channels``
+    is PC-DARTS's K (default: its own, 4) and sizes the space."""
     torch.manual_seed(0)
-    space = make_space(space_name, partial_channels)
-    supernet = space.build_supernet(num_classes=10, runtime=Runtime(fast=fast))
+    if partial_channels is not None:
+        kwargs["partial_channels"] = partial_channels
+    options = cls.supernet_options(**kwargs)
+    space = make_space(space_name, options.partial_channels)
+    supernet = space.build_supernet(num_classes=10, context=Context(fast=fast), options=options)
     return space, supernet, cls(supernet, space, **kwargs)
 
 
@@ -158,7 +162,7 @@ def test_partial_mixed_ops_process_c_over_k_channels(space_name):
         rec = {"stride": mixed.stride, "widths": []}
         records.append(rec)
         mixed.register_forward_hook(lambda mod, inp, out, rec=rec: rec.update(x=inp[0].shape, y=out.shape))
-        for conv in (m for m in mixed._ops.modules() if isinstance(m, torch.nn.Conv2d)):  # every op's convs
+        for conv in (m for m in mixed.modules() if isinstance(m, torch.nn.Conv2d)):  # every op's convs
             conv.register_forward_pre_hook(lambda mod, inp, rec=rec: rec["widths"].append(inp[0].shape[1]))
     supernet(batch()[0])
     for rec in records:
@@ -171,9 +175,9 @@ def test_partial_mixed_ops_process_c_over_k_channels(space_name):
 def test_partial_mixed_op_shapes(stride):
     """A K=4 mixed op on C=8 runs its ops on 2 channels and returns (B, 8, H/stride, W/stride)."""
     torch.manual_seed(0)
-    mixed = MixedOp(8, stride, PRIMITIVES, SEARCH_OPS, partial_channels=4)
+    mixed = PartialChannels(8, stride, 4, PRIMITIVES, SEARCH_OPS)
     widths = []
-    for op in mixed._ops:
+    for op in mixed.mixed._ops:
         op.register_forward_pre_hook(lambda mod, inp: widths.append(inp[0].shape[1]))
     x = torch.randn(2, 8, 6, 6)
     out = mixed(x, F.softmax(torch.randn(len(PRIMITIVES)), -1))
@@ -187,15 +191,13 @@ def test_partial_channels_shared_per_state_equal_the_plain_split(stride):
     shared by its edges, in the input's layout (channels_last stays channels_last through the channel shuffle),
     with the plain path's values."""
     torch.manual_seed(0)
-    edges = [MixedOp(8, stride, PRIMITIVES, SEARCH_OPS, partial_channels=4) for _ in range(3)]
+    edges = [PartialChannels(8, stride, 4, PRIMITIVES, SEARCH_OPS) for _ in range(3)]
     w = F.softmax(torch.randn(len(PRIMITIVES)), -1)
     for layout in (torch.contiguous_format, torch.channels_last):
         x = torch.randn(2, 8, 6, 6).contiguous(memory_format=layout)
         for e in edges:
-            e.to(memory_format=layout).fast = False
+            e.to(memory_format=layout)
         plain = [e(x, w) for e in edges]
-        for e in edges:
-            e.fast = True
         shared = SharedInput(x)
         fast = [e(x, w, shared=shared) for e in edges]
         assert len(shared._parts) == 1 and [k[0] for k in shared._cache] == ["bypass"]
@@ -215,7 +217,7 @@ def test_channel_shuffle_keeps_the_layout():
 
 def test_edge_normalisation_enters_derivation():
     """Normalised betas multiply the op weights before the DARTS rule, so they choose a node's inputs."""
-    space, supernet, strategy = setup("darts", PCDARTS)
+    space, supernet, strategy = setup("darts", PCDARTS, partial_channels=1)
     with torch.no_grad():
         for t in supernet.cell_types:
             supernet.alphas[t].zero_()
@@ -233,7 +235,7 @@ def test_edge_normalisation_enters_derivation():
 @pytest.mark.parametrize("space_name", SPACES)
 def test_betas_are_normalised_per_node_and_learned(space_name):
     """Betas live on the supernet's device, sum to 1 over each node's inputs, and get gradients and Adam steps."""
-    _, supernet, strategy = setup(space_name, PCDARTS)
+    _, supernet, strategy = setup(space_name, PCDARTS, partial_channels=1)
     params = {id(p) for g in strategy.arch_optimizer.param_groups for p in g["params"]}
     for t, b in strategy.betas.items():
         assert b.device == supernet.alphas[t].device and id(b) in params
@@ -250,13 +252,13 @@ def test_betas_are_normalised_per_node_and_learned(space_name):
 
 def test_pcdarts_resume_is_exact():
     """Restoring state_dict (betas, Adam state) into a fresh strategy gives identical subsequent arch steps."""
-    space, supernet, strategy = setup("darts", PCDARTS)
+    space, supernet, strategy = setup("darts", PCDARTS, partial_channels=1)
     opt = torch.optim.SGD(supernet.weight_parameters(), 0.1)
     strategy.arch_step(batch(), batch(), opt)
     buffer = io.BytesIO()  # through a checkpoint file, as a resumed run
     torch.save(strategy.state_dict(), buffer)
     buffer.seek(0)
-    fresh = PCDARTS(supernet, space)
+    fresh = PCDARTS(supernet, space, partial_channels=1)
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     alphas = {t: a.detach().clone() for t, a in supernet.alphas.items()}
     strategy.arch_step(batch(), batch(), opt)
@@ -368,7 +370,7 @@ def test_strategy_configs_set_their_papers_run_settings(space_name):
     """A strategy config's run settings win over search.yaml's in both spaces; command-line overrides win over them."""
     cfg = compose_search("strategy=pcdarts", f"search_space={space_name}")
     assert (cfg.batch_size, cfg.optimizer.lr, cfg.optimizer.lr_min) == (256, 0.1, 0.0)
-    assert cfg.search_space.partial_channels == 4
+    assert cfg.strategy.partial_channels == 4
     assert cfg.strategy.arch_start_epoch == 15
     cfg = compose_search("strategy=pcdarts", f"search_space={space_name}", "batch_size=32", "optimizer.lr=0.05")
     assert (cfg.batch_size, cfg.optimizer.lr) == (32, 0.05)

@@ -50,7 +50,7 @@ def images(cifar_mini) -> Datasets:
 @pytest.fixture(scope="module")
 def batch(images) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of 8 real images, as the evaluator draws it."""
-    return next(iter(SearchData(lambda: images, 0.5, 0, "cpu").weight_loader(8, 0)))
+    return next(iter(SearchData(lambda: images, 0.5, 0).weight_loader(8, 0)))
 
 
 def linear_net(w1: list[list[float]], w2: list[list[float]], batchnorm: bool = False) -> nn.Sequential:
@@ -160,14 +160,14 @@ def test_an_unknown_proxy_is_one_line_naming_the_valid_ones():
 def test_the_evaluator_scores_on_one_seeded_batch_and_rejects_a_fidelity(images):
     """The same index repeats its score, another index (other initial weights) differs; a fidelity is refused."""
     space = NB201Space(init_channels=4, cells_per_stage=1)
-    evaluator = ZeroCostEvaluator(space, SearchData(lambda: images, 0.5, 0, "cpu"), "naswot", batch_size=8)
+    evaluator = ZeroCostEvaluator(space, SearchData(lambda: images, 0.5, 0), "naswot", batch_size=8)
     evaluator.prepare()
     genotype = space.parse(ALL_CONV)
     first, again, other = (evaluator.evaluate(genotype, i) for i in (3, 3, 4))
     assert first.score == again.score != other.score and first.cost > 0 and first.metrics == {"naswot": first.score}
     with pytest.raises(ValueError, match="takes no fidelity"):
         evaluator.evaluate(genotype, 3, fidelity=1)
-    too_big = ZeroCostEvaluator(space, SearchData(lambda: images, 0.5, 0, "cpu"), batch_size=64)
+    too_big = ZeroCostEvaluator(space, SearchData(lambda: images, 0.5, 0), batch_size=64)
     with pytest.raises(ValueError, match="batch_size=64 exceeds the 20 samples"):
         too_big.prepare()
 
@@ -179,8 +179,8 @@ def test_the_evaluator_scores_on_one_seeded_batch_and_rejects_a_fidelity(images)
                          ids=["random", "evolution"])
 def test_searches_run_with_the_zero_cost_evaluator(images, tmp_path, space, strategy):
     """Random search and evolution finish a 4-evaluation search scored by synflow; the best score is the max."""
-    data = SearchData(lambda: images, 0.5, 0, "cpu")
-    run = DiscreteRun(tmp_path, space, data, strategy, partial(ZeroCostEvaluator, batch_size=8), progress=False)
+    data = SearchData(lambda: images, 0.5, 0)
+    run = DiscreteRun(tmp_path, space, data, strategy, partial(ZeroCostEvaluator, batch_size=8))
     result = run.run()
     records = read_jsonl(tmp_path / HISTORY)
     assert len(records) == 4 and result["score"] == max(r["score"] for r in records)
@@ -191,13 +191,13 @@ def test_warm_start_is_the_best_distinct_genotypes_of_the_pool_and_seeds_evoluti
     """The warm start returns the `keep` best distinct pool genotypes by the proxy (deterministically), and an
     evolution run on the NB201 table evaluates them first, as its initial population."""
     space = NB201Space(init_channels=4, cells_per_stage=1)
-    data = SearchData(lambda: images, 0.5, 0, "cpu")
+    data = SearchData(lambda: images, 0.5, 0)
     warm = partial(zero_cost_warm_start, proxy="synflow", pool=12, keep=4, seed=3, batch_size=8)
     genotypes = warm(space=space, data=data)
     texts = [space.to_text(g) for g in genotypes]
     assert len(set(texts)) == 4 and texts == [space.to_text(g) for g in warm(space=space, data=data)]
     run = DiscreteRun(tmp_path, space, data, partial(RegularizedEvolution, budget=8, population=4, sample=2, seed=0),
-                      partial(TabularEvaluator, path=str(nb201_csv)), progress=False, warm_start=warm)
+                      partial(TabularEvaluator, path=str(nb201_csv)), warm_start=warm)
     run.run()
     assert [r["genotype"] for r in read_jsonl(tmp_path / HISTORY)][:4] == texts
 

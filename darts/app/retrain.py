@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 import hydra
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
-from darts.app.config import CONF, check_arguments, hparams, rank_device, run_config
+from darts.app.arguments import prepare
+from darts.app.config import CONF, hparams, rank_device, run_directory
 from darts.app.errors import reporting
 from darts.app.rundir import register_run_dir
-from darts.context import Runtime, configure_backends, seed_everything
+from darts.context import Context, configure_backends, seed_everything
 from darts.distributed import SINGLE, Distributed, from_environment
 from darts.runs.distillation import from_settings as distillation
 from darts.runs.final import FinalRun, FinalSettings
 from darts.runs.network_spec import NetworkSpec, holdout_split
 from darts.runs.reader import resolve_genotype
+from darts.settings import SGD, integer
 
 log = logging.getLogger("train_final")
 OUTPUTS = "outputs/final"  # apart from searches: resume=true never picks a search run
@@ -27,28 +30,31 @@ register_run_dir("final_run_dir", OUTPUTS)
 
 
 def build_run(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE) -> FinalRun:
-    """Instantiate the space, the genotype, the data, the teacher (if any), the network spec, the loaders and the
-    recipe from the config."""
-    space = instantiate(cfg.search_space)
+    """Instantiate the space, the genotype, the recipe, the data, the teacher (if any), the network spec and the
+    loaders from the config."""
+    space = instantiate(cfg.search_space, **cfg.model)
     genotype = resolve_genotype(cfg.genotype, space)  # fail on a bad genotype before reading any data
-    settings = FinalSettings(epochs=cfg.epochs, auxiliary_weight=cfg.auxiliary_weight,
+    settings = FinalSettings(epochs=cfg.epochs, optimizer=SGD(**cfg.optimizer), auxiliary_weight=cfg.auxiliary_weight,
                              drop_path_prob=cfg.drop_path_prob, label_smoothing=cfg.label_smoothing,
-                             steps_per_epoch=cfg.steps_per_epoch, progress=cfg.progress, **cfg.optimizer)
-    runtime = Runtime.of(cfg.device, cfg.precision, cfg.channels_last)
+                             steps_per_epoch=cfg.steps_per_epoch)
+    integer("seed", cfg.seed, 0)
+    integer("batch_size", cfg.batch_size, 1)
+    integer("cutout", cfg.cutout, 0)
+    context = Context.of(cfg.device, cfg.precision, cfg.channels_last, dist=dist, progress=cfg.progress)
     seed_everything(cfg.seed)
     data = instantiate(cfg.dataset, _partial_=True)()  # called here: a missing dataset is reported unwrapped
     distill = distillation(data.num_classes, **cfg.get("distill", {}))  # None without a teacher (or a distill block)
-    spec = NetworkSpec(instantiate(cfg.model.network), genotype, space, data.num_classes,
-                       auxiliary=cfg.auxiliary_weight > 0)
+    network = partial(get_object(cfg.network._target_), **space.network_sizes())  # the recipe's at the space's size
+    spec = NetworkSpec(network, genotype, space, data.num_classes, auxiliary=cfg.auxiliary_weight > 0)
     train_idx, valid_idx = holdout_split(len(data.train), cfg.valid_portion, cfg.seed)
     train_idx = dist.shard(torch.arange(len(data.train)) if train_idx is None else train_idx)  # each rank its share
-    device = runtime.device
+    device = context.device
     train = data.train.loader(cfg.batch_size, device, train=True, cutout=cfg.cutout, seed=cfg.seed, indices=train_idx)
     valid = None if valid_idx is None else data.train.loader(cfg.batch_size, device, train=False,
                                                               indices=dist.shard(valid_idx))
     test = data.test.loader(cfg.batch_size, device, train=False, indices=dist.shard(torch.arange(len(data.test))))
-    return FinalRun(run_dir, spec, train, test, settings, instantiate(cfg.scheduler), runtime, valid, hparams(cfg),
-                    dist, cfg.sync_bn, distill)
+    return FinalRun(run_dir, spec, train, test, settings, instantiate(cfg.scheduler), context, valid, hparams(cfg),
+                    cfg.sync_bn, distill)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="final")
@@ -56,13 +62,13 @@ def build_run(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE) -> Fin
 def _main(cfg: DictConfig) -> None:
     """Compose the config, then retrain (or resume) in the run directory; under torchrun, on every rank."""
     dist = from_environment()
-    cfg, run_dir = run_config(cfg, dist)
-    cfg.device = rank_device(cfg.device, dist)
-    configure_backends(cfg.precision, cfg.deterministic)
-    run = build_run(cfg, run_dir, dist)
-    if cfg.resume:
-        run.resume()
-    result = run.run()
+    with run_directory(cfg, dist) as (cfg, run_dir):
+        cfg.device = rank_device(cfg.device, dist)
+        configure_backends(cfg.precision, cfg.deterministic)
+        run = build_run(cfg, run_dir, dist)
+        if cfg.resume:
+            run.resume()
+        result = run.run()
     log.info("result: %s", run_dir / "result.json")
     log.info("test accuracy %.2f%%, %.3fM params, %.1fM mult-adds", result["test_accuracy"], result["params"],
              result["madds"] / 1e6)
@@ -70,7 +76,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """The ``darts-retrain`` command: check the arguments, then run Hydra's application."""
-    check_arguments(sys.argv[1:], OUTPUTS)
+    sys.argv[1:] = prepare(sys.argv[1:], OUTPUTS, "final")
     _main()
 
 

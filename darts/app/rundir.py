@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from darts.runs.directory import find_resume_dir, write_atomic
 
+SWEPT = "DARTS_SWEPT_KEYS"  # the swept keys, for the job processes of a launcher
 _NEW_DIRS: dict[str, str] = {}
 RENDEZVOUS_S = 120  # how long the other ranks of a torchrun job wait for rank 0's run directory
 
@@ -75,12 +76,27 @@ def _items(overrides: str) -> list[str]:
     return [*items, current] if current else items
 
 
+def record_sweep(keys: list[str]) -> None:
+    """Remember the keys a sweep varies (``seed=0,1 strategy=darts,gdas``: seed, strategy) for this process and the
+    job processes a launcher starts (an environment variable they inherit)."""
+    os.environ[SWEPT] = ",".join(keys)
+
+
+def swept_keys() -> list[str]:
+    """The keys the current sweep varies (``record_sweep``); none outside a sweep."""
+    return [k for k in os.environ.get(SWEPT, "").split(",") if k]
+
+
 def run_name(overrides: str) -> str:
-    """A sweep job's directory name: its overrides (Hydra's override_dirname, e.g. ``seed=1,strategy=gdas``), a value
-    longer than 40 characters (a genotype text, a run directory) shortened to a hash, '/' kept out, at most 240
-    characters (a file name holds 255)."""
+    """A sweep job's directory name (its name in TensorBoard): its values of the swept keys (e.g.
+    ``seed=1,strategy=gdas``; every override of Hydra's override_dirname when nothing is swept), a value longer than
+    40 characters (a genotype text, a run directory) shortened to a hash, '/' kept out, at most 240 characters (a
+    file name holds 255)."""
+    items, swept = [item.lstrip("+~") for item in _items(overrides)], swept_keys()
+    if any(item.partition("=")[0] in swept for item in items):
+        items = [item for item in items if item.partition("=")[0] in swept]
     short = [item if len(item.partition("=")[2]) <= 40 else
-             f"{item.partition('=')[0]}=#{hashlib.sha1(item.encode()).hexdigest()[:8]}" for item in _items(overrides)]
+             f"{item.partition('=')[0]}=#{hashlib.sha1(item.encode()).hexdigest()[:8]}" for item in items]
     name = ",".join(short).replace("/", "|") or "defaults"
     return name if len(name) <= 240 else f"{name[:231]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 

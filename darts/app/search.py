@@ -1,5 +1,6 @@
 """``darts-search`` (``python train_search.py`` from a clone): search for a cell, ``key=value`` overrides of
-``conf/search.yaml``."""
+``conf/search.yaml``. The strategy's class decides the run kind: a gradient ``Strategy`` runs a bilevel search
+(``SearchRun``), a ``DiscreteStrategy`` asks an evaluator (``DiscreteRun``)."""
 from __future__ import annotations
 
 import logging
@@ -10,38 +11,65 @@ import hydra
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
-from darts.app.config import CONF, check_arguments, hparams, rank_device, run_config
+from darts.app.arguments import prepare
+from darts.app.config import CONF, hparams, rank_device, run_directory
 from darts.app.errors import reporting
 from darts.app.rundir import register_run_dir
-from darts.context import configure_backends, pick_device, seed_everything
+from darts.context import Context, configure_backends, seed_everything
 from darts.data.search_split import SearchData
 from darts.distributed import SINGLE, Distributed, from_environment
+from darts.runs.base import Run
+from darts.runs.discrete import DiscreteRun
+from darts.runs.search import SearchRun
+from darts.settings import SGD, integer
+from darts.strategies.base import Strategy
+from darts.strategies.discrete.base import DiscreteStrategy
 
 log = logging.getLogger("train_search")
 OUTPUTS = "outputs"
 register_run_dir("run_dir", OUTPUTS)
 
 
-def build(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE):
-    """The run the config describes, in ``run_dir`` (resumed if the config asks).
+def context(cfg: DictConfig, dist: Distributed = SINGLE) -> Context:
+    """The run's execution context from its settings."""
+    return Context.of(cfg.device, cfg.precision, cfg.channels_last, cfg.fast, cfg.compile, dist, cfg.progress)
 
-    The run kind comes from the strategy's config (``conf/run/gradient.yaml`` or ``discrete.yaml``); the dataset
-    is loaded only if the run asks for it, so a tabular lookup reads no images.
-    """
+
+def gradient_run(cfg: DictConfig, **common) -> SearchRun:
+    """A gradient search with the configuration's loop, optimizer, selection and Hessian monitor."""
+    return SearchRun(**common, epochs=cfg.epochs, batch_size=cfg.batch_size, steps_per_epoch=cfg.steps_per_epoch,
+                     seed=cfg.seed, optimizer=SGD(**cfg.optimizer), selection=instantiate(cfg.selection),
+                     hessian=instantiate(cfg.hessian))
+
+
+def discrete_run(cfg: DictConfig, **common) -> DiscreteRun:
+    """A discrete search with the configuration's evaluator and warm start."""
+    evaluator, warm_start = cfg.get("evaluator"), cfg.get("warm_start")
+    return DiscreteRun(**common, evaluator=None if evaluator is None else instantiate(evaluator, _partial_=True),
+                       warm_start=None if warm_start is None else instantiate(warm_start, _partial_=True),
+                       selection=instantiate(cfg.selection), hessian=instantiate(cfg.hessian))
+
+
+RUN_KINDS = ((DiscreteStrategy, discrete_run), (Strategy, gradient_run))  # the strategy's base class -> its run
+
+
+def build(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE) -> Run:
+    """The run the config describes, in ``run_dir`` (resumed if the config asks); the dataset is loaded only if the
+    run asks for it, so a tabular lookup reads no images."""
+    integer("seed", cfg.seed, 0)
     seed_everything(cfg.seed)
-    space = instantiate(cfg.search_space)
-    # partials, called here and by the run: their errors (e.g. no CIFAR-10) reach the user unwrapped
-    data = SearchData(instantiate(cfg.dataset, _partial_=True), cfg.train_portion, cfg.seed, pick_device(cfg.device),
-                      dist)
+    ctx = context(cfg, dist)
+    space = instantiate(cfg.search_space, **cfg.model)
+    # partials, called by the run: their errors (e.g. no CIFAR-10) reach the user unwrapped
+    data = SearchData(instantiate(cfg.dataset, _partial_=True), cfg.train_portion, cfg.seed, ctx)
     benchmark = instantiate(cfg.benchmark, _partial_=True)(space=space) if cfg.benchmark.path else None
-    if "selection" in cfg and "selection" not in cfg.run:  # a discrete run (conf/run/discrete.yaml)
-        selection = get_object(cfg.selection._target_)
-        if selection.gradient_only or cfg.hessian.every:
-            raise ValueError(f"selection={selection.name} hessian.every={cfg.hessian.every}: a discrete search has no "
-                             "supernet to select from or monitor; use selection=argmax hessian.every=0")
-    make_run = instantiate(cfg.run, _partial_=True)
-    run = make_run(run_dir=run_dir, space=space, data=data, benchmark=benchmark, hparams=hparams(cfg), dist=dist,
-                   strategy=instantiate(cfg.strategy, _partial_=True))
+    kind = get_object(cfg.strategy._target_)
+    make = next((make for base, make in RUN_KINDS if isinstance(kind, type) and issubclass(kind, base)), None)
+    if make is None:
+        raise ValueError(f"strategy._target_={cfg.strategy._target_!r} is neither a darts.strategies.base.Strategy "
+                         "nor a darts.strategies.discrete.base.DiscreteStrategy")
+    run = make(cfg, run_dir=run_dir, space=space, data=data, context=ctx, benchmark=benchmark, hparams=hparams(cfg),
+               strategy=instantiate(cfg.strategy, _partial_=True))
     if cfg.resume:
         run.resume()
     return run
@@ -57,17 +85,17 @@ def search(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE) -> dict:
 def _main(cfg: DictConfig) -> None:
     """Compose the config, then search (or resume) in the run directory; under torchrun, on every rank."""
     dist = from_environment()
-    cfg, run_dir = run_config(cfg, dist)
-    cfg.device = rank_device(cfg.device, dist)
-    configure_backends(cfg.precision, cfg.deterministic)
-    result = search(cfg, run_dir, dist)
+    with run_directory(cfg, dist) as (cfg, run_dir):
+        cfg.device = rank_device(cfg.device, dist)
+        configure_backends(cfg.precision, cfg.deterministic)
+        result = search(cfg, run_dir, dist)
     log.info("result: %s", run_dir / "result.json")
     log.info("genotype: %s", result["genotype"])
 
 
 def main() -> None:
     """The ``darts-search`` command: check the arguments, then run Hydra's application."""
-    check_arguments(sys.argv[1:], OUTPUTS)
+    sys.argv[1:] = prepare(sys.argv[1:], OUTPUTS, "search")
     _main()
 
 

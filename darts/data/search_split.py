@@ -11,8 +11,9 @@ from typing import Callable
 
 import torch
 
+from darts.context import Context
 from darts.data.datasets import Datasets, search_split
-from darts.distributed import SINGLE, Distributed
+from darts.settings import number
 
 
 class SearchData:
@@ -22,14 +23,14 @@ class SearchData:
         load: returns the ``Datasets`` (called once, by ``load()``).
         train_portion: share of the training set in the weight half (``darts.data.datasets.search_split``).
         seed: seeds the split.
-        device: where the loaders put their batches.
-        dist: with several ranks, each loads its equal share of both halves (``Distributed.shard``).
+        context: where the loaders put their batches (its device), and the ranks (with several, each loads its equal
+            share of both halves, ``Distributed.shard``).
     """
 
-    def __init__(self, load: Callable[[], Datasets], train_portion: float, seed: int, device: torch.device,
-                 dist: Distributed = SINGLE):
-        self._load, self.train_portion, self.seed, self.device = load, train_portion, seed, torch.device(device)
-        self.dist = dist
+    def __init__(self, load: Callable[[], Datasets], train_portion: float, seed: int, context: Context = Context()):
+        number("train_portion", train_portion, 0, 1, low_open=True)
+        self._load, self.train_portion, self.seed = load, train_portion, seed
+        self.device, self.dist = context.device, context.dist
         self._datasets: Datasets | None = None
         self.weight_idx: torch.Tensor | None = None  # the halves, set by load()
         self.valid_idx: torch.Tensor | None = None

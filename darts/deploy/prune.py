@@ -26,16 +26,16 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.utils import prune
 
 from darts.model_stats import count_flops
 from darts.runs import checkpoint
 from darts.deploy.steps import (NETWORK, DeployRun, accuracy, input_record, open_source,
                                    test_loader)
-from darts.context import pick_device
+from darts.context import Context
 from darts.schedules import Cosine
-from darts.training import set_lr, train_epoch
+from darts.settings import SGD
+from darts.training import Trainer
 
 log = logging.getLogger(__name__)
 PRUNABLE = (nn.Conv2d, nn.Linear)
@@ -138,12 +138,17 @@ def pruned(source: Any, amount: float, structured: bool) -> nn.Module:
 
 
 def finetune(run: DeployRun, network: nn.Module, data: Any, epochs: int, lr: float, steps: int | None,
-             device: torch.device, test_images: int | None = None) -> None:
-    """Fine-tune the masked network for the epochs not yet checkpointed in ``run`` (see the module docstring)."""
+             context: Context, test_images: int | None = None) -> None:
+    """Fine-tune the masked network for the epochs not yet checkpointed in ``run`` (see the module docstring), with
+    the retraining recipe's SGD and a cosine from ``lr`` to 0 (``darts.training.Trainer``)."""
     cfg = run.config
     opt = {"momentum": 0.9, "weight_decay": 3e-4, "nesterov": False, "grad_clip": 5, **cfg.get("optimizer", {})}
-    optimizer = torch.optim.SGD(network.parameters(), lr, momentum=opt["momentum"], nesterov=opt["nesterov"],
-                                weight_decay=opt["weight_decay"])
+    sgd = SGD(lr, 0.0, opt["momentum"], opt["weight_decay"], opt["grad_clip"], opt["nesterov"])
+    optimizer = sgd.build(network.parameters())
+    train = data.train.loader(int(cfg.get("batch_size", 96)), context.device, train=True,
+                              cutout=int(cfg.get("cutout", 0)), seed=int(cfg.get("seed") or 0))
+    trainer = Trainer(network, optimizer, train, min(len(train), steps or len(train)), epochs, lr, Cosine(), context,
+                      grad_clip=sgd.grad_clip, desc="fine-tune")
     start = 0
     if run.dir.has_checkpoint:
         state = run.dir.load_checkpoint()
@@ -152,27 +157,21 @@ def finetune(run: DeployRun, network: nn.Module, data: Any, epochs: int, lr: flo
         checkpoint.set_rng_state(state["rng"])
         start = state["epoch"] + 1
         log.info("resumed %s at fine-tuning epoch %d of %d", run.path, start + 1, epochs)
-    seed = int(cfg.get("seed") or 0)
-    train = data.train.loader(int(cfg.get("batch_size", 96)), device, train=True, cutout=int(cfg.get("cutout", 0)),
-                              seed=seed)
-    test = test_loader(data, test_images, device)
-    steps = min(len(train), steps or len(train))
+    test = test_loader(data, test_images, context.device)
     board = run.dir.tensorboard()
+
+    def after(epoch: int, train_metrics: dict[str, float]) -> None:
+        network.eval()
+        metrics = {"train_loss": train_metrics["loss"], "train_acc": train_metrics["acc"], "lr": train_metrics["lr"],
+                   "test_acc": accuracy(network, test, context.device)}
+        board.scalars("prune", metrics, epoch)
+        run.dir.save_checkpoint({"epoch": epoch, "model": network.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "rng": checkpoint.rng_state(), "metrics": metrics})
+        log.info("fine-tuning epoch %d/%d: train_acc %.2f test_acc %.2f", epoch + 1, epochs, metrics["train_acc"],
+                 metrics["test_acc"])
+
     try:
-        for epoch in range(start, epochs):
-            set_lr(optimizer, Cosine()(lr, epoch, epochs))
-            train.set_epoch(epoch)
-            metrics = train_epoch(network, train, optimizer, steps, device,
-                                  lambda out, y: (F.cross_entropy(out, y), out), opt["grad_clip"], f"fine-tune {epoch}",
-                                  False)
-            network.eval()
-            metrics = {"train_loss": metrics["loss"], "train_acc": metrics["acc"],
-                       "lr": optimizer.param_groups[0]["lr"], "test_acc": accuracy(network, test, device)}
-            board.scalars("prune", metrics, epoch)
-            run.dir.save_checkpoint({"epoch": epoch, "model": network.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "rng": checkpoint.rng_state(), "metrics": metrics})
-            log.info("fine-tuning epoch %d/%d: train_acc %.2f test_acc %.2f", epoch + 1, epochs, metrics["train_acc"],
-                     metrics["test_acc"])
+        trainer.fit("the fine-tuning", f"--lr={lr}", start, after)
     finally:
         board.close()
 
@@ -208,8 +207,8 @@ def prune_run(run_dir: str | Path, amount: float, structured: bool = False, fine
     before = measure(source.network(), x, test)
     network = pruned(source, amount, structured)
     after_pruning = measure(network, x, test)
-    dev = pick_device(device)
-    finetune(run, network.to(dev), data, finetune_epochs, lr, steps_per_epoch, dev, test_images)
+    context = Context.of(device, progress=False)
+    finetune(run, network.to(context.device), data, finetune_epochs, lr, steps_per_epoch, context, test_images)
     network.cpu()
     for module in network.modules():  # the masks made permanent: plain weights with zeros
         for name in [n.removesuffix("_orig") for n, _ in module.named_parameters(recurse=False) if n.endswith("_orig")]:

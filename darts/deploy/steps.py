@@ -33,6 +33,7 @@ import yaml
 from darts.runs.directory import CHECKPOINT, CONFIG, RESULT, RunDirectory, write_atomic
 from darts.runs.network_spec import NetworkSpec
 from darts.runs.reader import NETWORK, Run, build
+from darts.context import Context
 from darts.training import evaluate
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def open_source(path: str | Path) -> Source:
         raise ValueError(f"{err}: give a retraining run (train_final.py) or the directory of a prune/quantize step"
                          ) from None
     path, deploy = source.path, source.config.get("deploy")
-    if deploy is None and ("run" in source.config or not (path / CHECKPOINT).is_file()):
+    if deploy is None and (source.kind != "final" or not (path / CHECKPOINT).is_file()):
         raise ValueError(f"{path} is not a retraining run (train_final.py's run directory, with {CHECKPOINT}); a "
                          "search is deployed by retraining its genotype first")
     if deploy is not None and not source.finished:
@@ -171,7 +172,7 @@ class DeployRun:
 
 def accuracy(forward: Callable[[torch.Tensor], torch.Tensor], loader: Any, device: str | torch.device = "cpu") -> float:
     """Top-1 accuracy (%) of ``forward(x) -> logits`` over the whole loader (whose batches are on ``device``)."""
-    return evaluate(forward, loader, len(loader), torch.device(device), progress=False)["acc"]
+    return evaluate(forward, loader, len(loader), Context(torch.device(device), progress=False))["acc"]
 
 
 def test_loader(data: Any, images: int | None = None, device: str | torch.device = "cpu") -> Any:

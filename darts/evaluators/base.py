@@ -25,8 +25,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from darts.context import Context
+from darts.settings import integer
 from search_spaces.base import SearchSpace
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -47,14 +48,14 @@ def candidate_seed(seed: int, index: int) -> int:
 
 
 class Evaluator(ABC):
-    """Scores genotypes of ``space``; ``workers`` > 1 scores the candidates of a generation concurrently."""
+    """Scores genotypes of ``space``; ``workers`` > 1 scores the candidates of a generation concurrently; ``context``
+    is the run's execution context (device, precision, progress)."""
 
     takes_fidelity = True  # whether ``evaluate`` scores at a given fidelity (multi-fidelity strategies need one)
 
-    def __init__(self, space: SearchSpace, workers: int = 1):
-        if workers < 1:
-            raise ValueError(f"workers={workers} must be >= 1")
-        self.space, self.workers = space, workers
+    def __init__(self, space: SearchSpace, workers: int = 1, context: Context = Context()):
+        integer("evaluator.workers", workers, 1)
+        self.space, self.workers, self.context = space, workers, context
 
     def prepare(self, on_epoch: EpochCallback | None = None) -> None:
         """Work done once before the first evaluation (load data, train a supernet)."""
@@ -101,8 +102,3 @@ def build_seeded(make: Callable[[], nn.Module], seed: int) -> nn.Module:
     with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return make()
-
-
-def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, logits) for ``train_epoch``."""
-    return F.cross_entropy(logits, y), logits

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from darts.evaluators.base import Evaluation, Evaluator
+from darts.context import Context
 from darts.data.search_split import SearchData
 from darts.data.tabular import Table
 from search_spaces.base import SearchSpace
@@ -45,11 +46,13 @@ class TabularEvaluator(Evaluator):
             training time in seconds) where the table has one, else 0 s (the shipped NB201 table has none).
         workers: threads (a lookup gains nothing from them, but the option means the same everywhere).
         data: never read, so a tabular run loads no dataset.
+        context: the run's execution context (a lookup needs none of it).
     """
 
     def __init__(self, space: SearchSpace, path: str, column: str = "cifar10_valid_12ep", cost_suffix: str = "_time",
-                 workers: int = 1, data: SearchData | None = None, fidelity_column: str = "cifar10_valid_{epochs}ep"):
-        super().__init__(space, workers)
+                 workers: int = 1, data: SearchData | None = None, fidelity_column: str = "cifar10_valid_{epochs}ep",
+                 context: Context = Context()):
+        super().__init__(space, workers, context)
         file = Path(path).expanduser().resolve()
         if not file.is_file():
             raise FileNotFoundError(f"evaluator.path={path!r}: no table there (the format is in darts/data/tabular.py)")

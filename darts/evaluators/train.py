@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from darts.divergence import Diverged
-from darts.evaluators.base import EpochCallback, Evaluation, Evaluator, build_seeded, candidate_seed, cross_entropy
-from darts.context import amp_dtype, check_precision
-from darts.schedules import Cosine
+from darts.context import Context
 from darts.data.search_split import SearchData
-from darts.training import evaluate, train_epoch
+from darts.evaluators.base import EpochCallback, Evaluation, Evaluator, build_seeded, candidate_seed
+from darts.schedules import Cosine
+from darts.settings import SGD, integer
+from darts.training import Trainer, evaluate
 from search_spaces.base import SearchSpace
 
 
@@ -38,22 +39,22 @@ class TrainEvaluator(Evaluator):
         eval_batches: cap on validation batches; None = the whole validation half.
         seed: the run seed.
         workers: candidates trained at once (threads).
-        precision: the run's ``precision`` (``darts.context.amp_dtype``; bf16 = autocast).
+        context: the run's execution context (bf16 = autocast).
     """
 
     def __init__(self, space: SearchSpace, data: SearchData, epochs: int = 12, batch_size: int = 256,
                  lr: float = 0.1, lr_min: float = 0.0, momentum: float = 0.9, nesterov: bool = True,
                  weight_decay: float = 5e-4, steps_per_epoch: int | None = None, eval_batches: int | None = None,
-                 seed: int = 0, workers: int = 1, precision: str = "fp32"):
-        super().__init__(space, workers)
-        if epochs < 1:
-            raise ValueError(f"evaluator.epochs={epochs} must be >= 1")
-        check_precision(precision)
-        self.data, self.epochs, self.batch_size, self.seed, self.precision = data, epochs, batch_size, seed, precision
-        self.optimizer = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+                 seed: int = 0, workers: int = 1, context: Context = Context()):
+        super().__init__(space, workers, context)
+        integer("evaluator.epochs", epochs, 1)
+        integer("evaluator.batch_size", batch_size, 1)
+        self.sgd = SGD(lr, lr_min, momentum, weight_decay, None, nesterov, prefix="evaluator")
+        self.data, self.epochs, self.batch_size, self.seed = data, epochs, batch_size, seed
+        # 12E.config "scheduler": "cos", updated every iteration (xautodl CosineAnnealingLR with iterations)
         self.schedule = Cosine(lr_min, per_step=True)
         self.steps_per_epoch, self.eval_batches = steps_per_epoch, eval_batches
-        self.devices = candidate_devices(data.device if data is not None else torch.device("cpu"), workers,
+        self.devices = candidate_devices(data.device if data is not None else context.device, workers,
                                          torch.cuda.device_count())
 
     def prepare(self, on_epoch: EpochCallback | None = None) -> None:
@@ -69,24 +70,15 @@ class TrainEvaluator(Evaluator):
         start = time.perf_counter()
         seed = candidate_seed(self.seed, index)
         device = self.devices[index % len(self.devices)]  # concurrent candidates spread over the visible GPUs
+        context = replace(self.context, device=device, progress=False)
         net = build_seeded(lambda: self.space.build_network(genotype, self.data.num_classes), seed).to(device)
         loader = self.data.weight_loader(self.batch_size, seed, device)
-        steps = min(len(loader), self.steps_per_epoch or len(loader))
-        optimizer = torch.optim.SGD(net.parameters(), **self.optimizer)
-        lr, amp = self.optimizer["lr"], amp_dtype(self.precision, device)
-        try:
-            for epoch in range(epochs):
-                loader.set_epoch(epoch)
-                # 12E.config "scheduler": "cos", updated every iteration (xautodl CosineAnnealingLR with iterations)
-                train = train_epoch(net, loader, optimizer, steps, device, cross_entropy, progress=False,
-                                    amp_dtype=amp, lr_at_step=lambda step: self.schedule(lr, epoch + step / steps, epochs))
-            net.eval()
-            valid_loader = self.data.valid_loader(self.batch_size, device)
-            valid = evaluate(net, valid_loader, min(len(valid_loader), self.eval_batches or len(valid_loader)),
-                             device, progress=False, amp_dtype=amp)
-        except Diverged as err:
-            raise Diverged(f"training candidate {index} ({self.space.to_text(genotype)}) diverged in epoch {epoch}: "
-                           f"{err}; most likely evaluator.lr={lr} is too large (lower it); no result was written"
-                           ) from None
+        trainer = Trainer(net, self.sgd.build(net.parameters()), loader, min(len(loader), self.steps_per_epoch or
+                          len(loader)), epochs, self.sgd.lr, self.schedule, context)
+        text = self.space.to_text(genotype)
+        train = trainer.fit(f"training candidate {index} ({text})", f"evaluator.lr={self.sgd.lr}", kept=False)
+        net.eval()
+        valid_loader = self.data.valid_loader(self.batch_size, device)
+        valid = evaluate(net, valid_loader, min(len(valid_loader), self.eval_batches or len(valid_loader)), context)
         return Evaluation(valid["acc"], time.perf_counter() - start,
                           {"train_acc": train["acc"], "train_loss": train["loss"], "valid_loss": valid["loss"]})

@@ -12,7 +12,9 @@ import torch
 
 from darts.evaluators.base import EpochCallback, Evaluation, Evaluator, build_seeded, candidate_seed
 from darts.evaluators.proxies import as_score, get_proxy
+from darts.context import Context
 from darts.data.search_split import SearchData
+from darts.settings import integer
 from search_spaces.base import SearchSpace
 
 
@@ -31,15 +33,15 @@ class ZeroCostEvaluator(Evaluator):
         batch_size: images in the batch.
         seed: the run seed.
         workers: candidates scored at once (threads).
+        context: the run's execution context.
     """
 
     takes_fidelity = False
 
     def __init__(self, space: SearchSpace, data: SearchData, proxy: str = "synflow", batch_size: int = 64,
-                 seed: int = 0, workers: int = 1):
-        super().__init__(space, workers)
-        if batch_size < 1:
-            raise ValueError(f"evaluator.batch_size={batch_size} must be >= 1")
+                 seed: int = 0, workers: int = 1, context: Context = Context()):
+        super().__init__(space, workers, context)
+        integer("evaluator.batch_size", batch_size, 1)
         self.proxy_name, self.proxy = proxy, get_proxy(proxy)
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.batch: tuple[torch.Tensor, torch.Tensor] | None = None  # (x (B, 3, H, W), y (B,)), set by prepare

@@ -1,14 +1,15 @@
 """A study report over run directories: final metrics per method over seeds next to the published numbers,
 genotype agreement across seeds, and per-epoch curves (benchmark accuracy, skip connections).
 
-    python -m darts.reporting.report multirun/2026-11-30/13-11-20 outputs/final --out report
+    darts-report multirun/2026-11-30/13-11-20 outputs/final [--out report]
 
 A directory is a run directory (it holds ``config.yaml``) or holds run directories at any depth (a Hydra
 ``-m`` sweep). A method is the strategy (``strategy._target_``'s class, " 2nd order" added for ``order: 2``;
 ``train_final`` for retraining runs; a deployment step's chain, e.g. ``train_final + prune 50% + int8``, for the runs
 of darts.deploy.prune, darts.deploy.quantize and darts.deploy.export) in a space (``search_space._target_``'s class), e.g.
 ``GDAS / NB201Space``.
-Writes ``report.md``, ``report.csv`` (one row per run) and PNG figures (drawn by ``darts.reporting.plots``).
+Writes ``report.md``, ``report.csv`` (one row per run) and PNG figures (drawn by ``darts.reporting.plots``) into
+``--out``, by default ``report/`` beside the runs (inside the directory given, or the one holding all of them).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -267,15 +269,24 @@ def write_report(dirs: Iterable[str | Path], out: str | Path = "report") -> Path
     return out / "report.md"
 
 
+def beside(dirs: list[Path]) -> Path:
+    """Where a report goes by default: ``report/`` inside the one directory given, or inside the deepest directory
+    holding all of them (never the current directory)."""
+    parents = [d.resolve() for d in dirs]
+    return Path(os.path.commonpath(parents) if len(parents) > 1 else parents[0]) / "report"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m darts.reporting.report DIR [DIR ...] [--out OUTDIR]``; a user error is one line on stderr and status 1."""
-    parser = argparse.ArgumentParser(prog="python -m darts.reporting.report", description=__doc__.split("\n\n")[0])
+    """``darts-report DIR [DIR ...] [--out OUTDIR]``; a user error is one line on stderr and status 1."""
+    parser = argparse.ArgumentParser(prog="darts-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="run directories, or directories holding them (sweeps)")
-    parser.add_argument("--out", type=Path, default=Path("report"), help="output directory (default: ./report)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (default: report/ beside the runs: inside the directory given, or "
+                             "inside the one holding all of them)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
-        path = write_report(args.dirs, args.out)
+        path = write_report(args.dirs, args.out or beside(args.dirs))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ One directory per run (Hydra's run directory) holds, whatever the run kind:
 - ``*.jsonl``: one JSON record per line, appended as the run goes (a line torn by a kill is dropped on reading);
 - ``genotype.txt`` / ``genotype.json``: the final (or retrained) genotype in the space's text and JSON forms;
 - ``result.json``: written last, so its presence marks a finished run;
+- ``run.lock``: held by the process running it (``darts.runs.lock``);
 - TensorBoard event files.
 """
 from __future__ import annotations
@@ -15,10 +16,11 @@ import json
 import logging
 import os
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
-from darts.runs import checkpoint
+from darts.runs import checkpoint, lock
 from darts.runs.tensorboard_log import TensorBoardLog
 from search_spaces.base import SearchSpace
 
@@ -77,6 +79,10 @@ class RunDirectory:
     def has_checkpoint(self) -> bool:
         """Whether a checkpoint was completed (a kill during the first write leaves none)."""
         return (self.path / CHECKPOINT).is_file()
+
+    def locked(self) -> ContextManager:
+        """Hold the directory's lock for the duration (a writer only): a second process on it is refused."""
+        return lock.locked(self.path) if self.writer else nullcontext()
 
     def remove_temporary(self) -> None:
         """Delete the temporary files of writes a kill interrupted (``*.tmp``; the files they replace are intact)."""

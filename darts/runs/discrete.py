@@ -23,93 +23,98 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from darts.distributed import SINGLE, Distributed
-from darts.evaluators import Evaluation, Evaluator
-from darts.runs.directory import RunDirectory
-from darts.runs.tensorboard_log import TensorBoardLog
+from darts.context import Context
 from darts.data.search_split import SearchData
-from darts.strategies.discrete.base import DiscreteStrategy
 from darts.data.tabular import TabularBenchmark
+from darts.evaluators import Evaluation, Evaluator
+from darts.runs.base import Run
+from darts.runs.tensorboard_log import TensorBoardLog
+from darts.selections.base import Selection
+from darts.selections.hessian import HessianMonitor
+from darts.strategies.discrete.base import DiscreteStrategy
 from search_spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
 HISTORY = "history.jsonl"
 
 
-class DiscreteRun:
+class DiscreteRun(Run):
     """Runs (or resumes) a discrete search in ``run_dir``.
 
     Args:
         run_dir: the run directory.
         space: the search space (genotype text and JSON).
         data: the search split, handed to the evaluator (loaded only if it asks).
-        strategy: builds the strategy: ``strategy(space=...)`` (a partial from the config).
-        evaluator: builds the evaluator: ``evaluator(space=..., data=...)`` (a partial from the config).
+        strategy: builds the strategy: ``strategy(space=..., warm=...)`` (a partial from the config).
+        evaluator: builds the evaluator: ``evaluator(space=..., data=..., context=...)`` (a partial from the config).
         benchmark: optional tabular benchmark reporting the best genotype's accuracies.
-        progress: a progress bar over the evaluations.
+        context: the execution context (one process: a discrete search is not run under torchrun).
         hparams: the run's settings for TensorBoard's HParams tab (the entry point passes the configuration's).
         warm_start: optional; ``warm_start(space=..., data=...)`` lists genotypes that the strategy's initial
             design draws before any uniform sample (e.g. the best of a pool by a zero-cost proxy).
-        dist: must be a single process (a discrete search is not run under torchrun).
+        selection, hessian: a gradient search's; refused here unless they are the defaults (no supernet).
     """
 
+    what = "the discrete search"
+
     def __init__(self, run_dir: str | Path, space: SearchSpace, data: SearchData,
-                 strategy: Callable[..., DiscreteStrategy], evaluator: Callable[..., Evaluator],
-                 benchmark: TabularBenchmark | None = None, progress: bool = True, hparams: dict[str, Any] | None = None,
-                 warm_start: Callable[..., list[Any]] | None = None, dist: Distributed = SINGLE):
-        if dist.world > 1:
+                 strategy: Callable[..., DiscreteStrategy], evaluator: Callable[..., Evaluator] | None = None,
+                 benchmark: TabularBenchmark | None = None, context: Context = Context(), hparams: dict[str, Any] | None = None, warm_start: Callable[..., list[Any]] | None = None,
+                 selection: Selection | None = None, hessian: HessianMonitor | None = None):
+        if context.dist.world > 1:
             raise ValueError("a discrete search runs in one process, not under torchrun; its evaluator scores "
                              "candidates concurrently instead (evaluator.workers, one GPU each when several are visible)")
-        self.dir, self.space, self.benchmark, self.progress = RunDirectory(run_dir), space, benchmark, progress
-        self.hparams = hparams or {}
-        self.strategy = strategy(space=space)
-        self.evaluator = evaluator(space=space, data=data)
+        if evaluator is None:
+            raise ValueError("a discrete search scores its candidates with an evaluator: set evaluator=<name> "
+                             "(darts-search --help lists them)")
+        name, every = getattr(selection, "name", "argmax"), getattr(hessian, "every", 0)
+        if (selection is not None and selection.gradient_only) or every:
+            raise ValueError(f"selection={name} hessian.every={every}: a discrete search has no supernet to select "
+                             "from or monitor; use selection=argmax hessian.every=0")
+        super().__init__(run_dir, context, hparams=hparams)
+        self.space, self.benchmark = space, benchmark
+        self.evaluator = evaluator(space=space, data=data, context=context)
+        warm = [] if warm_start is None else list(warm_start(space=space, data=data))  # deterministic: a resumed
+        self.strategy = strategy(space=space, warm=warm)  # run replays the same genotypes
         if self.strategy.multi_fidelity and not self.evaluator.takes_fidelity:
             raise ValueError(f"{type(self.strategy).__name__} asks for fidelities but {type(self.evaluator).__name__} "
                              "takes no fidelity; use evaluator=train (epochs) or evaluator=tabular (a table with "
                              "per-epoch validation columns)")
-        self.warm_start = None if warm_start is None else partial(warm_start, space=space, data=data)
         self.records: list[dict[str, Any]] = []  # the history so far (read back when resuming)
         self.best: tuple[float, int, Any] | None = None  # score, index, genotype of the first best candidate
         self.cost = 0.0
 
-    def resume(self) -> None:
-        """Read back ``history.jsonl`` (dropping a line cut short by a kill) and the evaluator's checkpoint (or start
-        over if none was completed)."""
-        if not self.dir.has_checkpoint:
-            log.warning("%s has no completed checkpoint (it stopped before its first evaluation): starting over",
-                        self.dir.path)
-            return
-        self.evaluator.load_state_dict(self.dir.load_checkpoint()["evaluator"])
+    def state_dict(self) -> dict[str, Any]:
+        """The evaluator's state (e.g. a trained supernet) and the strategy's (e.g. a swarm)."""
+        return {"evaluator": self.evaluator.state_dict(), "strategy": self.strategy.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The evaluator's state and the history (``history.jsonl``, a line cut short by a kill dropped); the strategy
+        is rebuilt by replaying the history."""
+        self.evaluator.load_state_dict(state["evaluator"])
         self.records = self.dir.read_jsonl(HISTORY)
         if len(self.records) > self.strategy.budget:
             raise ValueError(f"{self.dir / HISTORY} holds {len(self.records)} evaluations, more than "
                              f"strategy.budget={self.strategy.budget}; resume with a budget of at least that")
-        log.info("resumed %s after %d evaluations", self.dir.path, len(self.records))
 
-    def run(self) -> dict[str, Any]:
-        """Evaluate up to the budget, then write and return ``result.json``."""
-        self.dir.remove_temporary()
-        self.dir.rewrite_jsonl(HISTORY, self.records)  # a torn last line dropped; a new run starts empty
-        board = self.dir.tensorboard()
-        try:
-            self.evaluator.prepare(on_epoch=partial(self._prepare_epoch, board))
-            self._save()
-            if self.warm_start is not None:  # deterministic, so a resumed run replays the same genotypes
-                self.strategy.warm = list(self.warm_start())
-            self._search(board)
-            result = self._finish()
-            board.cells("search/diagram", self.space.cell_graphs(self.best[2]), len(self.records))
-            board.result(self.hparams, {"score": result["score"], "cost": result["cost"],
-                                        **{f"benchmark/{k}": v for k, v in result.get("benchmark", {}).items()}})
-        finally:
-            board.close()
-        return result
+    def save(self, epoch: int = 0) -> None:
+        """Checkpoint the evaluator's and the strategy's state (a replay reproduces the random streams)."""
+        self.dir.save_checkpoint(self.state_dict())
+
+    def start(self, board: TensorBoardLog) -> None:
+        """The history as read back (a new run's empty), then the evaluator's preparation (supernet training)."""
+        self.dir.rewrite_jsonl(HISTORY, self.records)
+        self.evaluator.prepare(on_epoch=partial(self._prepare_epoch, board))
+        self.save()
+
+    def loop(self, board: TensorBoardLog) -> None:
+        """Generations until the budget is spent."""
+        self._search(board)
 
     def _search(self, board: TensorBoardLog) -> None:
         start = time.time() - (self.records[-1]["elapsed"] if self.records else 0.0)
         bar = tqdm(total=self.strategy.budget, initial=len(self.records), desc="evaluations",
-                   disable=not self.progress, dynamic_ncols=True)
+                   disable=not self.context.bars, dynamic_ncols=True)
         index = 0
         while not self.strategy.done:
             genotypes = self.strategy.ask()
@@ -127,7 +132,7 @@ class DiscreteRun:
             if fresh:  # a replayed generation was logged and checkpointed before the interruption
                 board.scalars("strategy", self.strategy.scalars(), index)
                 board.flush()
-                self._save()
+                self.save()
         bar.close()
 
     def _replay(self, genotypes: list[Any], index: int) -> list[tuple[float, float]]:
@@ -180,17 +185,15 @@ class DiscreteRun:
         """After each epoch of the evaluator's preparation (supernet training): log it and checkpoint."""
         board.scalars("supernet", metrics, epoch)
         board.flush()
-        self._save()
+        self.save()
         log.info("supernet epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
 
     def _report(self, genotype: Any) -> dict[str, float]:
         """The benchmark's accuracies of ``genotype`` (the benchmark, else what the evaluator knows)."""
         return self.benchmark.query(genotype) if self.benchmark is not None else self.evaluator.report(genotype)
 
-    def _save(self) -> None:
-        self.dir.save_checkpoint({"evaluator": self.evaluator.state_dict(), "strategy": self.strategy.state_dict()})
-
-    def _finish(self) -> dict[str, Any]:
+    def finish(self, board: TensorBoardLog) -> dict[str, Any]:
+        """The best candidate at a final fidelity, with its score, cost and benchmark accuracies."""
         if self.best is None:
             raise RuntimeError(f"no candidate was evaluated at the final fidelity within the budget "
                                f"({len(self.records)} evaluations, {self.cost:.0f} s); resume with a larger "
@@ -204,7 +207,12 @@ class DiscreteRun:
         report = self._report(genotype)
         if report:
             result["benchmark"] = report
-        self.dir.write_result(result)
+        board.cells("search/diagram", self.space.cell_graphs(genotype), len(self.records))
         log.info("best of %d evaluations: score %.2f (candidate %d) %s%s", len(self.records), score, index, text,
                  f"; benchmark {report}" if report else "")
         return result
+
+    def summary(self, result: dict[str, Any]) -> dict[str, float]:
+        """Score, cost and the benchmark's accuracies."""
+        return {"score": result["score"], "cost": result["cost"],
+                **{f"benchmark/{k}": v for k, v in result.get("benchmark", {}).items()}}

@@ -26,6 +26,7 @@ from torchvision import models
 from darts.distributed import SINGLE, Distributed
 from darts.runs.directory import CHECKPOINT, CONFIG, RESULT
 from darts.runs.reader import Run
+from darts.settings import number
 
 log = logging.getLogger(__name__)
 TORCHVISION = "torchvision:"
@@ -49,11 +50,10 @@ def kd_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor,
 
 
 def check_settings(temperature: float, alpha: float) -> None:
-    """ValueError unless temperature > 0 and alpha lies in [0, 1]."""
-    if not temperature > 0:
-        raise ValueError(f"distill.temperature={temperature} must be > 0 (Hinton et al. 2015 use 1 to 20)")
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"distill.alpha={alpha} must lie in [0, 1] (the soft term's weight; 1 - alpha weighs the labels)")
+    """ValueError unless temperature > 0 (Hinton et al. 2015 use 1 to 20) and alpha (the soft term's weight) lies in
+    [0, 1]."""
+    number("distill.temperature", temperature, 0, low_open=True)
+    number("distill.alpha", alpha, 0, 1, high_open=False)
 
 
 class Distilled(nn.Module):
@@ -130,11 +130,11 @@ def from_settings(num_classes: int, teacher: str | None = None, weights: str | N
     """The distillation the ``distill`` settings describe (None without a teacher): the teacher loaded for a dataset of
     ``num_classes`` classes. The RNG is left as it was, so a student starts from the same weights with or without one.
     The defaults are conf/final.yaml's (T = 4, alpha = 0.9: RepDistiller's KD, scripts/run_cifar_distill.sh)."""
+    check_settings(temperature, alpha)
     if teacher is None:
         if weights is not None:
             raise ValueError(f"distill.weights={weights} needs a teacher: set distill.teacher=torchvision:<model>")
         return None
-    check_settings(temperature, alpha)
     source = str(teacher)
     with torch.random.fork_rng(devices=[]):  # building the teacher draws initial weights
         if source.startswith(TORCHVISION):

@@ -17,11 +17,13 @@ import yaml
 from darts.runs import checkpoint
 from darts.runs.directory import CHECKPOINT, CONFIG, RESULT, read_jsonl
 from darts.runs.network_spec import NetworkSpec
+from darts.strategies.discrete.base import DiscreteStrategy
 from search_spaces.base import SearchSpace
 
 # retraining runs written before their config held a `search_space` node retrained DARTS-space cells
 DEFAULT_SPACE = {"_target_": "search_spaces.darts.DartsSpace"}
-RUN_KINDS = {"SearchRun": "search", "DiscreteRun": "discrete"}  # run._target_'s class; no `run` node: retraining
+MOVED_SPACE_KEYS = ("partial_channels", "auxiliary_skip")  # older runs' space keys, now the strategy's (SupernetOptions)
+RUN_KINDS = {"SearchRun": "search", "DiscreteRun": "discrete"}  # older runs' run._target_ class
 NETWORK = "model.pt"  # a deployment step's fp32 network (spec + state, as a retraining checkpoint)
 SPEC_KEYS = ("network", "genotype", "num_classes", "auxiliary")  # NetworkSpec.to_dict's keys beside the size keywords
 
@@ -53,9 +55,8 @@ def run_dirs(directory: str | Path) -> list[Path]:
 _spaces: dict[str, SearchSpace] = {}
 
 
-def load_space(node: dict[str, Any] | None) -> SearchSpace:
-    """The space a ``search_space`` node names (``_target_`` and constructor keywords), built once per setting."""
-    node = dict(node or DEFAULT_SPACE)
+def load_space(node: dict[str, Any]) -> SearchSpace:
+    """The space a node names (``_target_`` and constructor keywords), built once per setting."""
     key = json.dumps(node, sort_keys=True, default=str)
     if key not in _spaces:
         _spaces[key] = build(node)
@@ -82,13 +83,18 @@ class Run:
         except yaml.YAMLError as err:
             raise ValueError(f"{path / CONFIG} is not valid YAML ({str(err).splitlines()[0]})") from None
 
-    @property
+    @cached_property
     def kind(self) -> str:
-        """``search`` (gradient), ``discrete``, ``final`` (retraining: its config has no ``run``) or ``deploy``."""
+        """``search`` (gradient), ``discrete`` (a ``DiscreteStrategy``), ``final`` (retraining: no strategy) or
+        ``deploy``."""
         if "deploy" in self.config:
             return "deploy"
-        run = self.config.get("run")
-        return RUN_KINDS.get(run["_target_"].rsplit(".", 1)[-1], "search") if run else "final"
+        if "run" in self.config:  # older runs named their kind
+            return RUN_KINDS.get(self.config["run"]["_target_"].rsplit(".", 1)[-1], "search")
+        strategy = self.config.get("strategy")
+        if not strategy:
+            return "final"
+        return "discrete" if issubclass(attribute(strategy["_target_"]), DiscreteStrategy) else "search"
 
     @property
     def finished(self) -> bool:
@@ -104,8 +110,10 @@ class Run:
 
     @cached_property
     def space(self) -> SearchSpace:
-        """The run's search space, from its ``search_space`` node."""
-        return load_space(self.config.get("search_space"))
+        """The run's search space: its ``search_space`` node at the size of its ``model`` node."""
+        node = {**(self.config.get("search_space") or DEFAULT_SPACE),
+                **{k: v for k, v in (self.config.get("model") or {}).items() if not isinstance(v, dict)}}
+        return load_space({k: v for k, v in node.items() if k not in MOVED_SPACE_KEYS})
 
     @cached_property
     def epochs(self) -> list[dict[str, Any]]:

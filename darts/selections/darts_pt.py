@@ -14,6 +14,8 @@ removal leaves the highest accuracy is dropped. The genotype is derived from the
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import logging
 from typing import Any
 
@@ -73,7 +75,7 @@ class DartsPT(Selection):
         generator = torch.Generator().manual_seed(self.seed)
         optimizer = torch.optim.SGD(supernet.weight_parameters(), self.lr, momentum=self.momentum,
                                     weight_decay=self.weight_decay)
-        bar = tqdm(total=rounds, desc="DARTS-PT", leave=False, disable=not context.progress, dynamic_ncols=True)
+        bar = tqdm(total=rounds, desc="DARTS-PT", leave=False, disable=not supernet.context.bars, dynamic_ncols=True)
         for r in range(rounds):
             if r:
                 self._tune(strategy, context, optimizer, proj, r)
@@ -94,8 +96,7 @@ class DartsPT(Selection):
         with proj.applied(context.supernet):
             for epoch in range(self.interval):
                 metrics = search_epoch(context.supernet, strategy, context.train_loader, context.valid_loader,
-                                       optimizer, self.grad_clip, context.steps, context.device,
-                                       f"DARTS-PT tune {r}.{epoch}", context.progress)
+                                       optimizer, self.grad_clip, context.steps, f"DARTS-PT tune {r}.{epoch}")
                 log.info("DARTS-PT fine-tuning before decision round %d, epoch %d/%d: train_acc %.2f", r + 1, epoch + 1,
                          self.interval, metrics["acc"])
 
@@ -107,7 +108,8 @@ class DartsPT(Selection):
         """Accuracy (%) or loss of the supernet under ``mixing`` on the arch half, BN in training mode as ``infer``."""
         context.supernet.train()
         result = evaluate(lambda x: context.supernet(x, mixing), context.valid_loader,
-                          self.eval_batches or context.steps, context.device, "DARTS-PT eval", False)
+                          self.eval_batches or context.steps, replace(context.supernet.context, progress=False),
+                          "DARTS-PT eval")
         return result[self.criterion]
 
     def decide_op(self, strategy: Strategy, context: SearchContext, proj: Projection, t: str, e: int) -> dict:

@@ -29,13 +29,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Iterable
+from functools import partial
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 
-from darts.distributed import SINGLE
-from darts.supernet import Mixing, Supernet
+from darts.context import Context
+from darts.distributed import Distributed
+from darts.supernet import Mixing, Supernet, SupernetOptions
 from darts.training import Batch
 from search_spaces.base import SearchSpace
 
@@ -43,16 +45,15 @@ from search_spaces.base import SearchSpace
 
 @dataclass
 class SearchContext:
-    """What a post-search selection phase may use: the trained supernet, both halves of the search split
-    (augmented loaders, as the search used them), the weight optimizer, the steps per epoch, the device."""
+    """What a post-search selection phase may use: the trained supernet (its ``context``: device, ranks, progress),
+    both halves of the search split (augmented loaders, as the search used them), the weight optimizer and the steps
+    per epoch."""
 
     supernet: Supernet
     train_loader: Iterable[Batch]
     valid_loader: Iterable[Batch]
     weight_optimizer: torch.optim.Optimizer
     steps: int
-    device: torch.device
-    progress: bool = True
 
 
 class Strategy(ABC):
@@ -71,7 +72,21 @@ class Strategy(ABC):
         self.space = space
         self.arch_start_epoch = arch_start_epoch
         self.epoch = 0
-        self.dist = SINGLE  # the run's ranks (set by a distributed run): arch gradients are averaged over them
+
+    @classmethod
+    def supernet_options(cls, **settings: Any) -> SupernetOptions:
+        """What the strategy built with ``settings`` needs the supernet to offer (default: plain mixed ops)."""
+        return SupernetOptions()
+
+    @property
+    def context(self) -> Context:
+        """The run's execution context (the supernet's, given when it was built)."""
+        return self.supernet.context
+
+    @property
+    def dist(self) -> Distributed:
+        """The run's ranks: arch gradients are averaged over them."""
+        return self.context.dist
 
     def epoch_start(self, epoch: int, epochs: int) -> None:
         """Called before the first step of each epoch (annealing schedules live here)."""
@@ -150,3 +165,12 @@ class Strategy(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` saved."""
         self.epoch = state["epoch"]
+
+
+def supernet_options(factory: Callable[..., Strategy]) -> SupernetOptions:
+    """What the strategy that ``factory`` builds needs of the supernet: a partial of a ``Strategy`` class (as the
+    configuration gives it) asks the class with the partial's settings; anything else gets plain mixed ops."""
+    func, settings = (factory.func, factory.keywords) if isinstance(factory, partial) else (factory, {})
+    if isinstance(func, type) and issubclass(func, Strategy):
+        return func.supernet_options(**settings)
+    return SupernetOptions()

@@ -7,26 +7,25 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from darts.distributed import SINGLE, Distributed
 from darts.strategies.base import Strategy
-from darts.training import REFRESH, Batch, Meter, frozen, progress_bar
+from darts.training import ARCH, REFRESH, Batch, Meter, frozen, progress_bar
 
 
 def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable[Batch], valid_loader: Iterable[Batch],
-                 optimizer: torch.optim.Optimizer, grad_clip: float, steps: int, device: torch.device,
-                 desc: str = "search", progress: bool = True, dist: Distributed = SINGLE) -> dict[str, float]:
+                 optimizer: torch.optim.Optimizer, grad_clip: float, steps: int, desc: str = "search") -> dict[str, float]:
     """One bilevel epoch: per step an arch step on a validation batch, then a weight step (DARTS Alg. 1) through
     ``supernet`` (with several ranks, its DistributedDataParallel wrapper, which averages the weights' gradients
-    before clipping; the strategy averages its own)."""
+    before clipping; the strategy averages its own); the strategy's context gives device, ranks and progress."""
+    context = strategy.context
     supernet.train()
-    meter = Meter(device, dist)
+    meter = Meter(context.device, context.dist)
     weights = [p for g in optimizer.param_groups for p in g["params"]]
-    bar = progress_bar(islice(zip(train_loader, valid_loader), steps), steps, desc, progress)
+    bar = progress_bar(islice(zip(train_loader, valid_loader), steps), steps, desc, context.bars)
     arch = strategy.arch_parameters()
     for step, (train, valid) in enumerate(bar):
         if strategy.arch_active:
             strategy.arch_step(train, valid, optimizer)
-            meter.note("arch parameters", torch.stack([torch.isfinite(a).all() for a in arch]).all())
+            meter.note(ARCH, torch.stack([torch.isfinite(a).all() for a in arch]).all())
         x, y = train
         optimizer.zero_grad(set_to_none=True)
         with frozen(arch):
@@ -36,6 +35,6 @@ def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable
         nn.utils.clip_grad_norm_(weights, grad_clip)
         optimizer.step()
         meter.update(loss, logits, y)
-        if progress and step % REFRESH == 0:
+        if context.bars and step % REFRESH == 0:
             bar.set_postfix(meter.running())
     return meter.result()

@@ -10,8 +10,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from darts.diagrams import CellGraph
-from darts.context import Runtime
-from darts.supernet import Mixing
+from darts.context import Context
+from darts.supernet import Mixing, SupernetOptions
+from darts.settings import integer
 from search_spaces.base import SearchSpace, randint
 from search_spaces.darts.genotype import Genotype, parse_genotype
 from search_spaces.darts.genotypes import GENOTYPES
@@ -43,26 +44,28 @@ def derive_genotype(alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor) ->
 
 
 class DartsSpace(SearchSpace):
-    """The DARTS CNN space; ``init_channels``/``layers`` size the supernet and proxy networks,
-    ``partial_channels`` K > 1 builds PC-DARTS mixed ops, ``auxiliary_skip`` DARTS-'s auxiliary skips."""
+    """The DARTS CNN space; ``init_channels``/``layers`` size the supernet and proxy networks."""
 
     cell_types = ("normal", "reduce")
     num_edges = NUM_EDGES
 
-    def __init__(self, init_channels: int = 16, layers: int = 8, primitives: tuple[str, ...] = PRIMITIVES,
-                 partial_channels: int = 1, auxiliary_skip: bool = False):
+    def __init__(self, init_channels: int = 16, layers: int = 8, primitives: tuple[str, ...] = PRIMITIVES):
+        integer("model.init_channels", init_channels, 1)
+        integer("model.layers", layers, 1)
         self.init_channels = init_channels
         self.layers = layers
-        self.partial_channels = partial_channels
-        self.auxiliary_skip = auxiliary_skip
         self.primitives = tuple(primitives)
         if self.primitives[0] != "none":
             raise ValueError(f"the DARTS space expects 'none' as primitive 0, got {self.primitives}")
 
-    def make_supernet(self, num_classes: int, runtime: Runtime) -> DartsSupernet:
-        """The supernet at this space's size (partial channels K for PC-DARTS)."""
-        return DartsSupernet(self.init_channels, num_classes, self.layers, self.primitives, self.partial_channels,
-                             runtime=runtime, auxiliary_skip=self.auxiliary_skip)
+    def make_supernet(self, num_classes: int, context: Context, options: SupernetOptions) -> DartsSupernet:
+        """The supernet at this space's size."""
+        return DartsSupernet(self.init_channels, num_classes, self.layers, self.primitives, context=context,
+                             options=options)
+
+    def network_sizes(self) -> dict[str, int]:
+        """NetworkCIFAR's and NetworkImageNet's: C and layers."""
+        return {"C": self.init_channels, "layers": self.layers}
 
     def build_network(self, genotype: Genotype, num_classes: int) -> nn.Module:
         """NetworkCIFAR of the genotype at this space's size, without auxiliary head, returning logits."""

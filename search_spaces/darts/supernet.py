@@ -11,8 +11,9 @@ import torch
 import torch.nn as nn
 
 from darts.ops import FactorizedReduce, ReLUConvBN
-from darts.context import Runtime
-from darts.supernet import CellDAG, MixedOp, Mixing, Supernet
+from darts.context import Context
+from darts.mixed_op import auxiliary_skip, mixed_op
+from darts.supernet import CellDAG, Mixing, Supernet, SupernetOptions
 from search_spaces.darts.ops import PRIMITIVES, SEARCH_OPS
 
 STEPS = 4  # intermediate nodes per cell
@@ -24,15 +25,16 @@ class SearchCell(nn.Module):
     """A DARTS search cell: preprocess both inputs, 14 mixed edges, concat of the 4 nodes."""
 
     def __init__(self, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
-                 primitives: tuple[str, ...], partial_channels: int = 1, fast: bool = True,
-                 auxiliary_skip: bool = False):
+                 primitives: tuple[str, ...], options: SupernetOptions = SupernetOptions(), fast: bool = True):
         super().__init__()
         self.reduction = reduction
         # model_search.py Cell: FactorizedReduce after a reduction, else a 1x1 ReLUConvBN
         self.preprocess0 = FactorizedReduce(C_pp, C, affine=False) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
-        self.dag = CellDAG(2, STEPS, lambda i, j: MixedOp(C, 2 if reduction and i < 2 else 1, primitives, SEARCH_OPS,
-                                                          partial_channels, fast, auxiliary_skip))
+        stride = lambda i: 2 if reduction and i < 2 else 1  # noqa: E731  (the edges from the two inputs reduce)
+        self.dag = CellDAG(2, STEPS, lambda i, j: mixed_op(C, stride(i), primitives, SEARCH_OPS,
+                                                          options.partial_channels, fast),
+                           (lambda i, j: auxiliary_skip(C, stride(i))) if options.auxiliary_skip else None)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, mixing: Mixing) -> torch.Tensor:
         """(B, C_pp, H', W'), (B, C_p, H, W) -> (B, 4C, H/r, W/r)."""
@@ -41,13 +43,13 @@ class SearchCell(nn.Module):
 
 
 class DartsSupernet(Supernet):
-    """The DARTS search network (cnn/model_search.py Network) with alphas per cell type; ``auxiliary_skip`` gives
-    every mixed op DARTS-'s auxiliary skip (``darts.supernet.MixedOp``)."""
+    """The DARTS search network (cnn/model_search.py Network) with alphas per cell type; its mixed ops as ``options``
+    asks (``darts.supernet.SupernetOptions``)."""
 
     def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8,
-                 primitives: tuple[str, ...] = PRIMITIVES, partial_channels: int = 1, stem_multiplier: int = 3,
-                 runtime: Runtime = Runtime(), auxiliary_skip: bool = False):
-        super().__init__(("normal", "reduce"), NUM_EDGES, primitives, runtime)
+                 primitives: tuple[str, ...] = PRIMITIVES, stem_multiplier: int = 3, context: Context = Context(),
+                 options: SupernetOptions = SupernetOptions()):
+        super().__init__(("normal", "reduce"), primitives, 2, STEPS, context, options)
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
         C_pp, C_p, C_curr = C_curr, C_curr, C
@@ -57,8 +59,8 @@ class DartsSupernet(Supernet):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 C_curr *= 2
-            self.cells.append(SearchCell(C_pp, C_p, C_curr, reduction, reduction_prev, primitives, partial_channels,
-                                         runtime.fast, auxiliary_skip))
+            self.cells.append(SearchCell(C_pp, C_p, C_curr, reduction, reduction_prev, primitives, options,
+                                         context.fast))
             reduction_prev = reduction
             C_pp, C_p = C_p, MULTIPLIER * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
@@ -72,7 +74,8 @@ class DartsSupernet(Supernet):
         return self.classifier(self.global_pooling(s1).flatten(1))
 
 
-def build_supernet(init_channels: int = 16, layers: int = 8, num_classes: int = 10, partial_channels: int = 1,
-                   runtime: Runtime = Runtime()) -> DartsSupernet:
+def build_supernet(init_channels: int = 16, layers: int = 8, num_classes: int = 10,
+                   options: SupernetOptions = SupernetOptions(), context: Context = Context()) -> DartsSupernet:
     """The DARTS supernet; defaults are the paper's search setting (sec. 3.1.1: 8 cells, 16 channels)."""
-    return runtime.place(DartsSupernet(init_channels, num_classes, layers, PRIMITIVES, partial_channels, runtime=runtime))
+    return context.place(DartsSupernet(init_channels, num_classes, layers, PRIMITIVES, context=context,
+                                       options=options))

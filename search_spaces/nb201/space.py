@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 
 from darts.diagrams import CellGraph
-from darts.context import Runtime
-from darts.supernet import Mixing
+from darts.context import Context
+from darts.settings import integer
+from darts.supernet import Mixing, SupernetOptions
 from search_spaces.base import SearchSpace, randint
 from search_spaces.nb201.genotype import (EDGES, NUM_EDGES, NUM_NODES, PRIMITIVES, Arch, NB201Genotype, as_genotype,
                                           format_arch, parse_arch)
@@ -23,25 +24,27 @@ PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))
 
 
 class NB201Space(SearchSpace):
-    """The NB201 space; ``init_channels``/``cells_per_stage`` size the supernet and networks, ``auxiliary_skip``
-    gives its mixed ops DARTS-'s auxiliary skips."""
+    """The NB201 space; ``init_channels``/``cells_per_stage`` size the supernet and networks."""
 
     primitives = PRIMITIVES
     cell_types = ("cell",)
     num_edges = NUM_EDGES
 
-    def __init__(self, init_channels: int = 16, cells_per_stage: int = 5, track_running_stats: bool = False,
-                 partial_channels: int = 1, auxiliary_skip: bool = False):
+    def __init__(self, init_channels: int = 16, cells_per_stage: int = 5, track_running_stats: bool = False):
+        integer("model.init_channels", init_channels, 1)
+        integer("model.cells_per_stage", cells_per_stage, 1)
         self.init_channels = init_channels
         self.cells_per_stage = cells_per_stage
         self.track_running_stats = track_running_stats
-        self.partial_channels = partial_channels
-        self.auxiliary_skip = auxiliary_skip
 
-    def make_supernet(self, num_classes: int, runtime: Runtime) -> NB201Supernet:
-        """The supernet at this space's size (partial channels K for PC-DARTS)."""
-        return NB201Supernet(self.init_channels, self.cells_per_stage, num_classes, self.partial_channels,
-                             self.track_running_stats, runtime, self.auxiliary_skip)
+    def make_supernet(self, num_classes: int, context: Context, options: SupernetOptions) -> NB201Supernet:
+        """The supernet at this space's size."""
+        return NB201Supernet(self.init_channels, self.cells_per_stage, num_classes, self.track_running_stats,
+                             context, options)
+
+    def network_sizes(self) -> dict[str, int]:
+        """TinyNetwork's: C and N."""
+        return {"C": self.init_channels, "N": self.cells_per_stage}
 
     def build_network(self, genotype: Arch, num_classes: int) -> TinyNetwork:
         """TinyNetwork of the genotype at this space's size, returning logits."""

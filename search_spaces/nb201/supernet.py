@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from darts.context import Runtime
-from darts.supernet import CellDAG, MixedOp, Mixing, Supernet
-from search_spaces.nb201.genotype import NUM_EDGES, NUM_NODES, PRIMITIVES
+from darts.context import Context
+from darts.mixed_op import auxiliary_skip, mixed_op
+from darts.supernet import CellDAG, Mixing, Supernet, SupernetOptions
+from search_spaces.nb201.genotype import NUM_NODES, PRIMITIVES
 from search_spaces.nb201.network import add_skeleton, head
 from search_spaces.nb201.ops import nb201_ops
 
@@ -14,12 +15,13 @@ from search_spaces.nb201.ops import nb201_ops
 class SearchCell(nn.Module):
     """An NB201 search cell: a mixed op on each of the 6 edges (search_cells.py NAS201SearchCell)."""
 
-    def __init__(self, C: int, partial_channels: int = 1, track_running_stats: bool = False, fast: bool = True,
-                 auxiliary_skip: bool = False):
+    def __init__(self, C: int, options: SupernetOptions = SupernetOptions(), track_running_stats: bool = False,
+                 fast: bool = True):
         super().__init__()
         ops = nb201_ops(track_running_stats)
-        self.dag = CellDAG(1, NUM_NODES, lambda i, j: MixedOp(C, 1, PRIMITIVES, ops, partial_channels, fast,
-                                                              auxiliary_skip))
+        make_edge = lambda i, j: mixed_op(C, 1, PRIMITIVES, ops, options.partial_channels, fast)  # noqa: E731
+        self.dag = CellDAG(1, NUM_NODES, make_edge,
+                           (lambda i, j: auxiliary_skip(C, 1)) if options.auxiliary_skip else None)
 
     def forward(self, x: torch.Tensor, mixing: Mixing) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W): node 3 of the DAG."""
@@ -33,15 +35,14 @@ class NB201Supernet(Supernet):
     the defaults of NATS-Bench exps/NATS-algos/search-cell.py (--affine 0 --track_running_stats 0),
     the NB201 authors' recommended BN=0 setting (AutoDL-Projects issue #70, NB201 appendix / Table 5).
     The residual blocks, stem and head keep their default (affine, tracked) BN, as the reference.
-    ``auxiliary_skip``: DARTS-'s auxiliary skip on every edge (all stride 1 here: the identity, no parameters).
+    DARTS-'s auxiliary skips (``options``) are all stride 1 here: the identity, no parameters.
     """
 
-    def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, partial_channels: int = 1,
-                 track_running_stats: bool = False, runtime: Runtime = Runtime(), auxiliary_skip: bool = False):
-        super().__init__(("cell",), NUM_EDGES, PRIMITIVES, runtime)
+    def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, track_running_stats: bool = False,
+                 context: Context = Context(), options: SupernetOptions = SupernetOptions()):
+        super().__init__(("cell",), PRIMITIVES, 1, NUM_NODES, context, options)
         add_skeleton(self, C, N, num_classes,
-                     lambda width: SearchCell(width, partial_channels, track_running_stats, runtime.fast,
-                                              auxiliary_skip))
+                     lambda width: SearchCell(width, options, track_running_stats, context.fast))
 
     def logits(self, x: torch.Tensor, mixing: dict[str, Mixing]) -> torch.Tensor:
         """(B, 3, H, W) -> (B, num_classes) with ``mixing["cell"]`` on every search cell."""
@@ -54,7 +55,7 @@ class NB201Supernet(Supernet):
         return head(self, h)  # (B, num_classes)
 
 
-def build_supernet(C: int = 16, N: int = 5, num_classes: int = 10, partial_channels: int = 1,
-                   track_running_stats: bool = False, runtime: Runtime = Runtime()) -> NB201Supernet:
+def build_supernet(C: int = 16, N: int = 5, num_classes: int = 10, track_running_stats: bool = False,
+                   context: Context = Context(), options: SupernetOptions = SupernetOptions()) -> NB201Supernet:
     """The NB201 supernet; defaults are the benchmark's search setting (C=16, N=5)."""
-    return runtime.place(NB201Supernet(C, N, num_classes, partial_channels, track_running_stats, runtime))
+    return context.place(NB201Supernet(C, N, num_classes, track_running_stats, context, options))

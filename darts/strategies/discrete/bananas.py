@@ -18,7 +18,7 @@ the seed and the told scores, and a run resumes exactly by replaying its history
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -53,8 +53,9 @@ class Bananas(DiscreteStrategy):
 
     def __init__(self, space: SearchSpace, budget: int = 100, initial: int = 10, k: int = 10, candidates: int = 100,
                  mutate_best: int = 1, members: int = 5, layers: int = 10, width: int = 20, epochs: int = 150,
-                 batch_size: int = 32, lr: float = 0.01, seed: int = 0, time_budget: float | None = None):
-        super().__init__(space, budget, seed, time_budget)
+                 batch_size: int = 32, lr: float = 0.01, seed: int = 0, time_budget: float | None = None,
+                 warm: Sequence[Any] = ()):
+        super().__init__(space, budget, seed, time_budget, warm)
         for name, value in (("initial", initial), ("k", k), ("candidates", candidates), ("mutate_best", mutate_best),
                             ("members", members), ("layers", layers), ("width", width), ("epochs", epochs),
                             ("batch_size", batch_size)):

@@ -28,10 +28,11 @@ Like the gradient strategies (``darts.strategies.base.Strategy``), a discrete st
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
+from darts.settings import integer, number
 from search_spaces.base import SearchSpace
 
 
@@ -43,6 +44,8 @@ class DiscreteStrategy(ABC):
         budget: evaluations in all (>= 1).
         seed: seeds the strategy's generator.
         time_budget: seconds of evaluation cost in all (None: no limit).
+        warm: genotypes the initial design draws before any uniform sample (a warm start's, e.g. the best of a pool
+            by a zero-cost proxy).
 
     ``history`` lists ``(genotype, score)`` of every told candidate, in evaluation order, and ``fidelities``
     the fidelity each was scored at; ``spent`` is the total cost told so far.
@@ -50,11 +53,10 @@ class DiscreteStrategy(ABC):
 
     multi_fidelity = False  # whether generations are asked at fidelities of their own (Hyperband, BOHB)
 
-    def __init__(self, space: SearchSpace, budget: int, seed: int, time_budget: float | None = None):
-        if budget < 1:
-            raise ValueError(f"budget={budget} must be >= 1 (evaluations in all)")
-        if time_budget is not None and time_budget <= 0:
-            raise ValueError(f"time_budget={time_budget} must be > 0 seconds (or null: no limit)")
+    def __init__(self, space: SearchSpace, budget: int, seed: int, time_budget: float | None = None,
+                 warm: Sequence[Any] = ()):
+        integer("strategy.budget", budget, 1)
+        number("strategy.time_budget", time_budget, 0, low_open=True, nullable=True, unit=" (seconds)")
         self.space = space
         self.budget = budget
         self.time_budget = time_budget
@@ -63,7 +65,7 @@ class DiscreteStrategy(ABC):
         self.history: list[tuple[Any, float]] = []
         self.fidelities: list[Any] = []  # the fidelity of each history entry
         self.fidelity: Any = None  # the fidelity of the generation asked last (set by ``_propose``; None: the default)
-        self.warm: list[Any] = []  # a warm start's genotypes (the run's ``warm_start``), drawn before uniform samples
+        self.warm = list(warm)  # drawn before uniform samples
         self._asked: list[Any] = []
 
     @property

@@ -17,7 +17,7 @@ refitted from the history at every bracket start, so a replayed history rebuilds
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -41,8 +41,9 @@ class BOHB(Hyperband):
     def __init__(self, space: SearchSpace, budget: int = 100, max_fidelity: int = 12, min_fidelity: int = 1,
                  eta: int = 3, min_points_in_model: int | None = None, top_n_percent: int = 15,
                  num_samples: int = 64, random_fraction: float = 1 / 3, min_bandwidth: float = 1e-3,
-                 seed: int = 0, time_budget: float | None = None):
-        super().__init__(space, budget, max_fidelity, min_fidelity, eta, seed, time_budget)
+                 seed: int = 0, time_budget: float | None = None,
+                 warm: Sequence[Any] = ()):
+        super().__init__(space, budget, max_fidelity, min_fidelity, eta, seed, time_budget, warm)
         self.dims = len(space.cell_types) * space.num_edges
         points = self.dims + 1 if min_points_in_model is None else min_points_in_model
         checks = (("min_points_in_model", points, self.dims + 1 <= points, f">= d + 1 = {self.dims + 1}"),

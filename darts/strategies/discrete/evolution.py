@@ -20,7 +20,7 @@ history: only ``generation`` does.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Sequence
 
 from darts.strategies.discrete.base import DiscreteStrategy
 from search_spaces.base import SearchSpace, randint
@@ -41,8 +41,9 @@ class RegularizedEvolution(DiscreteStrategy):
     """
 
     def __init__(self, space: SearchSpace, budget: int = 100, population: int = 10, sample: int = 3,
-                 generation: int = 1, seed: int = 0, time_budget: float | None = None):
-        super().__init__(space, budget, seed, time_budget)
+                 generation: int = 1, seed: int = 0, time_budget: float | None = None,
+                 warm: Sequence[Any] = ()):
+        super().__init__(space, budget, seed, time_budget, warm)
         for name, value in (("population", population), ("sample", sample), ("generation", generation)):
             if value < 1:
                 raise ValueError(f"{name}={value} must be >= 1")

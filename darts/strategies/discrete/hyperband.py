@@ -31,7 +31,7 @@ HpBandSter's incumbent (``Result.get_incumbent_id``: the best run on the maximum
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 from darts.strategies.discrete.base import DiscreteStrategy
 from search_spaces.base import SearchSpace
@@ -67,8 +67,9 @@ class Hyperband(DiscreteStrategy):
     multi_fidelity = True
 
     def __init__(self, space: SearchSpace, budget: int = 100, max_fidelity: int = 12, min_fidelity: int = 1,
-                 eta: int = 3, seed: int = 0, time_budget: float | None = None):
-        super().__init__(space, budget, seed, time_budget)
+                 eta: int = 3, seed: int = 0, time_budget: float | None = None,
+                 warm: Sequence[Any] = ()):
+        super().__init__(space, budget, seed, time_budget, warm)
         if eta < 2:
             raise ValueError(f"eta={eta} must be an integer >= 2 (HpBandSter: 'Must be greater or equal to 2')")
         if not 1 <= min_fidelity <= max_fidelity:

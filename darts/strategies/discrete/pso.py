@@ -30,7 +30,7 @@ history keeps one record per proposal and a noisy evaluator gets another sample.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -75,8 +75,9 @@ class ParticleSwarm(DiscreteStrategy):
 
     def __init__(self, space: SearchSpace, budget: int = 100, swarm: int | None = None, w: float = 0.7298,
                  c1: float = 1.49618, c2: float = 1.49618, vmax: float | None = 1.0, seed: int = 0,
-                 time_budget: float | None = None):
-        super().__init__(space, budget, seed, time_budget)
+                 time_budget: float | None = None,
+                 warm: Sequence[Any] = ()):
+        super().__init__(space, budget, seed, time_budget, warm)
         dims = len(space.cell_types) * space.num_edges * len(space.primitives)
         self.swarm_size = 10 + math.floor(2 * math.sqrt(dims)) if swarm is None else swarm
         if self.swarm_size < 1:

@@ -9,7 +9,7 @@ proposed one at a time, so the search stops as soon as the time is spent.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from darts.strategies.discrete.base import DiscreteStrategy
 from search_spaces.base import SearchSpace
@@ -25,8 +25,9 @@ class RandomSearch(DiscreteStrategy):
         time_budget: seconds of evaluation cost in all (None: no limit).
     """
 
-    def __init__(self, space: SearchSpace, budget: int = 100, seed: int = 0, time_budget: float | None = None):
-        super().__init__(space, budget, seed, time_budget)
+    def __init__(self, space: SearchSpace, budget: int = 100, seed: int = 0, time_budget: float | None = None,
+                 warm: Sequence[Any] = ()):
+        super().__init__(space, budget, seed, time_budget, warm)
 
     def _propose(self, limit: int) -> list[Any]:
         """Every remaining candidate at once (the samples do not depend on any score); one under a time budget."""

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from darts.context import ieee_fp32
 from darts.strategies.base import Strategy
 from darts.training import Batch
 from darts.supernet import Mixing, Supernet
@@ -70,14 +69,10 @@ class DARTS(Strategy):
         """Eq. 7 with the finite-difference Hessian-vector product of eq. 8 (no model copies), always in fp32:
         under bf16 autocast the finite differences measured 53-65% off the float64 hypergradient.
         ``arch_penalty()`` depends on the arch parameters alone, so its gradient adds to the hypergradient."""
-        amp, self.supernet.amp_dtype = self.supernet.amp_dtype, None
-        try:
-            # IEEE fp32 (TF32, cuDNN's default on Ampere+, measured 11-34% off in float64 tests); one architecture
-            # sample for the whole finite difference (a sampling strategy's draws would not cancel otherwise)
-            with ieee_fp32(), self.one_sample():
-                grads = self._unrolled_gradient(train, valid, weight_optimizer)
-        finally:
-            self.supernet.amp_dtype = amp
+        # IEEE fp32 (TF32, cuDNN's default on Ampere+, measured 11-34% off in float64 tests); one architecture
+        # sample for the whole finite difference (a sampling strategy's draws would not cancel otherwise)
+        with self.context.exact(), self.one_sample():
+            grads = self._unrolled_gradient(train, valid, weight_optimizer)
         penalty = self.arch_penalty()
         if penalty is None:
             return grads

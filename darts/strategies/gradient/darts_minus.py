@@ -3,7 +3,7 @@
 DARTS with an auxiliary skip connection on every edge of both cell types, outside the architecture's competition
 (the paper's mixed op):  o_bar(x) = beta * skip(x) + sum_k softmax(alpha)_k * o_k(x). skip is the identity at
 stride 1 and, on the stride-2 edges of a reduction cell, an affine-free FactorizedReduce with its own weights (not
-the `skip_connect` candidate's): the supernet builds it (``search_space.auxiliary_skip``, ``darts.supernet.MixedOp``).
+the `skip_connect` candidate's): the supernet builds it, as ``supernet_options`` asks (``darts.supernet.CellDAG``).
 beta decays linearly from ``skip_beta`` to 0 over the search, beta_t = skip_beta * (T - t) / T at epoch t of T, so
 the supernet ends close to DARTS's; everything else (arch step, genotype) is DARTS's.
 Code: Meituan-AutoML/DARTS- src/search/model_search.py ``MixedOp``, src/utils.py ``DecayScheduler`` (``linear``:
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from darts.strategies.gradient.darts import DARTS
-from darts.supernet import MixedOp, Mixing, Supernet
+from darts.supernet import Mixing, Supernet, SupernetOptions
 from search_spaces.base import SearchSpace
 
 
@@ -33,12 +33,16 @@ class DARTSMinus(DARTS):
                  fd_radius: float = 0.01, arch_start_epoch: int = 0):
         if skip_beta < 0:
             raise ValueError(f"strategy.skip_beta={skip_beta!r} must be >= 0")
-        if any(isinstance(m, MixedOp) and m.skip is None for m in supernet.modules()):
-            raise ValueError("DARTS- needs mixed ops with an auxiliary skip: set search_space.auxiliary_skip=true "
-                             "(conf/strategy/darts_minus.yaml does)")
+        if not supernet.structure.auxiliary_skip:
+            raise ValueError("DARTS- needs a supernet with auxiliary skips (build it with DARTSMinus.supernet_options)")
         super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch)
         self.skip_beta = skip_beta
         self.beta = skip_beta  # DecayScheduler.decay_rate before the first epoch: the base value
+
+    @classmethod
+    def supernet_options(cls, **settings: Any) -> SupernetOptions:
+        """An auxiliary skip on every edge (run_darts_minus.sh ``--auxiliary_skip``)."""
+        return SupernetOptions(auxiliary_skip=True)
 
     def epoch_start(self, epoch: int, epochs: int) -> None:
         """beta_t = skip_beta * (epochs - epoch) / epochs (utils.py ``DecayScheduler``, decay_type ``linear``)."""

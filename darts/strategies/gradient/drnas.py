@@ -10,7 +10,7 @@ The genotype is derived from the Dirichlet mean beta / sum(beta).
 Progressive learning (sec. 3.3, ``progressive=True``): the search runs in stages; the first trains a supernet of
 partial channels (PC-DARTS's K, ``search_space.partial_channels``), and at each later stage's start every edge keeps
 only its ``keep_ops`` ops of largest alpha (utils.py ``prune``; the others are skipped) and the mixed ops are widened
-to the stage's smaller K (net2wider.py, ``darts.widening``), the weight optimizer's momentum carried over; arch steps
+to the stage's smaller K (net2wider.py, ``darts.mixed_op``), the weight optimizer's momentum carried over; arch steps
 start ``arch_start_epoch`` epochs into each stage (``train(..., e)`` with the epoch within the stage). A Dirichlet
 over the kept ops is the official draw over all ops, masked and renormalised (the Dirichlet's aggregation property).
 Code: xiangning-chen/DrNAS utils.py ``process_step_vector``, ``prune``, 201-space/search_model.py ``_get_kl_reg``,
@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch.distributions import Dirichlet, kl_divergence
 
 from darts.strategies.gradient.darts import DARTS
-from darts.supernet import MixedOp, Mixing, Supernet
-from darts.widening import carry_optimizer
+from darts.supernet import Mixing, Supernet, SupernetOptions
+from darts.mixed_op import carry_optimizer
 from search_spaces.base import SearchSpace
 
 REG_TYPES = ("l2", "kl")
@@ -103,13 +103,19 @@ class DrNAS(DARTS):
         self.stage = self.pruned = 0  # the stage the supernet is shaped for; the last stage whose pruning was done
         self._kept_ops: dict[str, tuple[tuple[int, ...], ...]] | None = None  # self.kept on the host, once pruned
 
+    @classmethod
+    def supernet_options(cls, progressive: bool = False, stages: Sequence[Mapping[str, Any]] = (),
+                         **settings: Any) -> SupernetOptions:
+        """With progressive learning, partial channels at the first stage's K (DrNAS's progressive supernet)."""
+        return SupernetOptions(partial_channels=stages[0]["partial_channels"] if progressive and stages else 1)
+
     def _check_stages(self, supernet: Supernet) -> None:
         """The stages: at least one, positive epochs, K dividing the previous stage's, the first K the supernet's."""
-        k = next((m.k for m in supernet.modules() if isinstance(m, MixedOp)), 1)
+        k = supernet.structure.partial_channels
         if not self.stages or self.stages[0].partial_channels != k:
             first = self.stages[0].partial_channels if self.stages else None
-            raise ValueError(f"strategy.stages[0].partial_channels={first} must equal the supernet's "
-                             f"search_space.partial_channels={k} (progressive learning starts from it)")
+            raise ValueError(f"strategy.stages[0].partial_channels={first} must equal the supernet's K={k} "
+                             "(progressive learning starts from it; DrNAS.supernet_options builds it so)")
         for i, (a, b) in enumerate(zip(self.stages, self.stages[1:]), 1):
             if a.partial_channels % b.partial_channels or b.keep_ops is not None and b.keep_ops < 1:
                 raise ValueError(f"strategy.stages[{i}]={b}: partial_channels must divide the previous stage's "

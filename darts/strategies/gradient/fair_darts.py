@@ -22,7 +22,6 @@ from typing import Any
 import torch
 
 from darts.strategies.gradient.darts import DARTS
-from darts.strategies.gradient.pcdarts import node_sizes
 from darts.supernet import Mixing, Supernet
 from search_spaces.base import SearchSpace
 
@@ -104,7 +103,7 @@ class FairDARTS(DARTS):
         genotype = self.space.derive(weights)
         if not all(hasattr(genotype, f"{t}_concat") for t in self.supernet.cell_types):
             return genotype
-        sizes, fields = node_sizes(self.supernet), {}
+        sizes, fields = list(self.supernet.structure.node_inputs), {}
         for t in self.supernet.cell_types:
             w = weights[t].float().cpu()  # [E, K]
             fields[t], isolated = sparse_pairs(list(getattr(genotype, t)), w, sizes, self.space.primitives,

@@ -68,7 +68,7 @@ class GDAS(DARTS):
         if order != 1:
             raise ValueError(f"strategy.order={order} is not defined for GDAS: its paper (sec. 3) and GDAS.py take a "
                              "first-order arch step only; use strategy.order=1")
-        if supernet.runtime.compile:
+        if supernet.context.compile:
             raise ValueError("compile=true is not supported with strategy=gdas: the op sampled on each edge chooses "
                              "which modules run, so torch.compile would recompile at every step; use compile=false")
         super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay,

@@ -2,8 +2,8 @@
 
 Two changes to DARTS (paper sec. 3.2, 3.3):
   * partial channel connections: only 1/K of each edge's input channels go through the mixed op, the
-    rest bypass it, then a channel shuffle. That is how the mixed ops are built (``partial_channels``
-    of the search space, set by conf/strategy/pcdarts.yaml), not part of this strategy;
+    rest bypass it, then a channel shuffle. That is how the mixed ops are built: the strategy asks the
+    space for them (``supernet_options``: ``partial_channels`` K), the supernet computes them;
   * edge normalisation: each edge (i, j) has a parameter beta_{i,j}; node j sums its incoming edges
     weighted by a softmax over its incoming betas,  x_j = sum_i softmax(beta_{.,j})_i * f_{i,j}(x_i).
     Derivation multiplies each edge's op weights by that normalised beta before the DARTS rule.
@@ -17,19 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from darts.strategies.gradient.darts import DARTS
-from darts.supernet import CellDAG, Mixing, Supernet
+from darts.supernet import Mixing, Supernet, SupernetOptions
 from search_spaces.base import SearchSpace
 
-
-def node_sizes(supernet: Supernet) -> list[int]:
-    """Incoming edges per intermediate node of the supernet's cells, in edge order."""
-    dag = next((m for m in supernet.modules() if isinstance(m, CellDAG)), None)
-    if dag is None:
-        raise ValueError(f"{type(supernet).__name__} has no CellDAG cells; PC-DARTS edge normalisation needs them")
-    sizes = [dag.num_inputs + j for j in range(dag.num_nodes)]
-    if sum(sizes) != supernet.num_edges:
-        raise ValueError(f"the cell has {sum(sizes)} edges but the supernet has {supernet.num_edges} per cell type")
-    return sizes
+PARTIAL_CHANNELS = 4  # model_search.py MixedOp: k = 4 (1/4 of the channels go through the ops)
 
 
 def normalise_betas(betas: torch.Tensor, sizes: list[int]) -> torch.Tensor:
@@ -41,20 +32,29 @@ class PCDARTS(DARTS):
     """DARTS with edge normalisation betas (partial channels come from the supernet).
 
     Args:
+        partial_channels: K, the supernet's partial channel groups (model_search.py: 4).
         order, arch_lr, arch_betas, arch_weight_decay, fd_radius: as ``DARTS``; Adam updates the alphas
             and the betas (PC-DARTS train_search.py: lr 6e-4, weight decay 1e-3; architect.py: (0.5, 0.999)).
         arch_start_epoch: weight-only warm-up epochs (train_search.py: ``if epoch >= 15``).
     """
 
-    def __init__(self, supernet: Supernet, space: SearchSpace, order: int = 1, arch_lr: float = 6e-4,
-                 arch_betas: tuple[float, float] = (0.5, 0.999), arch_weight_decay: float = 1e-3,
-                 fd_radius: float = 0.01, arch_start_epoch: int = 15):
-        self.node_sizes = node_sizes(supernet)
+    def __init__(self, supernet: Supernet, space: SearchSpace, partial_channels: int = PARTIAL_CHANNELS,
+                 order: int = 1, arch_lr: float = 6e-4, arch_betas: tuple[float, float] = (0.5, 0.999),
+                 arch_weight_decay: float = 1e-3, fd_radius: float = 0.01, arch_start_epoch: int = 15):
+        if supernet.structure.partial_channels != partial_channels:
+            raise ValueError(f"strategy.partial_channels={partial_channels} but the supernet was built with "
+                             f"K={supernet.structure.partial_channels} (build it with PCDARTS.supernet_options)")
+        self.node_sizes = list(supernet.structure.node_inputs)
         device = next(supernet.parameters()).device
         # model_search.py _initialize_alphas: betas = 1e-3 * randn(num_edges), one vector per cell type
         self.betas = {t: torch.nn.Parameter(1e-3 * torch.randn(supernet.num_edges, device=device))
                       for t in supernet.cell_types}
         super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch)
+
+    @classmethod
+    def supernet_options(cls, partial_channels: int = PARTIAL_CHANNELS, **settings: Any) -> SupernetOptions:
+        """Mixed ops over 1/K of the channels."""
+        return SupernetOptions(partial_channels=partial_channels)
 
     def arch_parameters(self) -> list[torch.nn.Parameter]:
         """The alphas [E, K] and betas [E] of every cell type."""
