@@ -2,15 +2,19 @@
 the execution context given at build time, and the toy space that the README's "Extending" section walks through."""
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from conftest import ROOT, SHARED_DATA as SHARED
 from darts.data.datasets import fake
 from darts.ops import head_split
 from darts.runs.search import SearchRun
@@ -210,3 +214,34 @@ def test_partial_is_how_configs_pass_strategies(tmp_path):
     run = SearchRun(tmp_path, ToySpace(4), data, partial(DARTS, order=2), Context(), epochs=1,
                     batch_size=4)
     assert run.strategy.order == 2 and run.strategy.supernet is run.supernet
+
+
+def plugin_from_the_docs(root: Path) -> list[str]:
+    """Write every file the Extending page shows (a code block whose first line is ``# /path/to/dir/<file>``) under
+    ``root``, exactly as printed; the files written."""
+    page = (ROOT / "docs" / "extending.md").read_text()
+    written = []
+    for block in re.findall(r"```(?:python|yaml)\n(.*?)```", page, flags=re.S):
+        first, _, body = block.partition("\n")
+        if first.startswith("# /path/to/dir/"):
+            path = root / first.removeprefix("# /path/to/dir/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(body if path.suffix == ".py" else block)
+            written.append(str(path.relative_to(root)))
+    return written
+
+
+def test_strategies_written_from_the_extending_page_pass_the_generic_config_tests(tmp_path):
+    """A gradient and a discrete strategy, each one module plus one YAML copied from docs/extending.md into a plugin
+    directory, pass tests/test_configs.py untouched (DARTS_PLUGINS): composed with every space, a one-step search
+    (gradient) and a search with every evaluator (discrete)."""
+    files = plugin_from_the_docs(tmp_path)
+    assert {"mine.py", "conf/strategy/mine.yaml", "greedy.py", "conf/strategy/greedy.yaml"} <= set(files)
+    env = {**os.environ, "DARTS_PLUGINS": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" /
+                           "test_configs.py"), "-k", "mine or greedy"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    counts = re.search(r"(\d+) passed", proc.stdout)
+    # mine: 3 spaces + 1 search; greedy: 3 spaces + 4 evaluators (the discrete runs need the NB201 table)
+    assert counts and int(counts.group(1)) >= 4 + 3 + (4 if (SHARED / "nb201").is_dir() else 0), proc.stdout[-2000:]
