@@ -1,17 +1,33 @@
 """Shared test helpers: the real data beside the project, running entry points, reading TensorBoard."""
 from __future__ import annotations
 
+import importlib
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# tests that use these fixtures run real searches, retrainings or several processes: marked slow (pytest -m "not slow"
+# runs the rest in under two minutes); others are marked where they are defined
+SLOW_FIXTURES = {"cifar_mini", "mini_images", "nb201_csv", "runs", "entry_runs", "study", "recorded", "resumed",
+                 "sweeps", "retrained", "chain", "finished_run", "teacher_run"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark as slow every test that uses a slow fixture (``SLOW_FIXTURES``)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +57,99 @@ def nb201_csv() -> Path:
     return path
 
 
-def run_entry(script: str, run_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run an entry point (train_search.py, train_final.py) in a subprocess with Hydra overrides."""
-    cmd = [sys.executable, str(ROOT / script), f"hydra.run.dir={run_dir}", "progress=false", *overrides]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+COMMANDS = {"train_search.py": "darts.app.search", "train_final.py": "darts.app.retrain",  # module -> its command
+            **{f"darts.{m}": f"darts.{m}" for m in ("app.search", "app.retrain", "app.protocol", "reporting.report",
+                                                      "reporting.draw", "deploy.cli")}}
+
+
+@contextmanager
+def chdir(path: Path) -> Iterator[None]:
+    """The working directory ``path`` for the duration."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+@contextmanager
+def process_state() -> Iterator[None]:
+    """Restore what a command changes process-wide: the random streams, the backend flags, the environment, the
+    logging handlers, the thread count (one thread, as the commands run alone in CI)."""
+    flags = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    env, root, threads = dict(os.environ), logging.getLogger(), torch.get_num_threads()
+    handlers, level = list(root.handlers), root.level
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(flags[0])
+        (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+         torch.backends.cuda.matmul.allow_tf32) = flags[1:]
+        os.environ.clear()
+        os.environ.update(env)
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(level)
+        torch.set_num_threads(threads)
+
+
+def command(script: str, *args: str, cwd: Path = ROOT, check: bool = False) -> subprocess.CompletedProcess:
+    """Run a command (train_search.py or darts.app.search, train_final.py, darts.reporting.report...) with its
+    arguments in this process, from ``cwd`` (a new Python process costs seconds of imports): its exit status, stdout
+    and stderr as a subprocess's."""
+    argv = [script, *args]
+    module = importlib.import_module(COMMANDS[script])
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with process_state(), redirect_stdout(out), redirect_stderr(err), chdir(cwd):
+        sys.argv = argv
+        try:
+            result = module.main()
+            code = result if isinstance(result, int) else 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+            if not isinstance(exit_.code, int) and exit_.code is not None:
+                print(exit_.code, file=sys.stderr)  # as Python prints a sys.exit(message)
+    proc = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(f"{' '.join(argv)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+class Done:
+    """A command run to its end in this process, read as a finished ``subprocess.Popen`` with stderr on stdout."""
+
+    def __init__(self, proc: subprocess.CompletedProcess):
+        self.returncode, self.output = proc.returncode, proc.stdout + proc.stderr
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, None]:
+        """(stdout and stderr, None)."""
+        return self.output, None
+
+    def poll(self) -> int:
+        """The exit status."""
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit status."""
+        return self.returncode
+
+
+def started(script: str, *args: str, cwd: Path = ROOT) -> Done:
+    """A command that a test would start in the background, run now in this process (``command``): several such runs
+    one after another cost less than as many processes importing torch at once."""
+    return Done(command(script, *args, cwd=cwd))
+
+
+def run_entry(script: str, run_dir: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run train_search.py (darts-search) or train_final.py (darts-retrain) in ``run_dir`` with Hydra overrides, in
+    this process (``command``)."""
+    return command(script, f"hydra.run.dir={run_dir}", "progress=false", *overrides, check=check)
 
 
 def targets(node) -> list[str]:

@@ -1,13 +1,22 @@
-"""Run under torchrun by tests/test_distributed.py: a tiny search on every rank, each arch step recorded.
+"""Run under torchrun by tests/test_distributed.py: a plan of jobs, one after another in each rank's process (a
+torchrun launch costs every rank seconds of imports, so one launch runs them all).
 
-    torchrun --standalone --nproc_per_node=2 tests/distributed_worker.py OUT_DIR [override ...]
+    torchrun --standalone --nproc_per_node=2 tests/distributed_worker.py PLAN.json
 
-Each rank writes OUT_DIR/rank<r>.pt: the arch parameters after every arch step and, for a first-order DARTS search,
-the largest difference between the gradient the step used and the mean of the ranks' local gradients, and the same
-for the weights' gradient through the run's DistributedDataParallel wrapper on the step's training batch.
+A job is ``{"record": OUT_DIR, "overrides": [...]}``: a tiny search on every rank, each arch step recorded (below), or
+``{"command": "search" | "retrain", "argv": [...]}``: darts-search / darts-retrain with those arguments, as torchrun
+would launch the command itself (with ``"error": FILE``, a command expected to stop: its exit status and message
+are written to FILE and the plan goes on).
+
+A record job's rank writes OUT_DIR/rank<r>.pt: the arch parameters after every arch step and, for a first-order DARTS
+search, the largest difference between the gradient the step used and the mean of the ranks' local gradients, and the
+same for the weights' gradient through the run's DistributedDataParallel wrapper on the step's training batch.
 """
 from __future__ import annotations
 
+import importlib
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +37,7 @@ def mean_difference(dist: Distributed, params: list[torch.Tensor], local: tuple)
     return max(float(((0 if p.grad is None else p.grad) - m).abs().max()) for p, m in zip(params, mean))
 
 
-def main(out: Path, overrides: list[str]) -> None:
+def record(out: Path, overrides: list[str]) -> None:
     """Search with the overrides, recording every arch step of this rank."""
     dist = from_environment()
     with initialize_config_dir(str(ROOT / "darts" / "conf"), version_base="1.3"):
@@ -65,5 +74,20 @@ def main(out: Path, overrides: list[str]) -> None:
     torch.save(record, out / f"rank{dist.rank}.pt")
 
 
+def main(plan: Path) -> None:
+    """Run the plan's jobs in order."""
+    for job in json.loads(plan.read_text()):
+        if "record" in job:
+            record(Path(job["record"]), job["overrides"])
+        else:
+            sys.argv = [job["command"], *job["argv"]]
+            try:
+                importlib.import_module(f"darts.app.{job['command']}").main()
+            except SystemExit as exit_:
+                if "error" not in job:
+                    raise
+                Path(job["error"]).with_suffix(f".rank{int(os.environ.get('RANK', 0))}").write_text(str(exit_.code))
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2:])
+    main(Path(sys.argv[1]))

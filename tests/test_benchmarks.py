@@ -123,6 +123,7 @@ def conv_output_dtypes(supernet: torch.nn.Module) -> set[torch.dtype]:
     return seen
 
 
+@pytest.mark.slow
 def test_bf16_autocast_alphas_gradient_and_trajectory_are_within_bf16_tolerance_of_fp32():
     """Fast path under bf16 autocast (convolutions really in bf16, alphas fp32) vs the plain fp32 path: the
     first arch gradient and the alphas' displacement over 2 steps agree within the bf16 tolerance."""
@@ -158,6 +159,7 @@ def test_channels_last_gives_the_contiguous_trajectory():
     assert last_genotype == genotype
 
 
+@pytest.mark.slow
 def test_compiled_supernet_gives_the_eager_trajectory():
     """torch.compile of the supernet (dynamo graph capture + AOTAutograd, backend aot_eager) on the smallest
     supernet gives the eager alphas after a step (arch step and weight step). The default inductor backend (what
@@ -231,6 +233,7 @@ def test_bad_precision_and_variants_are_clear_errors():
     assert workloads.parse_variant("bf16+channels_last") == replace(workloads.FAST, precision="bf16", channels_last=True)
 
 
+@pytest.mark.slow
 def test_ci_benchmark_writes_every_case_and_variant(tmp_path):
     """CI-sized run on CPU, in one process: JSON and table with plain and fast for every case, images/s
     statistics, speed-ups, and the environment (memory on CPU needs --isolate, so it is reported absent)."""
@@ -254,6 +257,7 @@ def test_ci_benchmark_writes_every_case_and_variant(tmp_path):
     assert result["size"] == "ci" and result["data"].startswith("synthetic")
 
 
+@pytest.mark.slow
 def test_isolated_variant_reports_peak_memory_and_inapplicable_variants_are_listed(tmp_path):
     """--isolate runs a variant in its own process, which reports its peak memory (here bf16+contiguous on
     the retraining); a variant that does not apply (plain_ops on the retraining, bf16+channels_last on CPU)

@@ -3,15 +3,13 @@
 by their overrides, and the drawing command."""
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, run_entry
+from conftest import ROOT, command, run_entry
 import darts.reporting.draw as draw
 from darts.diagrams import draw_genotype, save, to_image
 from search_spaces.darts import GENOTYPES, DartsSpace
@@ -59,7 +57,7 @@ def test_the_draw_command_takes_names_texts_and_run_directories(tmp_path):
               "dataset.image_size=8", "batch_size=4", "epochs=1")
     draw.main([str(run), "--out", str(tmp_path / "run.png")])
     assert (tmp_path / "run.png").is_file()
-    proc = subprocess.run([sys.executable, "-m", "darts.reporting.draw", "DARTS_V9"], cwd=ROOT, capture_output=True, text=True)
+    proc = command("darts.reporting.draw", "DARTS_V9")
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1 and "DARTS_V9" in proc.stderr
 
 
@@ -93,10 +91,9 @@ def test_sweep_runs_are_named_by_their_swept_keys(tmp_path):
     the overrides all jobs share), so TensorBoard's run list says which strategy and seed each is, and the HParams
     table leads with those keys."""
     sweep = tmp_path / "sweep"
-    proc = subprocess.run([sys.executable, str(ROOT / "train_search.py"), "-m", "search_space=toy", "dataset=fake",
-                           "dataset.num_train=16", "dataset.num_test=8", "dataset.image_size=8", "batch_size=4",
-                           "epochs=1", "strategy=darts,gdas", "seed=0,1", "progress=false",
-                           f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = command("train_search.py", "-m", "search_space=toy", "dataset=fake", "dataset.num_train=16",
+                   "dataset.num_test=8", "dataset.image_size=8", "batch_size=4", "epochs=1", "strategy=darts,gdas",
+                   "seed=0,1", "progress=false", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = sorted(p.name for p in sweep.iterdir() if (p / "result.json").is_file())
     assert names == [f"seed={s},strategy={m}" for s in (0, 1) for m in ("darts", "gdas")]

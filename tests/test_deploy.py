@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 import darts.training as training
-from conftest import ROOT, read_json, run_entry, tensorboard_tags
+from conftest import ROOT, command, read_json, run_entry, tensorboard_tags
 from darts.deploy.export import export
 from darts.deploy.prune import channel_chains, prune_run
 from darts.deploy.cli import main as deploy_main
@@ -150,8 +150,7 @@ def test_prune_resumes_from_its_fine_tuning_checkpoint(retrained, monkeypatch, c
 def test_bad_inputs_are_one_line_errors(retrained, chain, tmp_path):
     """A missing run directory, a search run, a bad amount and an int8 run given to quantize end the command with
     status 1 and one line naming the problem."""
-    proc = subprocess.run([sys.executable, "-m", "darts.deploy.cli", "export", str(tmp_path / "missing")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = command("darts.deploy.cli", "export", str(tmp_path / "missing"))
     expected = f"FileNotFoundError: {tmp_path / 'missing'}: no such run directory"
     assert proc.returncode == 1 and proc.stderr.strip() == expected
     search = tmp_path / "search"

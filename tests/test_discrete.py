@@ -3,9 +3,6 @@ the run's history, resume and worker pool, and end-to-end runs through train_sea
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -18,7 +15,7 @@ from hydra.utils import get_object, instantiate
 from PIL import Image
 
 import darts.app.search as train_search
-from conftest import ROOT, history_without_timing, read_json, tabular_run, tensorboard_tags
+from conftest import Done, ROOT, history_without_timing, read_json, started, tabular_run, tensorboard_tags
 from darts.data.datasets import Datasets, ImageData
 from darts.evaluators import SupernetEvaluator, TabularEvaluator, TrainEvaluator
 from darts.runs.directory import read_jsonl
@@ -317,14 +314,12 @@ def test_discrete_configs_compose_with_every_evaluator(strategy, evaluator, tmp_
         DiscreteRun(tmp_path, NB201Space(), None, instantiate(cfg.strategy, _partial_=True))
 
 
-def start(run_dir: Path, *overrides: str) -> subprocess.Popen:
-    """train_search.py in a background process (the runs below share the CPU cores)."""
-    cmd = [sys.executable, str(ROOT / "train_search.py"), f"hydra.run.dir={run_dir}", "progress=false", *overrides]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start(run_dir: Path, *overrides: str) -> Done:
+    """train_search.py in ``run_dir``, run in this process (``conftest.started``)."""
+    return started("train_search.py", f"hydra.run.dir={run_dir}", "progress=false", *overrides)
 
 
-def finish(proc: subprocess.Popen) -> str:
+def finish(proc: Done) -> str:
     """Wait for a run; fail with its output if it failed."""
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output[-4000:]
@@ -333,7 +328,7 @@ def finish(proc: subprocess.Popen) -> str:
 
 @pytest.fixture(scope="module")
 def entry_runs(cifar_mini, nb201_csv, tmp_path_factory):
-    """The end-to-end runs, started at once: DARTS-space evolution (train), random search (supernet), tabular."""
+    """The end-to-end runs: DARTS-space evolution (train), random search (supernet), tabular."""
     base = tmp_path_factory.mktemp("entry")
     real = ["dataset=imagefolder", f"dataset.root={cifar_mini}", "model.init_channels=4", "model.layers=2",
             "steps_per_epoch=2", "batch_size=16"]

@@ -41,16 +41,35 @@ PROGRESSIVE = ["strategy=drnas", "strategy.progressive=true", "strategy.arch_sta
                "strategy.stages=[{epochs:1,partial_channels:4},{epochs:1,partial_channels:2,keep_ops:3}]"]
 
 
-@pytest.mark.parametrize("strategy", [["strategy=darts"], ["strategy=darts", "strategy.order=2"], ["strategy=gdas"],
-                                      ["strategy=pcdarts", "strategy.arch_start_epoch=0",
-                                       "strategy.partial_channels=2"], PROGRESSIVE],
-                         ids=["darts-1st", "darts-2nd", "gdas", "pcdarts", "drnas-progressive"])
-def test_arch_parameters_stay_identical_on_every_rank(cifar_mini, tmp_path, strategy):
+STRATEGIES = {"darts-1st": ["strategy=darts"], "darts-2nd": ["strategy=darts", "strategy.order=2"],
+              "gdas": ["strategy=gdas"],
+              "pcdarts": ["strategy=pcdarts", "strategy.arch_start_epoch=0", "strategy.partial_channels=2"],
+              "drnas-progressive": PROGRESSIVE}
+
+
+def plan(path: Path, jobs: list[dict]) -> Path:
+    """A plan of jobs for tests/distributed_worker.py."""
+    path.write_text(json.dumps(jobs))
+    return path
+
+
+@pytest.fixture(scope="module")
+def recorded(cifar_mini, tmp_path_factory) -> Path:
+    """Every strategy's tiny search on two ranks, each arch step recorded (one torchrun launch)."""
+    root = tmp_path_factory.mktemp("recorded")
+    jobs = [{"record": str(root / name), "overrides": [*tiny(cifar_mini), *strategy]}
+            for name, strategy in STRATEGIES.items()]
+    torchrun("tests/distributed_worker.py", str(plan(root / "plan.json", jobs)))
+    return root
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_arch_parameters_stay_identical_on_every_rank(recorded, name):
     """After every arch step both ranks hold the same arch parameters (bitwise), for a first-order, a second-order, a
     sampling and a partial-channel strategy, and across DrNAS's progressive stages (pruned, widened, DDP rewrapped);
     for first-order DARTS the gradient the arch step used, and the weights' gradient through DistributedDataParallel,
     are the means of the two ranks' local gradients; the run directory holds one set of outputs."""
-    torchrun("tests/distributed_worker.py", str(tmp_path), *tiny(cifar_mini), *strategy)
+    tmp_path, strategy = recorded / name, STRATEGIES[name]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert ranks[0]["world"] == 2 and len(ranks[0]["steps"]) == len(ranks[1]["steps"]) == 4
     for a, b in zip(ranks[0]["steps"], ranks[1]["steps"]):
@@ -78,40 +97,58 @@ def same_checkpoint(a: Path, b: Path, key: str) -> bool:
     return states and rng
 
 
-def test_a_search_stopped_and_resumed_under_torchrun_ends_as_the_uninterrupted_one(cifar_mini, tmp_path):
+@pytest.fixture(scope="module")
+def resumed(cifar_mini, tmp_path_factory) -> Path:
+    """On two ranks (one torchrun launch): a 2-epoch search and a 1-epoch one resumed to 2 epochs (GDAS); a 3-epoch
+    retraining and a 1-epoch one resumed to 3 (DARTS_V2 with drop path)."""
+    root = tmp_path_factory.mktemp("resumed")
+    search = [*tiny(cifar_mini), "strategy=gdas"]
+    retrain = ["genotype=DARTS_V2", "dataset=imagefolder", f"dataset.root={cifar_mini}", "model.layers=3",
+               "model.init_channels=4", "steps_per_epoch=2", "batch_size=8", "progress=false", "device=cpu"]
+    jobs = [{"command": "search", "argv": [*search, f"hydra.run.dir={root / 'search-full'}"]},
+            {"command": "search", "argv": [*(a for a in search if not a.startswith("epochs")), "epochs=1",
+                                           f"hydra.run.dir={root / 'search-cut'}"]},
+            {"command": "search", "argv": [f"resume={root / 'search-cut'}", "epochs=2"]},
+            {"command": "retrain", "argv": [*retrain, "epochs=3", f"hydra.run.dir={root / 'retrain-full'}"]},
+            {"command": "retrain", "argv": [*retrain, "epochs=1", f"hydra.run.dir={root / 'retrain-cut'}"]},
+            {"command": "retrain", "argv": [f"resume={root / 'retrain-cut'}", "epochs=3"]},
+            {"command": "search", "argv": ["search_space=toy", "strategy=random", "evaluator=train", "dataset=fake",
+                                           "progress=false", f"hydra.run.dir={root / 'discrete'}"],
+             "error": str(root / "discrete.exit")}]
+    torchrun("tests/distributed_worker.py", str(plan(root / "plan.json", jobs)))
+    return root
+
+
+def test_a_search_stopped_and_resumed_under_torchrun_ends_as_the_uninterrupted_one(resumed):
     """Two processes: a 2-epoch search equals a 1-epoch search resumed to 2 epochs (history, weights, every rank's
-    random state), both launched by torchrun (rank 0 chooses the run directory, every rank resumes from it)."""
-    args = [*tiny(cifar_mini), "strategy=gdas"]
-    torchrun("train_search.py", *args, f"hydra.run.dir={tmp_path / 'full'}")
-    torchrun("train_search.py", *[a for a in args if not a.startswith("epochs")], "epochs=1",
-             f"hydra.run.dir={tmp_path / 'cut'}")
-    torchrun("train_search.py", f"resume={tmp_path / 'cut'}", "epochs=2")
+    random state), both under torchrun (rank 0 writes the run directory, every rank resumes from it)."""
+    tmp_path = resumed
+    (tmp_path / "full").symlink_to(tmp_path / "search-full")
+    (tmp_path / "cut").symlink_to(tmp_path / "search-cut")
     assert history(tmp_path / "cut") == history(tmp_path / "full")
     assert same_checkpoint(tmp_path / "cut", tmp_path / "full", "supernet")
     assert read_json(tmp_path / "cut" / "result.json")["genotype"] == read_json(tmp_path / "full" / "result.json")["genotype"]
 
 
-def test_a_retraining_stopped_and_resumed_under_torchrun_ends_as_the_uninterrupted_one(cifar_mini, tmp_path):
+def test_a_retraining_stopped_and_resumed_under_torchrun_ends_as_the_uninterrupted_one(resumed):
     """Two processes retrain a tiny DARTS_V2 network with drop path (random masks on each rank): 3 epochs equal 1
     epoch resumed to 3 (epoch 0's learning rate and drop path do not depend on the total), with one set of outputs."""
-    args = ["genotype=DARTS_V2", "dataset=imagefolder", f"dataset.root={cifar_mini}", "model.layers=3",
-            "model.init_channels=4", "steps_per_epoch=2", "batch_size=8", "progress=false", "device=cpu"]
-    torchrun("train_final.py", *args, "epochs=3", f"hydra.run.dir={tmp_path / 'full'}")
-    torchrun("train_final.py", *args, "epochs=1", f"hydra.run.dir={tmp_path / 'cut'}")
-    torchrun("train_final.py", f"resume={tmp_path / 'cut'}", "epochs=3")
+    tmp_path = resumed / "retrain"
+    tmp_path.mkdir()
+    (tmp_path / "full").symlink_to(resumed / "retrain-full")
+    (tmp_path / "cut").symlink_to(resumed / "retrain-cut")
     full, cut = read_json(tmp_path / "full" / "result.json"), read_json(tmp_path / "cut" / "result.json")
     assert cut == full
     assert same_checkpoint(tmp_path / "cut", tmp_path / "full", "model")
     assert len(list((tmp_path / "full").glob("events.out.tfevents.*"))) == 1
 
 
-def test_a_discrete_search_refuses_torchrun(tmp_path):
-    """A discrete search under torchrun stops with one line pointing at evaluator.workers."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([*TORCHRUN, str(ROOT / "train_search.py"), "search_space=toy", "strategy=random",
-                           "evaluator=train", "dataset=fake", "progress=false", f"hydra.run.dir={tmp_path}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and "evaluator.workers" in proc.stderr
+def test_a_discrete_search_refuses_torchrun(resumed):
+    """A discrete search under torchrun stops on every rank: rank 0 with one line pointing at evaluator.workers, the
+    other rank with status 1 (rank 0 speaks for the job)."""
+    message = (resumed / "discrete.rank0").read_text()
+    assert "evaluator.workers" in message and "\n" not in message.strip()
+    assert (resumed / "discrete.rank1").read_text() == "1"
 
 
 def test_concurrent_candidates_spread_over_the_gpus():

@@ -48,6 +48,7 @@ def heading_slugs(path: Path) -> set[str]:
     return {slugify(m.group(1).strip(), "-") for m in re.finditer(r"^#+ (.+)$", text, flags=re.M)}
 
 
+@pytest.mark.slow
 def test_book_builds_strict(tmp_path):
     """`mkdocs build --strict` succeeds: no broken link or anchor, no warning."""
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}

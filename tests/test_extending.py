@@ -1,4 +1,4 @@
-"""The extension points: strategy hooks (arch penalty, weight mixing and loss, selection), ops' declared heads,
+"""The extension points: strategy hooks (arch penalty, weight mixing and loss), selections, ops' declared heads,
 the execution context given at build time, and the toy space that the README's "Extending" section walks through."""
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from conftest import ROOT, SHARED_DATA as SHARED
 from darts.data.datasets import fake
 from darts.ops import head_split
 from darts.runs.search import SearchRun
+from darts.selections.base import Selection
 from darts.context import Context
 from darts.data.search_split import SearchData
 from darts.strategies.gradient.darts import DARTS
@@ -99,26 +100,27 @@ def test_weight_mixing_and_weight_loss_are_what_the_weight_step_uses():
     assert metrics["loss"] > 1.0 and abs(metrics["loss"] - 1.0 - float(ce)) < 0.5
 
 
-class Selecting(DARTS):
+class Selecting(Selection):
     """A selection phase that records its context and then fixes the genotype."""
 
-    def select(self, context):
-        self.phase = context
-        self.chosen = self.space.sample(torch.Generator().manual_seed(3))
+    name = "selecting"
 
-    def genotype(self):
-        return getattr(self, "chosen", None) or super().genotype()
+    def select(self, strategy, space, context, record):
+        self.phase, self.calls = context, getattr(self, "calls", 0) + 1
+        self.chosen = space.sample(torch.Generator().manual_seed(3))
+        return self.chosen
 
 
 def test_selection_phase_runs_after_the_last_epoch_and_decides_the_result(tmp_path):
-    """select(context) runs once after the last epoch's checkpoint, with the supernet and both data halves, and
-    the genotype it settles on is the one written to result.json and genotype.txt."""
+    """A selection runs once after the last epoch's checkpoint, with the supernet and both data halves, and the
+    genotype it settles on is the one written to result.json and genotype.txt."""
     data = SearchData(lambda: fake(num_train=32, num_test=8, image_size=8), 0.5, 0)
-    run = SearchRun(tmp_path, ToySpace(4), data, Selecting, Context(), epochs=2, batch_size=8)
+    selection = Selecting()
+    run = SearchRun(tmp_path, ToySpace(4), data, DARTS, Context(), epochs=2, batch_size=8, selection=selection)
     result = run.run()
-    ctx = run.strategy.phase
+    ctx = selection.phase
     assert ctx.supernet is run.supernet and ctx.steps == 2 and next(iter(ctx.valid_loader))[0].shape == (8, 3, 8, 8)
-    assert result["genotype"] == ToySpace().to_text(run.strategy.chosen)
+    assert selection.calls == 1 and result["genotype"] == ToySpace().to_text(selection.chosen)
     assert (tmp_path / "genotype.txt").read_text().strip() == result["genotype"]
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
 
@@ -199,6 +201,7 @@ def test_toy_supernet_runs_a_genotype_like_its_network():
     torch.testing.assert_close(supernet(x, space.one_hot(genotype)), net(x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_tensorboard_writer_has_no_import_side_effects():
     """Importing the run wing does not import pyplot nor set matplotlib's backend."""
     code = ("import sys, darts.runs.tensorboard_log, darts.runs.search; "
@@ -231,6 +234,7 @@ def plugin_from_the_docs(root: Path) -> list[str]:
     return written
 
 
+@pytest.mark.slow
 def test_strategies_written_from_the_extending_page_pass_the_generic_config_tests(tmp_path):
     """A gradient and a discrete strategy, each one module plus one YAML copied from docs/extending.md into a plugin
     directory, pass tests/test_configs.py untouched (DARTS_PLUGINS): composed with every space, a one-step search

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from omegaconf import OmegaConf
 from darts.app import config as cli
 import darts.training as training
 from darts.context import Context
-from conftest import ROOT, read_json, run_entry
+from conftest import ROOT, command, read_json, run_entry
 from darts.model_stats import count_flops
 from darts.runs.final import final_loss
 from darts.runs.network_spec import holdout_split
@@ -234,9 +231,7 @@ def test_resume_continues_from_the_saved_epoch(finished_run, cifar_mini, tmp_pat
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert not (tmp_path / "result.json").exists()
     # no hydra.run.dir: the run directory comes from resume= through the final_run_dir resolver
-    cmd = [sys.executable, str(ROOT / "train_final.py"), f"resume={tmp_path}", "device=cpu"]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "2"},
-                   timeout=600)
+    command("train_final.py", f"resume={tmp_path}", "device=cpu", check=True)
     assert "resumed" in (tmp_path / "train_final.log").read_text() and "at epoch 3 of 3" in (
         tmp_path / "train_final.log").read_text()
     resumed, reference = read_json(tmp_path / "result.json"), read_json(finished_run / "result.json")

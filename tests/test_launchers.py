@@ -8,21 +8,36 @@ import sys
 import pytest
 
 from darts.app import config as cli
-from conftest import ROOT, read_json
+from conftest import ROOT, command, read_json
 
 TOY = ["search_space=toy", "dataset=fake", "dataset.num_train=16", "dataset.num_test=8", "dataset.image_size=8",
        "batch_size=4", "epochs=1", "progress=false"]
 
 
-@pytest.mark.parametrize("launcher", ["local_parallel", "slurm_local", "joblib", "submitit_local"])
-def test_a_sweep_through_a_launcher_finishes_every_job(launcher, tmp_path):
+LAUNCHERS = ["local_parallel", "slurm_local", "joblib", "submitit_local"]
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory) -> dict[str, tuple]:
+    """A two-job sweep through each launcher, all started at once (each spawns its job processes), from a directory
+    of its own as a cluster job would be."""
+    procs = {}
+    for launcher in LAUNCHERS:
+        cwd = tmp_path_factory.mktemp(launcher)
+        extra = ["hydra.launcher.n_jobs=2"] if launcher in ("local_parallel", "joblib") else []
+        procs[launcher] = cwd, subprocess.Popen(
+            [sys.executable, str(ROOT / "train_search.py"), "-m", *TOY, "seed=0,1", f"hydra/launcher={launcher}",
+             *extra, f"hydra.sweep.dir={cwd / 'sweep'}"], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+    yield {launcher: (cwd, proc, *proc.communicate(timeout=600)) for launcher, (cwd, proc) in procs.items()}
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_a_sweep_through_a_launcher_finishes_every_job(launcher, sweeps):
     """`-m seed=0,1 hydra/launcher=<launcher>` produces two finished runs, one per seed (run from another directory,
     as a cluster job would be), with the project's launcher configs and with the plugins' own."""
-    extra = ["hydra.launcher.n_jobs=2"] if launcher in ("local_parallel", "joblib") else []
-    proc = subprocess.run([sys.executable, str(ROOT / "train_search.py"), "-m", *TOY, "seed=0,1",
-                           f"hydra/launcher={launcher}", *extra, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    tmp_path, proc, _, stderr = sweeps[launcher]
+    assert proc.returncode == 0, stderr[-3000:]
     runs = sorted((tmp_path / "sweep").glob("*/result.json"))
     assert [p.parent.name.rsplit(",", 1)[-1] for p in runs] == ["seed=0", "seed=1"]
     assert all(read_json(p)["genotype"] for p in runs)
@@ -39,7 +54,6 @@ def test_parallel_jobs_spread_over_the_visible_gpus():
 def test_a_misspelt_launcher_is_one_line_naming_every_choice(tmp_path):
     """`hydra/launcher=slrum` stops before Hydra starts with one line listing the project's launchers and the
     plugins' own (basic, joblib, submitit_*)."""
-    proc = subprocess.run([sys.executable, str(ROOT / "train_search.py"), "hydra/launcher=slrum"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = command("train_search.py", "hydra/launcher=slrum", cwd=tmp_path)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert all(name in proc.stderr for name in ("'slrum'", "basic", "joblib", "local_parallel", "submitit_slurm"))

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import ROOT
+from conftest import command as in_process
 
 
 def command(study, cifar_mini) -> list[str]:
@@ -55,8 +56,7 @@ def test_the_protocol_runs_end_to_end_and_resumes_after_a_kill(cifar_mini, tmp_p
 def test_a_preset_without_a_protocol_is_one_line(tmp_path):
     """A preset that is not a DARTS-space search (no `protocol` node), or an unknown one, stops with one line."""
     for name, expected in (("nb201_gdas", "has no `protocol` node"), ("darts_v9", "preset 'darts_v9' is not valid")):
-        proc = subprocess.run([sys.executable, "-m", "darts.app.protocol", name, "--study", str(tmp_path)], cwd=ROOT,
-                              capture_output=True, text=True)
+        proc = in_process("darts.app.protocol", name, "--study", str(tmp_path))
         assert proc.returncode == 1 and expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 

@@ -47,6 +47,7 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_runs_started_together_get_their_own_directories(tmp_path):
     """Two searches started at once from one directory with the default run directory (same second) write two run
     directories, each with its own config (its own seed) and its own full history."""
@@ -59,6 +60,7 @@ def test_runs_started_together_get_their_own_directories(tmp_path):
     assert all(len((run / "genotypes.jsonl").read_text().splitlines()) == 2 for run in runs)
 
 
+@pytest.mark.slow
 def test_two_processes_resuming_one_run_directory_run_it_once(tmp_path):
     """Two resume=DIR started together: one continues the run, the other stops with one line naming the process that
     holds the directory; the run's files hold each epoch once."""
@@ -75,6 +77,7 @@ def test_two_processes_resuming_one_run_directory_run_it_once(tmp_path):
     assert epochs == [0, 1, 2, 3] and read_json(run / "result.json")["epochs"] == 4
 
 
+@pytest.mark.slow
 def test_a_killed_holders_lock_is_taken_over(tmp_path):
     """The lock of a process that died (killed, no clean-up) is the next process's: the kernel released it."""
     code = f"from darts.runs import lock; lock.acquire({str(tmp_path)!r}); import time; time.sleep(60)"

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import statistics
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, read_json
+from conftest import Done, command, read_json, started
 from darts.reporting.report import (PUBLISHED, agreement, collect, distance, edge_agreement, main,
                           mean_pairwise_distance, published, skip_count, summarise, write_report)
 from darts.reporting.plots import benchmark_column, epoch_curves
@@ -23,11 +20,9 @@ TINY = ("model.init_channels=4", "model.cells_per_stage=1", "steps_per_epoch=2",
 CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 
 
-def sweep(script: str, sweep_dir: Path, *overrides: str) -> subprocess.Popen:
-    """Start a Hydra multirun (``-m``) of an entry point writing its jobs into ``sweep_dir``."""
-    cmd = [sys.executable, str(ROOT / script), "-m", f"hydra.sweep.dir={sweep_dir}", "progress=false", *overrides]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def sweep(script: str, sweep_dir: Path, *overrides: str) -> Done:
+    """A Hydra multirun (``-m``) of an entry point writing its jobs into ``sweep_dir`` (run in this process)."""
+    return started(script, "-m", f"hydra.sweep.dir={sweep_dir}", "progress=false", *overrides)
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +135,7 @@ def test_report_files_and_cli(study, tmp_path):
     """`darts-report` writes report.md (metrics, published numbers, agreement, figures), one CSV row per
     run with its result.json values, and the PNG figures."""
     out = tmp_path / "report"
-    proc = subprocess.run([sys.executable, "-m", "darts.reporting.report", str(study), "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = command("darts.reporting.report", str(study), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith(f"wrote {out / 'report.md'}")
     for name in ("report.md", "report.csv", "benchmark.png", "skip_connections.png", "published.png"):
@@ -167,8 +161,7 @@ def test_the_report_goes_beside_the_runs_by_default(study, tmp_path):
     here.mkdir()
     assert main([str(study / "random"), str(study / "evolution")]) == 0
     assert (study / "report" / "report.md").is_file()
-    proc = subprocess.run([sys.executable, "-m", "darts.reporting.report", str(study / "final")], cwd=here,
-                          capture_output=True, text=True, timeout=300)
+    proc = command("darts.reporting.report", str(study / "final"), cwd=here)
     assert proc.returncode == 0, proc.stderr
     assert (study / "final" / "report" / "report.csv").is_file() and not any(here.iterdir())
 

@@ -3,16 +3,13 @@ DARTS and PC-DARTS, and end-to-end searches."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, read_json
+from conftest import read_json, started
 from darts.strategies.gradient.darts import DARTS
 from darts.strategies.gradient.pcdarts import PCDARTS
 from darts.strategies.gradient.sdarts import PCSDARTS, SDARTS, project
@@ -149,6 +146,7 @@ def test_epsilon_schedule_gives_the_official_values():
     assert strategy.scalars()["epsilon"] == pytest.approx(0.2946)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", ["random", "adversarial"])
 def test_epsilon_zero_weight_step_is_darts(attack):
     """With epsilon 0 a search step (arch step, then weight step) gives DARTS's weights; with the default epsilon it
@@ -184,18 +182,14 @@ RUNS = {"sdarts-random": ["strategy=sdarts", *DARTS_SIZE],
 
 @pytest.fixture(scope="module")
 def runs(cifar_mini, nb201_csv, tmp_path_factory):
-    """The end-to-end searches (DARTS space; NB201 with its table), started at once (one thread each) to share the
-    CPU cores."""
+    """The end-to-end searches (DARTS space; NB201 with its table), one after another in this process."""
     procs = {}
     for name, overrides in RUNS.items():
         run_dir = tmp_path_factory.mktemp(name)
-        cmd = [sys.executable, str(ROOT / "train_search.py"), f"hydra.run.dir={run_dir}", "progress=false",
-               *overrides, "dataset=imagefolder", f"dataset.root={cifar_mini}", "epochs=2", "steps_per_epoch=2",
-               "batch_size=8", "device=cpu", *([f"benchmark.path={nb201_csv}"] if "search_space=nb201" in overrides
-                                              else [])]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        procs[name] = (run_dir, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                                 stderr=subprocess.STDOUT, text=True))
+        procs[name] = (run_dir, started(
+            "train_search.py", f"hydra.run.dir={run_dir}", "progress=false", *overrides, "dataset=imagefolder",
+            f"dataset.root={cifar_mini}", "epochs=2", "steps_per_epoch=1", "batch_size=8", "device=cpu",
+            *([f"benchmark.path={nb201_csv}"] if "search_space=nb201" in overrides else [])))
     yield procs
     for _, proc in procs.values():
         if proc.poll() is None:

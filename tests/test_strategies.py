@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from conftest import ROOT, read_json, tensorboard_tags
+from conftest import ROOT, read_json, started, tensorboard_tags
 from darts.strategies.gradient.drnas import DrNAS
 from darts.strategies.gradient.gdas import GDAS
 from darts.strategies.gradient.pcdarts import PCDARTS
@@ -384,19 +381,17 @@ STRATEGY_TAGS = {"gdas": "arch/tau", "pcdarts": "arch/beta_{}/edge01", "drnas": 
 
 @pytest.fixture(scope="module")
 def runs(cifar_mini, tmp_path_factory):
-    """All end-to-end searches, started at once (one thread each) so they share the CPU cores."""
+    """All end-to-end searches, one after another in this process (one thread each)."""
     procs = {}
     for strategy in STRATEGY_TAGS:
         for space_name in SPACES:
             run_dir = tmp_path_factory.mktemp(f"{strategy}-{space_name}")
             size = ["model.layers=3"] if space_name == "darts" else ["model.cells_per_stage=1"]
-            cmd = [sys.executable, str(ROOT / "train_search.py"), f"hydra.run.dir={run_dir}", "progress=false",
-                   f"strategy={strategy}", f"search_space={space_name}", "dataset=imagefolder",
-                   f"dataset.root={cifar_mini}", "model.init_channels=4", *size, "epochs=1",
-                   "steps_per_epoch=2", "batch_size=8", "strategy.arch_start_epoch=0"]
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-            procs[strategy, space_name] = (run_dir, subprocess.Popen(
-                cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            procs[strategy, space_name] = (run_dir, started(
+                "train_search.py", f"hydra.run.dir={run_dir}", "progress=false", f"strategy={strategy}",
+                f"search_space={space_name}", "dataset=imagefolder", f"dataset.root={cifar_mini}",
+                "model.init_channels=4", *size, "epochs=1", "steps_per_epoch=2", "batch_size=8",
+                "strategy.arch_start_epoch=0"))
     yield procs
     for _, proc in procs.values():
         if proc.poll() is None:

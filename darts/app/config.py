@@ -17,7 +17,8 @@ from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from darts.app import plugins
 from darts.app.rundir import swept_keys
-from darts.distributed import SINGLE, Distributed
+from darts.context import configure_backends
+from darts.distributed import SINGLE, Distributed, from_environment
 from darts.runs import lock
 from darts.runs.directory import CHECKPOINT, CONFIG
 
@@ -50,6 +51,17 @@ def run_directory(cfg: DictConfig, dist: Distributed = SINGLE) -> Iterator[tuple
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with lock.locked(run_dir) if dist.main else nullcontext():
         yield run_config(cfg, dist)
+
+
+@contextmanager
+def running(cfg: DictConfig) -> Iterator[tuple[DictConfig, Path, Distributed]]:
+    """What every command's run starts with: its ranks (torchrun), its directory (locked, ``run_directory``) and
+    configuration, each rank's device, and the process-wide numerics (``configure_backends``)."""
+    dist = from_environment()
+    with run_directory(cfg, dist) as (cfg, run_dir):
+        cfg.device = rank_device(cfg.device, dist)
+        configure_backends(cfg.precision, cfg.deterministic)
+        yield cfg, run_dir, dist
 
 
 def run_config(cfg: DictConfig, dist: Distributed = SINGLE) -> tuple[DictConfig, Path]:

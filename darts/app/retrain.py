@@ -13,11 +13,11 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
 from darts.app.arguments import prepare
-from darts.app.config import CONF, hparams, rank_device, run_directory
+from darts.app.config import CONF, hparams, running
 from darts.app.errors import reporting
 from darts.app.rundir import register_run_dir
-from darts.context import Context, configure_backends, seed_everything
-from darts.distributed import SINGLE, Distributed, from_environment
+from darts.context import Context, seed_everything
+from darts.distributed import SINGLE, Distributed
 from darts.runs.distillation import from_settings as distillation
 from darts.runs.final import FinalRun, FinalSettings
 from darts.runs.network_spec import NetworkSpec, holdout_split
@@ -61,10 +61,7 @@ def build_run(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE) -> Fin
 @reporting
 def _main(cfg: DictConfig) -> None:
     """Compose the config, then retrain (or resume) in the run directory; under torchrun, on every rank."""
-    dist = from_environment()
-    with run_directory(cfg, dist) as (cfg, run_dir):
-        cfg.device = rank_device(cfg.device, dist)
-        configure_backends(cfg.precision, cfg.deterministic)
+    with running(cfg) as (cfg, run_dir, dist):
         run = build_run(cfg, run_dir, dist)
         if cfg.resume:
             run.resume()

@@ -12,12 +12,12 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
 from darts.app.arguments import prepare
-from darts.app.config import CONF, hparams, rank_device, run_directory
+from darts.app.config import CONF, hparams, running
 from darts.app.errors import reporting
 from darts.app.rundir import register_run_dir
-from darts.context import Context, configure_backends, seed_everything
+from darts.context import Context, seed_everything
 from darts.data.search_split import SearchData
-from darts.distributed import SINGLE, Distributed, from_environment
+from darts.distributed import SINGLE, Distributed
 from darts.runs.base import Run
 from darts.runs.discrete import DiscreteRun
 from darts.runs.search import SearchRun
@@ -84,10 +84,7 @@ def search(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE) -> dict:
 @reporting
 def _main(cfg: DictConfig) -> None:
     """Compose the config, then search (or resume) in the run directory; under torchrun, on every rank."""
-    dist = from_environment()
-    with run_directory(cfg, dist) as (cfg, run_dir):
-        cfg.device = rank_device(cfg.device, dist)
-        configure_backends(cfg.precision, cfg.deterministic)
+    with running(cfg) as (cfg, run_dir, dist):
         result = search(cfg, run_dir, dist)
     log.info("result: %s", run_dir / "result.json")
     log.info("genotype: %s", result["genotype"])

@@ -29,12 +29,11 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torchvision import datasets as tvd
-from torchvision.datasets.folder import find_classes
 
 from darts.data.loaders import DeviceLoader, StreamingLoader, Transformed, check_eval_cutout, imagenet_transforms
 
@@ -96,7 +95,7 @@ class ImageData:
 class StreamingData:
     """An image folder read from disk per batch (for sets that do not fit in memory, e.g. ImageNet)."""
 
-    folder: tvd.ImageFolder
+    folder: Any  # a torchvision ImageFolder
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     num_workers: int = 4  # DARTS cnn/train_imagenet.py
@@ -137,12 +136,14 @@ class Datasets:
         return self.train.num_classes
 
 
-def _cifar(cls: type, name: str, folder: str, root: str, download: bool, mean: tuple, std: tuple) -> Datasets:
-    """Read a torchvision CIFAR set once into uint8 tensors; one clear error line when it is unavailable."""
+# torchvision is imported where a dataset needs it: importing it brings torch._dynamo (seconds in every process)
+def _cifar(cls: str, name: str, folder: str, root: str, download: bool, mean: tuple, std: tuple) -> Datasets:
+    """Read torchvision's CIFAR set ``cls`` once into uint8 tensors; one clear error line when it is unavailable."""
+    from torchvision import datasets
     old_timeout = socket.getdefaulttimeout()  # process-wide, so restored as soon as torchvision returns
     socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
     try:
-        splits = [cls(root, train=train, download=download) for train in (True, False)]
+        splits = [getattr(datasets, cls)(root, train=train, download=download) for train in (True, False)]
     except (RuntimeError, OSError) as e:  # OSError covers URLError and timeouts
         how = "and could not be downloaded" if download else "(download=False)"
         cause = " ".join(str(e).split())  # one line, whatever torchvision or urllib wrote
@@ -159,12 +160,12 @@ def _cifar(cls: type, name: str, folder: str, root: str, download: bool, mean: t
 
 def cifar10(root: str, download: bool = True) -> Datasets:
     """CIFAR-10 via torchvision (root holds cifar-10-batches-py), normalised with the DARTS statistics."""
-    return _cifar(tvd.CIFAR10, "CIFAR-10", "cifar-10-batches-py", root, download, CIFAR10_MEAN, CIFAR10_STD)
+    return _cifar("CIFAR10", "CIFAR-10", "cifar-10-batches-py", root, download, CIFAR10_MEAN, CIFAR10_STD)
 
 
 def cifar100(root: str, download: bool = True) -> Datasets:
     """CIFAR-100 via torchvision (root holds cifar-100-python)."""
-    return _cifar(tvd.CIFAR100, "CIFAR-100", "cifar-100-python", root, download, CIFAR100_MEAN, CIFAR100_STD)
+    return _cifar("CIFAR100", "CIFAR-100", "cifar-100-python", root, download, CIFAR100_MEAN, CIFAR100_STD)
 
 
 def _split_dirs(root: str) -> tuple[Path, Path]:
@@ -177,21 +178,23 @@ def _split_dirs(root: str) -> tuple[Path, Path]:
     return base / "train", test
 
 
-class _LabelledFolder(tvd.ImageFolder):
-    """ImageFolder whose labels follow a given class_to_idx (the train split's), so test labels match train's."""
+def image_folders(train: Path, test: Path) -> tuple[Any, Any]:
+    """torchvision ImageFolders of a train and a test split, the test split's labels following the train split's
+    class indices (a test split missing a class keeps the others' labels right)."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
-    def __init__(self, root: Path, class_to_idx: dict[str, int]):
-        unknown = sorted(set(find_classes(str(root))[0]) - set(class_to_idx))
-        if unknown:
-            raise ValueError(f"{root} has class folders {unknown} that the train split lacks")
-        self._fixed = dict(class_to_idx)
-        super().__init__(str(root))
+    train_folder, test_folder = ImageFolder(str(train)), ImageFolder(str(test))
+    unknown = sorted(set(test_folder.classes) - set(train_folder.class_to_idx))
+    if unknown:
+        raise ValueError(f"{test} has class folders {unknown} that the train split lacks")
+    test_folder.samples = make_dataset(str(test), train_folder.class_to_idx, IMG_EXTENSIONS)
+    test_folder.imgs, test_folder.targets = test_folder.samples, [label for _, label in test_folder.samples]
+    test_folder.classes, test_folder.class_to_idx = train_folder.classes, train_folder.class_to_idx
+    return train_folder, test_folder
 
-    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
-        return sorted(self._fixed, key=self._fixed.get), dict(self._fixed)
 
-
-def _read_images(folder: tvd.ImageFolder) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_images(folder: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """All images of folder as uint8 (N, 3, H, W) and labels (N,); every image must have the same size."""
     arrays, first = [], None
     for path, _ in folder.samples:
@@ -230,8 +233,7 @@ def _channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float
 def image_folder(root: str) -> Datasets:
     """root/train and root/test (or root/val) in ImageFolder layout, read into memory; stats from train."""
     train_dir, test_dir = _split_dirs(root)
-    train_folder = tvd.ImageFolder(str(train_dir))
-    test_folder = _LabelledFolder(test_dir, train_folder.class_to_idx)
+    train_folder, test_folder = image_folders(train_dir, test_dir)
     (x_tr, y_tr), (x_te, y_te) = _read_images(train_folder), _read_images(test_folder)
     if x_tr.shape[1:] != x_te.shape[1:]:
         raise ValueError(f"{test_dir} images are {tuple(x_te.shape[2:])} but {train_dir} images are "
@@ -277,8 +279,7 @@ def imagenet(root: str, num_workers: int | str = "auto") -> Datasets:
     if not (base / "train").is_dir() or not (base / "val").is_dir():
         raise FileNotFoundError(f"ImageNet folder {base} must contain train/ and val/, each with one subfolder "
                                 f"per class")
-    train = tvd.ImageFolder(str(base / "train"))
-    val = _LabelledFolder(base / "val", train.class_to_idx)
+    train, val = image_folders(base / "train", base / "val")
     return Datasets(StreamingData(train, IMAGENET_MEAN, IMAGENET_STD, num_workers),
                     StreamingData(val, IMAGENET_MEAN, IMAGENET_STD, num_workers))
 

@@ -7,14 +7,13 @@ that does not fit in memory (ImageNet). Randomness is a pure function of ``(seed
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
-from torchvision import transforms as T
 
 CROP_PADDING = 4  # DARTS cnn/utils.py: RandomCrop(32, padding=4), zero fill
 
@@ -190,15 +189,19 @@ class Transformed(Dataset):
         return self.transform(img), y
 
 
-def _cifar_transforms(size: tuple[int, int], augment: bool, cutout: int, mean: tuple, std: tuple) -> T.Compose:
+def _cifar_transforms(size: tuple[int, int], augment: bool, cutout: int, mean: tuple, std: tuple) -> Any:
     """DARTS cnn/utils.py `_data_transforms_cifar10` (train when augment, else valid), for any square size."""
+    from torchvision import transforms as T  # noqa: N812  (imported when used: torchvision brings torch._dynamo)
+
     tf = [T.RandomCrop(size, padding=CROP_PADDING), T.RandomHorizontalFlip()] if augment else []
     tf += [T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose(tf + ([Cutout(cutout)] if cutout else []))
 
 
-def imagenet_transforms(train: bool, mean: tuple, std: tuple, cutout: int) -> T.Compose:
+def imagenet_transforms(train: bool, mean: tuple, std: tuple, cutout: int) -> Any:
     """DARTS cnn/train_imagenet.py transforms (cutout, off by default there, appended when asked for)."""
+    from torchvision import transforms as T  # noqa: N812  (imported when used: torchvision brings torch._dynamo)
+
     if not train:
         return T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(mean, std)])
     tf = [T.RandomResizedCrop(224), T.RandomHorizontalFlip(),

@@ -21,7 +21,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision import models
 
 from darts.distributed import SINGLE, Distributed
 from darts.runs.directory import CHECKPOINT, CONFIG, RESULT
@@ -174,6 +173,8 @@ def retrained_teacher(path: Path, num_classes: int) -> tuple[nn.Module, str]:
 def torchvision_teacher(name: str, num_classes: int, weights: str | None) -> tuple[nn.Module, str | None]:
     """(network, weights file) for torchvision classifier ``name`` with ``num_classes`` outputs and the state dict in
     ``weights`` (loaded with ``weights_only=True``); randomly initialised, with a warning, without one."""
+    from torchvision import models  # imported when used: torchvision brings torch._dynamo (seconds)
+
     names = models.list_models(module=models)  # the classification models
     if name not in names:
         raise ValueError(f"distill.teacher='{TORCHVISION}{name}': torchvision has no classification model {name!r}; "

@@ -221,11 +221,10 @@ class SearchRun(EpochRun):
         return self.space.parse(record["genotype"]), {k: record[k] for k in self.metrics}, details
 
     def _select(self, board: TensorBoardLog) -> tuple[Any, dict[str, float], dict[str, Any]]:
-        """The strategy's selection phase, then the run's selection; the decisions go to selection.jsonl."""
+        """The run's selection; its decisions go to selection.jsonl."""
         for loader in (self.train_loader, self.valid_loader):
             loader.set_epoch(self.epochs)  # the same data whether or not the run was resumed
         context = SearchContext(self.supernet, self.train_loader, self.valid_loader, self.optimizer, self.steps)
-        self.strategy.select(context)
         searched = self.space.to_text(self.strategy.genotype())
         if self.dir.writer:  # a resumed run redoes the phase: its earlier decisions go
             (self.dir / SELECTION).unlink(missing_ok=True)

@@ -1,8 +1,8 @@
 """The selection interface: how a gradient search's final genotype is chosen from its supernet and history.
 
 ``darts.runs.search.SearchRun`` calls, after each epoch but the last, ``selection.stop(history)`` (a rule that ends
-the search early and names the epoch whose genotype it returns), and after the last epoch (and the strategy's own
-``select`` phase) ``selection.select(strategy, space, context, record)``, whose genotype the run reports. A
+the search early and names the epoch whose genotype it returns), and after the last epoch
+``selection.select(strategy, space, context, record)``, whose genotype the run reports. A
 selection never changes the search itself; a long phase (DARTS-PT) is redone from the last epoch's checkpoint when a
 run is resumed.
 """

@@ -7,9 +7,9 @@ algorithm. The search loop (``darts.strategies.bilevel.search_epoch``) calls, pe
     logits = supernet(x, strategy.weight_mixing(train_batch))               # the weight step's forward
     loss = strategy.weight_loss(logits, y)                                  # ... and its loss
 
-per epoch ``strategy.epoch_start(epoch, epochs)`` before the first step, and once after the last
-epoch ``strategy.select(context)`` before the final genotype is written. ``genotype()`` is the current
-discrete architecture; ``scalars()`` adds what is specific to the algorithm to the logs.
+per epoch ``strategy.epoch_start(epoch, epochs)`` before the first step. ``genotype()`` is the current discrete
+architecture (which genotype the run reports is the run's ``selection``, ``darts.selections``); ``scalars()`` adds
+what is specific to the algorithm to the logs.
 
 Hooks a new method overrides (each has a neutral default):
 
@@ -18,8 +18,6 @@ Hooks a new method overrides (each has a neutral default):
 - ``weight_mixing(train)``: the mixing weights the weight step sees on its batch ``train`` (e.g. SDARTS's
   perturbed op weights, adversarial ones computed on that batch);
 - ``weight_loss(logits, y)``: the weight step's loss (cross-entropy; add a regulariser here);
-- ``select(context)``: a post-search selection phase with the supernet and the data (e.g. DARTS-PT's
-  perturbation-based selection); it may change what ``genotype()`` returns;
 - ``reshape(epoch, weight_optimizer)``: called after ``epoch_start`` (and on resume, for the checkpoint's epoch),
   it may change the supernet's shape between stages (DrNAS's progressive learning: ops pruned, partial channels
   widened) and return the weight optimizer rebuilt for the new weights; the run then trains with that one.
@@ -45,7 +43,7 @@ from search_spaces.base import SearchSpace
 
 @dataclass
 class SearchContext:
-    """What a post-search selection phase may use: the trained supernet (its ``context``: device, ranks, progress),
+    """What a post-search selection phase (``darts.selections``) may use: the trained supernet (its ``context``: device, ranks, progress),
     both halves of the search split (augmented loaders, as the search used them), the weight optimizer and the steps
     per epoch."""
 
@@ -150,9 +148,6 @@ class Strategy(ABC):
         """Bring the supernet to its shape for ``epoch``; the weight optimizer rebuilt for its new weights (state
         carried over), or None when nothing changed (default)."""
         return None
-
-    def select(self, context: SearchContext) -> None:
-        """A selection phase after the last epoch, before the final genotype is written (default: none)."""
 
     def scalars(self) -> dict[str, float | torch.Tensor]:
         """Algorithm-specific values to log each epoch (e.g. a temperature)."""
