@@ -135,9 +135,9 @@ def test_prune_resumes_from_its_fine_tuning_checkpoint(retrained, monkeypatch, c
     with pytest.raises(KeyboardInterrupt):
         prune_run(retrained, 0.5, out=out, **FINETUNE)
     monkeypatch.setattr(training, "train_epoch", original)
-    with caplog.at_level("INFO", logger="darts.deploy.prune"):
+    with caplog.at_level("INFO", logger="darts"):
         resumed = prune_run(retrained, 0.5, out=out, **FINETUNE)
-    assert "resumed" in caplog.text and "fine-tuning epoch 2 of 2" in caplog.text
+    assert "resumed" in caplog.text and "at epoch 2 of 2" in caplog.text
     whole = read_json(retrained / "prune_50" / "result.json")
     assert resumed["test_accuracy"] == whole["test_accuracy"]
     a, b = (torch.load(d / "model.pt", weights_only=True)["model"] for d in (out, retrained / "prune_50"))

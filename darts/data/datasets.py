@@ -230,9 +230,22 @@ def _channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float
     return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
 
 
+_READ: dict[tuple, Datasets] = {}  # image folders read by this process, by path and modification times
+
+
 def image_folder(root: str) -> Datasets:
-    """root/train and root/test (or root/val) in ImageFolder layout, read into memory; stats from train."""
+    """root/train and root/test (or root/val) in ImageFolder layout, read into memory; stats from train. A process
+    reads a folder once (the runs of a sweep in one process share it) and again when a class folder changes."""
     train_dir, test_dir = _split_dirs(root)
+    key = tuple((str(p.resolve()), p.stat().st_mtime_ns) for d in (train_dir, test_dir) for p in [d, *d.iterdir()])
+    if key not in _READ:
+        _READ.clear()  # one folder at a time: a second would double the memory
+        _READ[key] = _read_folder(root, train_dir, test_dir)
+    return _READ[key]
+
+
+def _read_folder(root: str, train_dir: Path, test_dir: Path) -> Datasets:
+    """The images of the train and test folders, with the train split's statistics."""
     train_folder, test_folder = image_folders(train_dir, test_dir)
     (x_tr, y_tr), (x_te, y_te) = _read_images(train_folder), _read_images(test_folder)
     if x_tr.shape[1:] != x_te.shape[1:]:

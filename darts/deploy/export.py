@@ -24,9 +24,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from darts.deploy.steps import (PROGRAM, DeployRun, accuracy, export_program, input_record,
+from darts.deploy.steps import (PROGRAM, DeployStep, Source, accuracy, export_program, input_record,
                                    open_source, save_program, test_loader)
 from darts.runs.directory import write_atomic
+from darts.runs.tensorboard_log import TensorBoardLog
 
 log = logging.getLogger(__name__)
 ONNX = "model.onnx"
@@ -61,49 +62,60 @@ def compare(reference: torch.Tensor, other: torch.Tensor) -> dict[str, float]:
             "top1_agreement": float((reference.argmax(1) == other.argmax(1)).float().mean())}
 
 
+class Export(DeployStep):
+    """ONNX and ``torch.export`` of a network, checked against PyTorch (see the module docstring)."""
+
+    step = "export"
+    what = "the export"
+
+    def __init__(self, source: Source, out: str | Path | None = None, check_images: int = 256,
+                 atol: float | None = None, opset: int = 18, test_images: int | None = None):
+        if check_images < 2:
+            raise ValueError(f"--check-images={check_images} must be >= 2")
+        if atol is not None and atol <= 0:
+            raise ValueError(f"--atol={atol} must be > 0")
+        if source.step == "export":
+            raise ValueError(f"{source.path} is an export already; export its source "
+                             f"({source.config['deploy']['source']})")
+        self.quantised = source.step == "int8"
+        self.atol = atol if atol is not None or self.quantised else FP32_ATOL
+        self.check_images, self.opset, self.test_images = check_images, opset, test_images
+        super().__init__(source, "export", {"check_images": check_images, "atol": self.atol, "opset": opset,
+                                            "quantised": self.quantised, "test_images": test_images}, out, "export")
+
+    def loop(self, board: TensorBoardLog) -> None:
+        """Export, check both exports against PyTorch's logits, then the ONNX network's test accuracy."""
+        data = self.source.datasets()
+        x = torch.cat([xb for xb, _ in data.test.loader(256, "cpu", train=False)])[:self.check_images]  # (N, 3, H, W)
+        self.record = input_record(data, tuple(x.shape[1:]))
+        if self.quantised:
+            program = self.source.program()
+            reference = program.module()
+        else:
+            reference = self.source.network()
+            program = export_program(reference, x[:2])
+        save_program(program, self.path / PROGRAM, self.record)
+        to_onnx(program, self.path / ONNX, self.record, self.opset)
+        session = onnx_session(self.path / ONNX)
+        with torch.inference_mode():
+            expected = reference(x)  # (N, K)
+            checks = {"onnx": compare(expected, onnx_logits(session, x)),
+                      "program": compare(expected, torch.export.load(self.path / PROGRAM).module()(x))}
+        for name, check in checks.items():
+            if self.atol is not None and check["max_abs_diff"] > self.atol:
+                raise ValueError(f"the {name} export differs from PyTorch by {check['max_abs_diff']:.3g} > "
+                                 f"--atol={self.atol} on {len(x)} test images of {self.source.path}")
+        test_accuracy = accuracy(lambda xb: onnx_logits(session, xb), test_loader(data, self.test_images))
+        self.outcome = {"test_accuracy": test_accuracy, "onnx": ONNX, "program": PROGRAM, "quantised": self.quantised,
+                        "check_images": len(x), "atol": self.atol, "checks": checks, "opset": self.opset,
+                        "size_mb": (self.path / ONNX).stat().st_size / 1e6,
+                        "program_size_mb": (self.path / PROGRAM).stat().st_size / 1e6,
+                        "onnxruntime": ort.__version__, "torch": torch.__version__}
+        self.measured = {"test_accuracy": test_accuracy, "onnx_max_abs_diff": checks["onnx"]["max_abs_diff"],
+                         "program_max_abs_diff": checks["program"]["max_abs_diff"], "size_mb": self.outcome["size_mb"]}
+
+
 def export(run_dir: str | Path, out: str | Path | None = None, check_images: int = 256, atol: float | None = None,
            opset: int = 18, test_images: int | None = None) -> dict[str, Any]:
     """Export the network of ``run_dir`` (see the module docstring); returns ``result.json``'s content."""
-    if check_images < 2:
-        raise ValueError(f"--check-images={check_images} must be >= 2")
-    if atol is not None and atol <= 0:
-        raise ValueError(f"--atol={atol} must be > 0")
-    source = open_source(run_dir)
-    if source.step == "export":
-        raise ValueError(f"{source.path} is an export already; export its source ({source.config['deploy']['source']})")
-    quantised = source.step == "int8"
-    atol = atol if atol is not None or quantised else FP32_ATOL
-    run = DeployRun(source, "export", "export", {"check_images": check_images, "atol": atol, "opset": opset,
-                                                 "quantised": quantised, "test_images": test_images}, out, "export")
-    if (done := run.finished) is not None:
-        log.info("%s is complete", run.path)
-        return done
-    data = source.datasets()
-    x = torch.cat([xb for xb, _ in data.test.loader(256, "cpu", train=False)])[:check_images]  # (N, 3, H, W)
-    record = input_record(data, tuple(x.shape[1:]))
-    if quantised:
-        program = source.program()
-        reference = program.module()
-    else:
-        reference = source.network()
-        program = export_program(reference, x[:2])
-    save_program(program, run.path / PROGRAM, record)
-    to_onnx(program, run.path / ONNX, record, opset)
-    session = onnx_session(run.path / ONNX)
-    with torch.inference_mode():
-        expected = reference(x)  # (N, K)
-        checks = {"onnx": compare(expected, onnx_logits(session, x)),
-                  "program": compare(expected, torch.export.load(run.path / PROGRAM).module()(x))}
-    for name, check in checks.items():
-        if atol is not None and check["max_abs_diff"] > atol:
-            raise ValueError(f"the {name} export differs from PyTorch by {check['max_abs_diff']:.3g} > --atol={atol} "
-                             f"on {len(x)} test images of {source.path}")
-    test_accuracy = accuracy(lambda xb: onnx_logits(session, xb), test_loader(data, test_images))
-    result = {"test_accuracy": test_accuracy, "onnx": ONNX, "program": PROGRAM, "quantised": quantised,
-              "check_images": len(x), "atol": atol, "checks": checks, "opset": opset,
-              "size_mb": (run.path / ONNX).stat().st_size / 1e6,
-              "program_size_mb": (run.path / PROGRAM).stat().st_size / 1e6,
-              "onnxruntime": ort.__version__, "torch": torch.__version__}
-    metrics = {"test_accuracy": test_accuracy, "onnx_max_abs_diff": checks["onnx"]["max_abs_diff"],
-               "program_max_abs_diff": checks["program"]["max_abs_diff"], "size_mb": result["size_mb"]}
-    return run.finish(result, record, metrics)
+    return Export(open_source(run_dir), out, check_images, atol, opset, test_images).run()

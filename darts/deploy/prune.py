@@ -28,11 +28,11 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import prune
 
-from darts.model_stats import count_flops
-from darts.runs import checkpoint
-from darts.deploy.steps import (NETWORK, DeployRun, accuracy, input_record, open_source,
-                                   test_loader)
 from darts.context import Context
+from darts.deploy.steps import NETWORK, DeployStep, Source, accuracy, input_record, open_source, test_loader
+from darts.model_stats import count_flops
+from darts.runs.base import EpochRun
+from darts.runs.tensorboard_log import TensorBoardLog
 from darts.schedules import Cosine
 from darts.settings import SGD
 from darts.training import Trainer
@@ -137,88 +137,105 @@ def pruned(source: Any, amount: float, structured: bool) -> nn.Module:
     return network
 
 
-def finetune(run: DeployRun, network: nn.Module, data: Any, epochs: int, lr: float, steps: int | None,
-             context: Context, test_images: int | None = None) -> None:
-    """Fine-tune the masked network for the epochs not yet checkpointed in ``run`` (see the module docstring), with
-    the retraining recipe's SGD and a cosine from ``lr`` to 0 (``darts.training.Trainer``)."""
-    cfg = run.config
-    opt = {"momentum": 0.9, "weight_decay": 3e-4, "nesterov": False, "grad_clip": 5, **cfg.get("optimizer", {})}
-    sgd = SGD(lr, 0.0, opt["momentum"], opt["weight_decay"], opt["grad_clip"], opt["nesterov"])
-    optimizer = sgd.build(network.parameters())
-    train = data.train.loader(int(cfg.get("batch_size", 96)), context.device, train=True,
-                              cutout=int(cfg.get("cutout", 0)), seed=int(cfg.get("seed") or 0))
-    trainer = Trainer(network, optimizer, train, min(len(train), steps or len(train)), epochs, lr, Cosine(), context,
-                      grad_clip=sgd.grad_clip, desc="fine-tune")
-    start = 0
-    if run.dir.has_checkpoint:
-        state = run.dir.load_checkpoint()
-        network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        checkpoint.set_rng_state(state["rng"])
-        start = state["epoch"] + 1
-        log.info("resumed %s at fine-tuning epoch %d of %d", run.path, start + 1, epochs)
-    test = test_loader(data, test_images, context.device)
-    board = run.dir.tensorboard()
+class Pruning(DeployStep, EpochRun):
+    """Prune, fine-tune with the masks fixed (one epoch of the one training loop at a time, a checkpoint after each:
+    a re-run continues), make the masks permanent (see the module docstring)."""
 
-    def after(epoch: int, train_metrics: dict[str, float]) -> None:
-        network.eval()
-        metrics = {"train_loss": train_metrics["loss"], "train_acc": train_metrics["acc"], "lr": train_metrics["lr"],
-                   "test_acc": accuracy(network, test, context.device)}
+    step = "prune"
+    what = "the fine-tuning"
+
+    def __init__(self, source: Source, amount: float, structured: bool = False, finetune_epochs: int = 10,
+                 lr: float | None = None, steps_per_epoch: int | None = None, device: str = "auto",
+                 out: str | Path | None = None, test_images: int | None = None):
+        if not 0.0 < amount < 1.0:
+            raise ValueError(f"--amount={amount} must lie in (0, 1): the fraction of weights (or channels) pruned")
+        if finetune_epochs < 0 or (steps_per_epoch is not None and steps_per_epoch < 1):
+            raise ValueError(f"--finetune-epochs={finetune_epochs} must be >= 0 and --steps-per-epoch="
+                             f"{steps_per_epoch} >= 1 or unset")
+        if source.step not in ("final", "prune"):
+            raise ValueError(f"{source.path} is an {source.step} run: prune a retraining or pruning run")
+        # one tenth of the retraining's initial rate: fine-tuning starts from trained weights
+        lr = lr if lr is not None else float(source.config.get("optimizer", {}).get("lr", 0.025)) / 10
+        if lr <= 0:
+            raise ValueError(f"--lr={lr} must be > 0")
+        kind = "structured" if structured else "unstructured"
+        settings = {"amount": amount, "structure": kind, "finetune_epochs": finetune_epochs, "lr": lr,
+                    "steps_per_epoch": steps_per_epoch, "test_images": test_images}
+        super().__init__(source, f"prune {amount:.0%}{' structured' if structured else ''}", settings, out,
+                         f"prune_{amount * 100:g}{'_structured' if structured else ''}", Context.of(device))
+        self.epochs, self.amount, self.kind, self.lr, self.test_images = finetune_epochs, amount, kind, lr, test_images
+        self.data = source.datasets()
+        self.network = pruned(source, amount, structured).to(self.context.device)
+        self.trainer = self._trainer(steps_per_epoch)
+
+    def _trainer(self, steps: int | None) -> Trainer:
+        """The retraining recipe's SGD from ``lr``, cosine-annealed to 0, on the retraining's training data."""
+        cfg = self.source.config
+        opt = {"momentum": 0.9, "weight_decay": 3e-4, "nesterov": False, "grad_clip": 5, **cfg.get("optimizer", {})}
+        sgd = SGD(self.lr, 0.0, opt["momentum"], opt["weight_decay"], opt["grad_clip"], opt["nesterov"])
+        train = self.data.train.loader(int(cfg.get("batch_size", 96)), self.context.device, train=True,
+                                       cutout=int(cfg.get("cutout", 0)), seed=int(cfg.get("seed") or 0))
+        return Trainer(self.network, sgd.build(self.network.parameters()), train, min(len(train), steps or len(train)),
+                       self.epochs, self.lr, Cosine(), self.context, grad_clip=sgd.grad_clip, desc="fine-tune")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The masked network and its optimizer."""
+        return {"model": self.network.state_dict(), "optimizer": self.trainer.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore them."""
+        self.network.load_state_dict(state["model"])
+        self.trainer.optimizer.load_state_dict(state["optimizer"])
+
+    def start(self, board: TensorBoardLog) -> None:
+        """The source's and the freshly pruned network's sparsity, size and accuracy."""
+        self.test = test_loader(self.data, self.test_images)
+        self.example = next(iter(self.test))[0][:1]  # (1, 3, H, W)
+        self.before = measure(self.source.network(), self.example, self.test)
+        self.after_pruning = measure(pruned(self.source, self.amount, self.kind == "structured"), self.example,
+                                     self.test)
+        self.test_device = test_loader(self.data, self.test_images, self.context.device)
+
+    def epoch(self, epoch: int, board: TensorBoardLog) -> None:
+        """One fine-tuning epoch, then the test accuracy."""
+        train = self.trainer.epoch(epoch)
+        self.network.eval()
+        metrics = {"train_loss": train["loss"], "train_acc": train["acc"], "lr": train["lr"],
+                   "test_acc": accuracy(self.network, self.test_device, self.context.device)}
         board.scalars("prune", metrics, epoch)
-        run.dir.save_checkpoint({"epoch": epoch, "model": network.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "rng": checkpoint.rng_state(), "metrics": metrics})
-        log.info("fine-tuning epoch %d/%d: train_acc %.2f test_acc %.2f", epoch + 1, epochs, metrics["train_acc"],
+        log.info("fine-tuning epoch %d/%d: train_acc %.2f test_acc %.2f", epoch + 1, self.epochs, metrics["train_acc"],
                  metrics["test_acc"])
 
-    try:
-        trainer.fit("the fine-tuning", f"--lr={lr}", start, after)
-    finally:
-        board.close()
+    def fault(self, err: Any) -> str:
+        """The fine-tuning rate."""
+        return f"--lr={self.lr}"
+
+    def finish(self, board: TensorBoardLog) -> dict[str, Any]:
+        """The masks made permanent, the network saved (model.pt) and measured."""
+        network = self.network.cpu()
+        for module in network.modules():  # the masks made permanent: plain weights with zeros
+            for name in [n.removesuffix("_orig") for n, _ in module.named_parameters(recurse=False)
+                         if n.endswith("_orig")]:
+                prune.remove(module, name)
+        spec, _ = self.source.spec()
+        self.dir.save_checkpoint({"spec": spec.to_dict(), "model": network.network.state_dict()}, NETWORK)
+        after = measure(network, self.example, self.test)
+        self.outcome = {**after, "before": self.before, "after_pruning": self.after_pruning, "amount": self.amount,
+                        "structure": self.kind, "finetune_epochs": self.epochs, "lr": self.lr, "network": NETWORK}
+        self.record = input_record(self.data, tuple(self.example.shape[1:]))
+        self.measured = {"sparsity": after["sparsity"], "params_M": after["params"], "madds_M": after["madds"] / 1e6,
+                         "test_accuracy": after["test_accuracy"], "test_accuracy_before": self.before["test_accuracy"],
+                         "test_accuracy_pruned": self.after_pruning["test_accuracy"]}
+        return super().finish(board)
 
 
 def prune_run(run_dir: str | Path, amount: float, structured: bool = False, finetune_epochs: int = 10,
               lr: float | None = None, steps_per_epoch: int | None = None, device: str = "auto",
               out: str | Path | None = None, test_images: int | None = None) -> dict[str, Any]:
-    """Prune and fine-tune the network of ``run_dir`` (see the module docstring); returns ``result.json``'s content."""
-    if not 0.0 < amount < 1.0:
-        raise ValueError(f"--amount={amount} must lie in (0, 1): the fraction of weights (or channels) pruned")
-    if finetune_epochs < 0 or (steps_per_epoch is not None and steps_per_epoch < 1):
-        raise ValueError(f"--finetune-epochs={finetune_epochs} must be >= 0 and --steps-per-epoch={steps_per_epoch} "
-                         ">= 1 or unset")
-    source = open_source(run_dir)
-    if source.step not in ("final", "prune"):
-        raise ValueError(f"{source.path} is an {source.step} run: prune a retraining or pruning run")
-    # one tenth of the retraining's initial rate: fine-tuning starts from trained weights
-    lr = lr if lr is not None else float(source.config.get("optimizer", {}).get("lr", 0.025)) / 10
-    if lr <= 0:
-        raise ValueError(f"--lr={lr} must be > 0")
-    kind = "structured" if structured else "unstructured"
-    label = f"prune {amount:.0%}{' structured' if structured else ''}"
-    settings = {"amount": amount, "structure": kind, "finetune_epochs": finetune_epochs, "lr": lr,
-                "steps_per_epoch": steps_per_epoch, "test_images": test_images}
-    name = f"prune_{amount * 100:g}{'_structured' if structured else ''}"
-    run = DeployRun(source, "prune", label, settings, out, name)
-    if (done := run.finished) is not None:
-        log.info("%s is complete", run.path)
-        return done
-    data = source.datasets()
-    test = test_loader(data, test_images)
-    x = next(iter(test))[0][:1]  # (1, 3, H, W)
-    before = measure(source.network(), x, test)
-    network = pruned(source, amount, structured)
-    after_pruning = measure(network, x, test)
-    context = Context.of(device, progress=False)
-    finetune(run, network.to(context.device), data, finetune_epochs, lr, steps_per_epoch, context, test_images)
-    network.cpu()
-    for module in network.modules():  # the masks made permanent: plain weights with zeros
-        for name in [n.removesuffix("_orig") for n, _ in module.named_parameters(recurse=False) if n.endswith("_orig")]:
-            prune.remove(module, name)
-    spec, _ = source.spec()
-    run.dir.save_checkpoint({"spec": spec.to_dict(), "model": network.network.state_dict()}, NETWORK)
-    after = measure(network, x, test)
-    result = {**after, "before": before, "after_pruning": after_pruning, "amount": amount, "structure": kind,
-              "finetune_epochs": finetune_epochs, "lr": lr, "network": NETWORK}
-    metrics = {"sparsity": after["sparsity"], "params_M": after["params"], "madds_M": after["madds"] / 1e6,
-               "test_accuracy": after["test_accuracy"], "test_accuracy_before": before["test_accuracy"],
-               "test_accuracy_pruned": after_pruning["test_accuracy"]}
-    return run.finish(result, input_record(data, tuple(x.shape[1:])), metrics)
+    """Prune and fine-tune the network of ``run_dir`` (see the module docstring), continuing a step stopped during
+    its fine-tuning; returns ``result.json``'s content."""
+    step = Pruning(open_source(run_dir), amount, structured, finetune_epochs, lr, steps_per_epoch, device, out,
+                   test_images)
+    if not step.dir.finished:
+        step.resume()
+    return step.run()

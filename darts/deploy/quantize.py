@@ -31,7 +31,8 @@ from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (X86Induc
                                                                         get_default_x86_inductor_quantization_config)
 
 from darts.model_stats import count_parameters
-from darts.deploy.steps import (PROGRAM, DeployRun, accuracy, export_program, input_record,
+from darts.runs.tensorboard_log import TensorBoardLog
+from darts.deploy.steps import (PROGRAM, DeployStep, Source, accuracy, export_program, input_record,
                                    latency_ms, open_source, program_bytes, save_program, test_loader)
 
 log = logging.getLogger(__name__)
@@ -97,54 +98,69 @@ def quantise(network: nn.Module, calibration: Any, example: torch.Tensor) -> tor
     return drop_unused(convert_pt2e(prepared))
 
 
+class Quantisation(DeployStep):
+    """Post-training static int8 quantisation of a retrained (or pruned) network (see the module docstring)."""
+
+    step = "int8"
+    what = "the quantisation"
+
+    def __init__(self, source: Source, out: str | Path | None = None, calibration_images: int = 1024,
+                 batch_sizes: tuple[int, ...] = (1, 64), repeats: int = 50, threads: int = 1,
+                 test_images: int | None = None):
+        for name, value in (("calibration-images", calibration_images), ("repeats", repeats), ("threads", threads),
+                            *(("batch-sizes", b) for b in batch_sizes)):
+            if value < 1:
+                raise ValueError(f"--{name}={value} must be >= 1")
+        if source.step not in ("final", "prune"):
+            raise ValueError(f"{source.path} is an {source.step} run: quantise a retraining or pruning run")
+        settings = {"calibration_images": calibration_images, "batch_sizes": list(batch_sizes), "repeats": repeats,
+                    "threads": threads, "quantizer": QUANTIZER, "test_images": test_images}
+        super().__init__(source, "int8", settings, out, "int8")
+        self.calibration_images, self.batch_sizes, self.repeats = calibration_images, batch_sizes, repeats
+        self.threads, self.test_images = threads, test_images
+
+    def loop(self, board: TensorBoardLog) -> None:
+        """Calibrate and convert (kept as model.pt2 for a re-run), then measure size, latency and accuracy."""
+        source, data, threads_before = self.source, self.source.datasets(), torch.get_num_threads()
+        test = test_loader(data, self.test_images)
+        example = next(iter(test))[0][:2]  # (2, 3, H, W)
+        self.record = input_record(data, tuple(example.shape[1:]))
+        network = source.network()
+        generator = torch.Generator().manual_seed(int(source.config.get("seed") or 0))
+        sample = torch.randperm(len(data.train), generator=generator)[:self.calibration_images]
+        if not (self.path / PROGRAM).is_file():  # a run stopped while measuring keeps its program
+            calibration = data.train.loader(64, "cpu", train=False, indices=sample)
+            log.info("calibrating on %d training images", len(sample))
+            program = export_program(quantise(source.network(), calibration, example), example)
+            save_program(program, self.path / PROGRAM, self.record)
+        program = torch.export.load(self.path / PROGRAM)
+        int8 = program.module()
+        fp32_bytes, int8_bytes = program_bytes(export_program(network, example)), program_bytes(program)
+        try:
+            torch.set_num_threads(self.threads)
+            latency = {}
+            for b in self.batch_sizes:
+                x = torch.cat([example] * (b // 2 + 1))[:b]  # (b, 3, H, W)
+                latency[f"latency_ms_b{b}_fp32"] = latency_ms(network, x, self.repeats)
+                latency[f"latency_ms_b{b}"] = latency_ms(lower_pt2e_quantized_to_x86(int8, (x,)), x, self.repeats)
+        finally:
+            torch.set_num_threads(threads_before)
+        with torch.no_grad():
+            fp32_acc, int8_acc = accuracy(network, test), accuracy(int8, test)
+        self.outcome = {"test_accuracy": int8_acc, "test_accuracy_fp32": fp32_acc,
+                        "params": count_parameters(network) / 1e6, "size_mb": int8_bytes[0] / 1e6,
+                        "size_mb_fp32": fp32_bytes[0] / 1e6, "size_ratio": fp32_bytes[0] / int8_bytes[0],
+                        "tensor_mb": int8_bytes[1] / 1e6, "tensor_mb_fp32": fp32_bytes[1] / 1e6,
+                        "tensor_ratio": fp32_bytes[1] / int8_bytes[1], **latency, "calibration_images": len(sample),
+                        "threads": self.threads, "repeats": self.repeats, "quantizer": QUANTIZER,
+                        "torch": torch.__version__, "torchao": torchao.__version__}
+        self.measured = {**{k: self.outcome[k] for k in ("test_accuracy", "test_accuracy_fp32", "size_ratio",
+                                                          "tensor_ratio")}, **latency}
+
+
 def quantize(run_dir: str | Path, out: str | Path | None = None, calibration_images: int = 1024,
              batch_sizes: tuple[int, ...] = (1, 64), repeats: int = 50, threads: int = 1,
              test_images: int | None = None) -> dict[str, Any]:
     """Quantise the network of ``run_dir`` (see the module docstring); returns ``result.json``'s content."""
-    for name, value in (("calibration-images", calibration_images), ("repeats", repeats), ("threads", threads),
-                        *(("batch-sizes", b) for b in batch_sizes)):
-        if value < 1:
-            raise ValueError(f"--{name}={value} must be >= 1")
-    source = open_source(run_dir)
-    if source.step not in ("final", "prune"):
-        raise ValueError(f"{source.path} is an {source.step} run: quantise a retraining or pruning run")
-    settings = {"calibration_images": calibration_images, "batch_sizes": list(batch_sizes), "repeats": repeats,
-                "threads": threads, "quantizer": QUANTIZER, "test_images": test_images}
-    run = DeployRun(source, "int8", "int8", settings, out, "int8")
-    if (done := run.finished) is not None:
-        log.info("%s is complete", run.path)
-        return done
-    data, threads_before = source.datasets(), torch.get_num_threads()
-    test = test_loader(data, test_images)
-    example = next(iter(test))[0][:2]  # (2, 3, H, W)
-    record = input_record(data, tuple(example.shape[1:]))
-    network = source.network()
-    generator = torch.Generator().manual_seed(int(source.config.get("seed") or 0))
-    sample = torch.randperm(len(data.train), generator=generator)[:calibration_images]
-    if not (run.path / PROGRAM).is_file():  # a run stopped while measuring keeps its program
-        calibration = data.train.loader(64, "cpu", train=False, indices=sample)
-        log.info("calibrating on %d training images", len(sample))
-        program = export_program(quantise(source.network(), calibration, example), example)
-        save_program(program, run.path / PROGRAM, record)
-    program = torch.export.load(run.path / PROGRAM)
-    int8 = program.module()
-    fp32_bytes, int8_bytes = program_bytes(export_program(network, example)), program_bytes(program)
-    try:
-        torch.set_num_threads(threads)
-        latency = {}
-        for b in batch_sizes:
-            x = torch.cat([example] * (b // 2 + 1))[:b]  # (b, 3, H, W)
-            latency[f"latency_ms_b{b}_fp32"] = latency_ms(network, x, repeats)
-            latency[f"latency_ms_b{b}"] = latency_ms(lower_pt2e_quantized_to_x86(int8, (x,)), x, repeats)
-    finally:
-        torch.set_num_threads(threads_before)
-    with torch.no_grad():
-        fp32_acc, int8_acc = accuracy(network, test), accuracy(int8, test)
-    result = {"test_accuracy": int8_acc, "test_accuracy_fp32": fp32_acc, "params": count_parameters(network) / 1e6,
-              "size_mb": int8_bytes[0] / 1e6, "size_mb_fp32": fp32_bytes[0] / 1e6,
-              "size_ratio": fp32_bytes[0] / int8_bytes[0], "tensor_mb": int8_bytes[1] / 1e6,
-              "tensor_mb_fp32": fp32_bytes[1] / 1e6, "tensor_ratio": fp32_bytes[1] / int8_bytes[1], **latency,
-              "calibration_images": len(sample), "threads": threads, "repeats": repeats, "quantizer": QUANTIZER,
-              "torch": torch.__version__, "torchao": torchao.__version__}
-    metrics = {k: result[k] for k in ("test_accuracy", "test_accuracy_fp32", "size_ratio", "tensor_ratio")}
-    return run.finish(result, record, {**metrics, **latency})
+    return Quantisation(open_source(run_dir), out, calibration_images, batch_sizes, repeats, threads,
+                        test_images).run()

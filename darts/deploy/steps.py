@@ -2,7 +2,7 @@
 
 A step reads a *source*: a retraining run (``train_final.py``: ``config.yaml`` and ``checkpoint.pt``) or the
 directory of an earlier step, and writes a new run directory, by default inside the source's (``RUN/prune_50``,
-``RUN/prune_50/int8``, ``RUN/prune_50/int8/export``), holding:
+``RUN/prune_50/int8``, ``RUN/prune_50/int8/export``), on the run lifecycle (``DeployStep``), holding:
 
 - ``config.yaml``: the source's configuration (space, dataset, network, seed) with a ``deploy`` node: the step, its
   arguments, the source directory and the chain of steps (``method``, e.g. ``train_final + prune 50% + int8``);
@@ -30,9 +30,11 @@ import torch
 import torch.nn as nn
 import yaml
 
-from darts.runs.directory import CHECKPOINT, CONFIG, RESULT, RunDirectory, write_atomic
+from darts.runs.base import Run
+from darts.runs.directory import CHECKPOINT, CONFIG, RESULT, write_atomic
 from darts.runs.network_spec import NetworkSpec
-from darts.runs.reader import NETWORK, Run, build
+from darts.runs.reader import NETWORK, Run as StoredRun, build
+from darts.runs.tensorboard_log import TensorBoardLog
 from darts.context import Context
 from darts.training import evaluate
 
@@ -54,7 +56,7 @@ class Logits(nn.Module):
         return out[0] if isinstance(out, tuple) else out
 
 
-class Source(Run):
+class Source(StoredRun):
     """A finished retraining run or deployment step: what the next step reads."""
 
     @property
@@ -127,47 +129,70 @@ def input_record(data: Any, shape: tuple[int, ...]) -> dict[str, Any]:
             "output": "logits (batch, num_classes)", "classes": list(getattr(data.test, "classes", []))}
 
 
-class DeployRun:
-    """The directory of one step: created with its ``config.yaml``, or re-opened when its settings are the same."""
+class DeployStep(Run):
+    """One deployment step on the run lifecycle (``darts.runs.base``): its directory, created with its ``config.yaml``
+    or re-opened when its settings are the same (other settings are refused), locked while it runs; a complete step
+    reports its result instead of running again. A step computes ``self.outcome`` (its result's own fields),
+    ``self.record`` (the input record) and ``self.measured`` (its HParams metrics).
 
-    def __init__(self, source: Source, step: str, label: str, settings: dict[str, Any], out: str | Path | None,
-                 default_name: str):
-        self.source, self.step = source, step
-        self.path = Path(out).expanduser() if out else source.path / default_name
+    Args:
+        source: the retraining run or earlier step it reads.
+        label: the step in the method's chain (``prune 50%``, ``int8``, ``export``).
+        settings: the step's arguments, saved in ``config.yaml``'s ``deploy`` node.
+        out: its directory (default: ``source/<default_name>``).
+        context: where it computes.
+    """
+
+    step: str  # the step's kind: prune, int8, export
+
+    def __init__(self, source: Source, label: str, settings: dict[str, Any], out: str | Path | None,
+                 default_name: str, context: Context = Context()):
+        path = Path(out).expanduser() if out else source.path / default_name
         config = {k: v for k, v in source.config.items() if k not in ("deploy", "published")}
-        config["deploy"] = {"step": step, "method": f"{source.method} + {label}", "source": str(source.path.resolve()),
-                            **settings}
-        if (self.path / CONFIG).is_file():
-            saved = (yaml.safe_load((self.path / CONFIG).read_text()) or {}).get("deploy")
+        config["deploy"] = {"step": self.step, "method": f"{source.method} + {label}",
+                            "source": str(source.path.resolve()), **settings}
+        if (path / CONFIG).is_file():
+            saved = (yaml.safe_load((path / CONFIG).read_text()) or {}).get("deploy") or {}
             if saved != config["deploy"]:
-                differ = sorted(k for k in {**(saved or {}), **config["deploy"]}
-                                if (saved or {}).get(k) != config["deploy"].get(k))
-                raise ValueError(f"{self.path} holds another run (its settings differ in {', '.join(differ)}): give "
+                differ = sorted(k for k in {**saved, **config["deploy"]} if saved.get(k) != config["deploy"].get(k))
+                raise ValueError(f"{path} holds another run (its settings differ in {', '.join(differ)}): give "
                                  "the same settings to continue it, or another --out")
-        self.dir = RunDirectory(self.path)
-        self.dir.remove_temporary()
-        self.config = config
-        if not (self.path / CONFIG).is_file():
-            write_atomic(self.path / CONFIG, yaml.safe_dump(config, sort_keys=False))
+        super().__init__(path, context, hparams={k: v for k, v in config["deploy"].items() if k != "source"})
+        if not (path / CONFIG).is_file():
+            write_atomic(path / CONFIG, yaml.safe_dump(config, sort_keys=False))
+        self.source, self.config = source, config
+        self.outcome: dict[str, Any] = {}
+        self.record: dict[str, Any] = {}
+        self.measured: dict[str, float] = {}
 
     @property
-    def finished(self) -> dict[str, Any] | None:
-        """The result of a complete step, else None."""
-        return json.loads((self.path / RESULT).read_text()) if self.dir.finished else None
+    def path(self) -> Path:
+        """The step's directory."""
+        return self.dir.path
 
-    def finish(self, result: dict[str, Any], record: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
-        """Write ``result.json`` (the step's ``result``, the method, source, genotype and input record) and the
-        TensorBoard HParams record of ``metrics``; returns the result."""
-        result = {"step": self.step, "method": self.config["deploy"]["method"], "source": str(self.source.path),
-                  "genotype": self.source.genotype(), **result, "input": record}
-        board = self.dir.tensorboard()
-        try:
-            board.result({k: v for k, v in self.config["deploy"].items() if k != "source"}, metrics)
-        finally:
-            board.close()
-        self.dir.write_result(result)
-        log.info("%s: %s", self.path, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-        return result
+    def run(self) -> dict[str, Any]:
+        """The step's result: computed now, or read back when the step is complete."""
+        if self.dir.finished:
+            log.info("%s is complete", self.path)
+            return json.loads((self.path / RESULT).read_text())
+        return super().run()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing to resume (a step that checkpoints overrides it)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""
+
+    def finish(self, board: TensorBoardLog) -> dict[str, Any]:
+        """The step's outcome with the method, source, genotype and input record."""
+        log.info("%s: %s", self.path, ", ".join(f"{k} {v:.4g}" for k, v in self.measured.items()))
+        return {"step": self.step, "method": self.config["deploy"]["method"], "source": str(self.source.path),
+                "genotype": self.source.genotype(), **self.outcome, "input": self.record}
+
+    def summary(self, result: dict[str, Any]) -> dict[str, float]:
+        """The step's measured metrics."""
+        return self.measured
 
 
 def accuracy(forward: Callable[[torch.Tensor], torch.Tensor], loader: Any, device: str | torch.device = "cpu") -> float:
