@@ -1,4 +1,4 @@
-"""Tests for darts/data/datasets.py: datasets, the search split and the loaders."""
+"""Tests for darts/data: datasets, the search split and the loaders."""
 import time
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from PIL import Image
 
 import darts.data.datasets as D
 import darts.data.loaders as L
+import darts.data.search_split as S
 
 MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini"
 
@@ -77,14 +78,14 @@ def test_missing_cifar_is_one_clear_line(tmp_path, download):
 
 def test_search_split_is_disjoint_covering_and_seeded():
     """The two halves are disjoint, cover range(num), have floor(portion*num) weight samples and follow the seed."""
-    w, a = D.search_split(1001, 0.5, seed=3)
+    w, a = S.search_split(1001, 0.5, seed=3)
     assert len(w) == 500 and len(a) == 501
     assert torch.equal(torch.cat([w, a]).sort().values, torch.arange(1001))
-    w2, a2 = D.search_split(1001, 0.5, seed=3)
+    w2, a2 = S.search_split(1001, 0.5, seed=3)
     assert torch.equal(w, w2) and torch.equal(a, a2)
-    assert not torch.equal(w, D.search_split(1001, 0.5, seed=4)[0])
+    assert not torch.equal(w, S.search_split(1001, 0.5, seed=4)[0])
     with pytest.raises(ValueError, match="portion"):
-        D.search_split(10, 1.0)
+        S.search_split(10, 1.0)
 
 
 def test_device_loader_eval_equals_torchvision(mini):

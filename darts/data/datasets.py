@@ -1,4 +1,4 @@
-"""Datasets and the search split (the loaders are in darts/data/loaders.py).
+"""Datasets (the loaders are in darts/data/loaders.py, the search split in darts/data/search_split.py).
 
 A dataset function (`cifar10`, `cifar100`, `image_folder`, `fake`, `imagenet`) returns a `Datasets` pair whose
 `train` and `test` are either an in-memory `ImageData` (uint8 tensors) or a `StreamingData` (an image folder
@@ -6,7 +6,7 @@ read from disk per batch). Both expose the same method, so a trainer builds its 
 dataset's name::
 
     data = cifar10("/data/cifar")
-    w_idx, a_idx = search_split(len(data.train))
+    w_idx, a_idx = search_split(len(data.train))  # darts/data/search_split.py
     weights = data.train.loader(64, device, train=True, seed=seed, indices=w_idx)
     arch = data.train.loader(64, device, train=True, seed=seed + 1, indices=a_idx)
     test = data.test.loader(256, device, train=False)
@@ -24,7 +24,6 @@ augmentation only with `num_workers > 0`: with 0 workers torchvision draws from 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 from dataclasses import dataclass
@@ -296,17 +295,3 @@ def imagenet(root: str, num_workers: int | str = "auto") -> Datasets:
     return Datasets(StreamingData(train, IMAGENET_MEAN, IMAGENET_STD, num_workers),
                     StreamingData(val, IMAGENET_MEAN, IMAGENET_STD, num_workers))
 
-
-def search_split(num: int, portion: float = 0.5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded split of range(num) into the weight part (first floor(portion*num)) and the arch part.
-
-    DARTS cnn/train_search.py takes indices[:split] and indices[split:] with split = floor(train_portion * num);
-    we permute first so that the halves do not depend on the file order.
-    """
-    if not 0.0 < portion < 1.0:
-        raise ValueError(f"portion={portion} must lie strictly between 0 and 1")
-    split = math.floor(portion * num)
-    if split == 0 or split == num:
-        raise ValueError(f"num={num} with portion={portion} leaves an empty half")
-    perm = torch.randperm(num, generator=torch.Generator().manual_seed(seed))  # (num,)
-    return perm[:split], perm[split:]

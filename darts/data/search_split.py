@@ -7,13 +7,29 @@ no images (a tabular benchmark lookup) never reads them.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 
 from darts.context import Context
-from darts.data.datasets import Datasets, search_split
+from darts.data.datasets import Datasets
 from darts.settings import number
+
+
+def search_split(num: int, portion: float = 0.5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded split of range(num) into the weight part (first floor(portion*num)) and the arch part.
+
+    DARTS cnn/train_search.py takes indices[:split] and indices[split:] with split = floor(train_portion * num);
+    we permute first so that the halves do not depend on the file order.
+    """
+    if not 0.0 < portion < 1.0:
+        raise ValueError(f"portion={portion} must lie strictly between 0 and 1")
+    split = math.floor(portion * num)
+    if split == 0 or split == num:
+        raise ValueError(f"num={num} with portion={portion} leaves an empty half")
+    perm = torch.randperm(num, generator=torch.Generator().manual_seed(seed))  # (num,)
+    return perm[:split], perm[split:]
 
 
 class SearchData:
@@ -21,7 +37,7 @@ class SearchData:
 
     Args:
         load: returns the ``Datasets`` (called once, by ``load()``).
-        train_portion: share of the training set in the weight half (``darts.data.datasets.search_split``).
+        train_portion: share of the training set in the weight half (``search_split``).
         seed: seeds the split.
         context: where the loaders put their batches (its device), and the ranks (with several, each loads its equal
             share of both halves, ``Distributed.shard``).
