@@ -64,7 +64,7 @@ def best_by_validation(runs: list[Path]) -> Path:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="darts-protocol", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="darts-protocol", description=__doc__.split("\n")[0].replace("``", ""))
     p.add_argument("preset", help="a search preset with a `protocol` node (conf/experiment/), e.g. darts_v2")
     p.add_argument("--study", default=None, help="the study directory (default: outputs/studies/<preset> here)")
     p.add_argument("--seeds", default=None, help="search seeds, e.g. 0,1 (default: the preset's)")

@@ -78,7 +78,7 @@ def _call(module: str, function: str, *args: Any) -> dict[str, Any]:
 
 def parser() -> argparse.ArgumentParser:
     """The ``darts-deploy`` command line, one subcommand per step."""
-    p = argparse.ArgumentParser(prog="darts-deploy", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="darts-deploy", description=__doc__.split("\n\n")[0].replace("``", ""))
     commands = p.add_subparsers(title="steps", metavar="STEP", required=True)
     for add in (_prune, _quantize, _export):
         add(commands)

@@ -36,7 +36,7 @@ def space_of(source: str, space: str | None) -> SearchSpace:
 
 def main(argv: list[str] | None = None) -> None:
     """``darts-draw``: draw SOURCE's cells to --out (default: genotype.png) and print the path."""
-    p = argparse.ArgumentParser(prog="darts-draw", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="darts-draw", description=__doc__.split("\n")[0].replace("``", ""))
     p.add_argument("source", help="a genotype text, a published name, a .json/.txt file or a run directory")
     p.add_argument("--space", default=None, help="a conf/search_space name or a class path (default: darts)")
     p.add_argument("--out", default="genotype.png", help="the file to write: .png, .pdf or .svg")

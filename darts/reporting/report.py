@@ -278,7 +278,7 @@ def beside(dirs: list[Path]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """``darts-report DIR [DIR ...] [--out OUTDIR]``; a user error is one line on stderr and status 1."""
-    parser = argparse.ArgumentParser(prog="darts-report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="darts-report", description=__doc__.split("\n\n")[0].replace("``", ""))
     parser.add_argument("dirs", nargs="+", type=Path, help="run directories, or directories holding them (sweeps)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default: report/ beside the runs: inside the directory given, or "
