@@ -8,7 +8,8 @@ A table is a CSV file with a header row, then one row per architecture:
 
 ``Table`` reads such a file for any space: each ``arch`` is parsed by the space when the file is
 loaded (a string the space cannot parse is an error naming the file and line), and lookups accept a
-genotype or its text. ``search_spaces.nb201.NB201Benchmark`` is the NAS-Bench-201 table.
+genotype or its text. ``search_spaces.nb201.NB201Benchmark`` is the NAS-Bench-201 table. A NATS-Bench archive
+directory (``darts.data.nats.NATSArchive``) answers the same queries from the benchmark's per-epoch records.
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class Table:
 
     howto = "the CSV format is in the docstring of darts/data/tabular.py"
     space_hint = "is it the table of another search space?"
+    per_trial = False  # one value per architecture and column (a NATS-Bench archive also has each trial's)
 
     def __init__(self, path: str | Path, space: GenotypeText):
         self.path = Path(path).expanduser()
@@ -86,6 +88,10 @@ class Table:
         if column is None:
             return {name: float(v) for name, v in zip(self.columns, row)}
         return float(row[self.column_index(column)])
+
+    def knows(self, column: str) -> bool:
+        """Whether ``column`` is a metric column of the table."""
+        return column in self.columns
 
     def index_of(self, arch: Any) -> int:
         """The benchmark index of ``arch`` (the CSV ``index`` column)."""
