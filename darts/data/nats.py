@@ -22,7 +22,7 @@ from typing import Any
 from darts.data.nats_columns import Column, column_names, parse_column
 from darts.data.nats_records import Record, read_record
 from darts.data.plain_pickle import load_plain
-from darts.data.tabular import GenotypeText
+from darts.data.tabular import ArchitectureIndex, GenotypeText
 
 log = logging.getLogger(__name__)
 SUFFIX = ".pickle.pbz2"
@@ -30,7 +30,7 @@ META = "meta" + SUFFIX
 _FILE = re.compile(r"(\d+)" + re.escape(SUFFIX))
 
 
-class NATSArchive:
+class NATSArchive(ArchitectureIndex):
     """The metrics of every architecture of a NATS-Bench archive directory, by genotype of ``space`` or its text.
 
     Args:
@@ -55,10 +55,7 @@ class NATSArchive:
         if not (self.path / META).is_file():
             raise FileNotFoundError(f"{self.path} is not a NATS-Bench archive directory: it has no {META} "
                                     "(docs/nats.md says where to get NATS-tss-v1_0-3ffb9-simple and NATS-sss-v1_0-50262-simple)")
-        self.archs = self._read_meta()
-        self._row = {text: i for i, text in enumerate(self.archs)}
-        if len(self._row) != len(self.archs):
-            raise ValueError(f"{self.path / META}: an architecture appears more than once")
+        self._index_archs(self._read_meta(), self.path / META)
         present = sorted(int(m.group(1)) for m in map(_FILE.fullmatch, (p.name for p in self.path.iterdir())) if m)
         if not present:
             raise ValueError(f"{self.path} holds no architecture file ({{index:06d}}{SUFFIX}) beside its {META}")
@@ -83,20 +80,6 @@ class NATSArchive:
                 raise ValueError(f"{self.path / META}: architecture {i} {text[:60]!r} is not a genotype of "
                                  f"{type(self.space).__name__} ({err}); is it the archive of another search space?") from None
         return tuple(texts)
-
-    def __len__(self) -> int:
-        return len(self.archs)
-
-    def __contains__(self, arch: object) -> bool:
-        """Whether ``arch`` is a valid architecture of the space listed in the archive (its file may be absent)."""
-        try:
-            return self._key(arch) in self._row
-        except ValueError:
-            return False
-
-    def __getitem__(self, arch: Any) -> dict[str, float]:
-        """The summary columns of ``arch``."""
-        return self.query(arch)
 
     def index_of(self, arch: Any) -> int:
         """The archive's index of ``arch`` (KeyError when the space's genotype is not listed)."""
@@ -153,7 +136,3 @@ class NATSArchive:
         raise FileNotFoundError(f"{self.path / f'{index:06d}{SUFFIX}'} is missing: no record of architecture {index} "
                                 f"({self.archs[index]}) in this NATS-Bench archive; the full archive directory holds "
                                 f"one file per architecture ({len(self.archs)}; docs/nats.md)")
-
-    def _key(self, arch: Any) -> str:
-        """The canonical text of a genotype or its text (ValueError when the space cannot read it)."""
-        return self.space.to_text(self.space.parse(arch) if isinstance(arch, str) else arch)

@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 
 from search_spaces.nats_sss.genotype import ChannelGenotype, parse_channels
-from search_spaces.nb201.genotype import EDGES, NUM_NODES, NB201Genotype, parse_arch
-from search_spaces.nb201.network import head
+from search_spaces.nb201.genotype import NB201Genotype, parse_arch
+from search_spaces.nb201.network import InferCell as NB201InferCell, head
 from search_spaces.nb201.ops import OPS, ReLUConvBN, ResNetBasicblock
 
 # main-sss.py: "the topology for all candidates in sss is fixed as" (arch-index 9930 of NB201)
@@ -72,26 +72,13 @@ WIDE_OPS: dict[str, Callable[[int, int], nn.Module]] = {
 }
 
 
-class InferCell(nn.Module):
-    """cell_infers/cells.py ``InferCell(genotype, C_in, C_out, stride=1)``: edges from node 0 map C_in to C_out, the
-    others keep C_out; node 3 is the output. `none` edges are skipped in forward (they add exactly zero)."""
+class InferCell(NB201InferCell):
+    """cell_infers/cells.py ``InferCell(genotype, C_in, C_out, stride=1)``: edges from node 0 map C_in to C_out
+    (``WIDE_OPS`` where the widths differ), the others keep C_out; node 3 is the output."""
 
     def __init__(self, genotype: NB201Genotype, C_in: int, C_out: int):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            (WIDE_OPS[op](C_in, C_out) if j == 0 and C_in != C_out else OPS[op](C_out, 1, True))
-            for op, (_, j) in zip(genotype.ops, EDGES))
-        self.out_dim = C_out
-        self._inputs = [[(e, j) for e, (dst, j) in enumerate(EDGES) if dst == i and genotype.ops[e] != "none"]
-                        for i in range(1, NUM_NODES + 1)]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in, H, W) -> (B, C_out, H, W)."""
-        nodes = [x]
-        for inputs in self._inputs:
-            terms = [self.layers[e](nodes[j]) for e, j in inputs]  # each (B, C_out, H, W)
-            nodes.append(sum(terms[1:], terms[0]) if terms else x.new_zeros((x.shape[0], self.out_dim, *x.shape[2:])))
-        return nodes[-1]
+        super().__init__(genotype, C_out, lambda op, j: WIDE_OPS[op](C_in, C_out) if j == 0 and C_in != C_out
+                         else OPS[op](C_out, 1, True))
 
 
 class DynamicShapeTinyNet(nn.Module):
