@@ -198,7 +198,8 @@ def test_hyperband_takes_every_epoch_as_a_fidelity(toy_archive, tmp_path):
 
 def test_bohb_draws_one_trial_per_evaluation(toy_archive, tmp_path):
     """BOHB with evaluator.trial=random scores each evaluation with one trial (NATS-Bench simulate_train_eval's
-    is_random=True), recorded as trial_seed, reproducibly from the seed; a CSV table cannot draw trials."""
+    is_random=True), recorded as trial_seed, reproducibly from the seed; a CSV table cannot draw trials; a training,
+    loss or cost column cannot be the score."""
     def run(name: str) -> list[dict]:
         DiscreteRun(tmp_path / name, ToySpace(), None, partial(BOHB, budget=13, max_fidelity=12, seed=3),
                     partial(TabularEvaluator, path=str(toy_archive), trial="random", seed=3)).run()
@@ -209,6 +210,9 @@ def test_bohb_draws_one_trial_per_evaluation(toy_archive, tmp_path):
     for r in records:
         assert r["score"] == toy_accuracy(r["genotype"], r["fidelity"]) + TOY_SEEDS[int(r["trial_seed"])]
     assert [r["score"] for r in run("b")] == [r["score"] for r in records]
+    for column in ("cifar10_train_12ep", "cifar10_params", "cifar10_valid_12ep_loss"):  # never the search's score
+        with pytest.raises(ValueError, match=f"evaluator.column='{column}' cannot score a search"):
+            TabularEvaluator(ToySpace(), path=str(toy_archive), column=column)
     if TABLE.is_file():
         with pytest.raises(ValueError, match="evaluator.trial='random'.*per-trial"):
             TabularEvaluator(NB201Space(), path=str(TABLE), trial="random")

@@ -23,6 +23,7 @@ from search_spaces.base import SearchSpace
 
 _TABLES: dict[tuple, Table | NATSArchive] = {}
 TRIALS = ("mean", "random")
+NOT_SCORES = ("_params", "_flops", "_latency")  # an architecture's costs (a NATS-Bench archive's <data>_params...)
 # how to get per-epoch validation columns for NB201 (NATS-Bench topology API, nats_bench.create)
 EXPORT = ("point evaluator.path at the NATS-Bench archive directory NATS-tss-v1_0-3ffb9-simple (docs/nats.md), or "
           "export them from NATS-Bench: for each architecture index and epoch e, "
@@ -84,12 +85,16 @@ class TabularEvaluator(Evaluator):
                              f"records, a NATS-Bench archive directory as evaluator.path, not {file.name}")
         self.trial, self.seed = trial, seed
 
+    def _scores(self, column: str) -> bool:
+        """Whether ``column`` may score a search: not a test, training-set, time, loss or cost column."""
+        return "test" not in column and "_train_" not in column and not column.endswith(
+            (self.cost_suffix, "_loss", *NOT_SCORES))
+
     def _score_column(self, column: str) -> str:
         """``column`` if it is a validation accuracy of the benchmark, else ValueError naming the valid ones."""
-        scoring = [c for c in self.benchmark.columns if "test" not in c and not c.endswith(self.cost_suffix)]
-        if not self.benchmark.knows(column) or "test" in column or column.endswith((self.cost_suffix, "_loss")):
+        if not self.benchmark.knows(column) or not self._scores(column):
             raise ValueError(f"evaluator.column={column!r} cannot score a search; a validation column is needed: "
-                             f"{scoring}")
+                             f"{[c for c in self.benchmark.columns if self._scores(c)]}")
         return column
 
     def fidelity_of(self, fidelity: int | str | None) -> str:
