@@ -113,7 +113,7 @@ def test_per_epoch_values_follow_the_official_api(tss, sss):
     ``simulate_train_eval``), hard-coded from the raw records: size-space architecture 11 (8:8:8:16:32), hp '12',
     cifar10-valid x-valid after epoch 4 (iepoch 3) is 54.58/52.768/48.42 for seeds 777/888/999; its time is 4 epochs
     of 2.9399166 s of training plus one 1.3633020 s evaluation; topology architecture 11 trains 12.4620568 s per
-    epoch and evaluates in 4.1512517 s."""
+    epoch and evaluates in 4.1512517 s; its CIFAR-100 validation set was evaluated after the 200th epoch only."""
     arch = "8:8:8:16:32"
     assert sss.seeds(arch, "cifar10_valid_4ep") == (777, 888, 999)
     assert sss.query(arch, "cifar10_valid_4ep", seed=888) == pytest.approx(52.767999985351565, abs=1e-9)
@@ -124,6 +124,8 @@ def test_per_epoch_values_follow_the_official_api(tss, sss):
     assert "cifar10_test_90ep" in sss.columns and "cifar10_test_200ep" in tss.columns
     with pytest.raises(ValueError, match="unknown column 'cifar10_valid_13ep'"):
         tss.query(tss.archs[11], "cifar10_valid_13ep")  # epoch 13 of the 12-epoch schedule
+    with pytest.raises(ValueError, match="'cifar100' 'x-valid' was not evaluated after epoch 50 of the 200-epoch"):
+        tss.query(tss.archs[11], "cifar100_valid_50of200ep")  # evaluated after the last epoch only
 
 
 def test_missing_architecture_file_is_named_in_one_line(tss):
