@@ -1,4 +1,4 @@
-"""Zero-cost proxies (darts/evaluators/proxies.py), the zero-cost evaluator, the zero-cost warm start and the correlation
+"""Zero-cost proxies (darts/evaluators/proxies/), the zero-cost evaluator, the zero-cost warm start and the correlation
 benchmark (benchmarks/zero_cost_correlation.py)."""
 from __future__ import annotations
 
@@ -136,21 +136,26 @@ def test_each_proxy_is_finite_deterministic_and_leaves_the_network_unchanged(nam
     assert all(p.grad is None for p in net.parameters())
 
 
+SIGNED = ("plain", "grasp")  # signed sums: a cell of convs may score below 0
+
+
 def test_a_network_of_none_cells_scores_lowest(batch):
-    """With every edge `none` the logits ignore the input: synflow, grad_norm and snip of the cells' convs are 0,
-    below a conv cell's; jacov is undefined and naswot -inf, both ranking last as scores."""
+    """With every edge `none` the logits ignore the input: every unsigned proxy scores it below a conv cell (the cells'
+    convs add nothing to the saliencies, jacov and epe_nas are undefined, naswot and zen -inf, all ranking last as
+    scores); plain and grasp, signed, are exactly 0 (every weight gradient is)."""
     space = NB201Space(init_channels=4, cells_per_stage=1)
     nets = {arch: space.build_network(space.parse(arch), 10) for arch in (ALL_NONE, ALL_CONV)}
     for name, proxy in PROXIES.items():
         empty, conv = as_score(proxy(nets[ALL_NONE], *batch)), as_score(proxy(nets[ALL_CONV], *batch))
-        assert empty < conv, name
+        assert empty == 0.0 if name in SIGNED else empty < conv, name
     assert synflow(nets[ALL_NONE], *batch) == 0.0
     assert math.isnan(jacov(nets[ALL_NONE], *batch)) and naswot(nets[ALL_NONE], *batch) == -math.inf
 
 
 def test_an_unknown_proxy_is_one_line_naming_the_valid_ones():
     """proxy=foo raises a one-line ValueError listing every proxy, from get_proxy and from the evaluator."""
-    with pytest.raises(ValueError, match="proxy='foo'.*synflow, grad_norm, snip, jacov, naswot") as err:
+    with pytest.raises(ValueError, match="proxy='foo'.*synflow, grad_norm, snip, jacov, naswot, fisher, grasp, plain, "
+                                         "epe_nas, zen, l2_norm, flops, params$") as err:
         get_proxy("foo")
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="choose one of synflow"):
