@@ -85,7 +85,7 @@ def proxy_values(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict
 
 def first_batch(root: Path, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch a ZeroCostEvaluator of a search seeded ``seed`` scores on: the first of its weight half."""
-    data = SearchData(lambda: image_folder(str(root)), 0.5, seed, torch.device("cpu"))
+    data = SearchData(lambda: image_folder(str(root)), 0.5, seed)  # the default context: the CPU
     return next(iter(data.weight_loader(batch_size, seed)))
 
 

@@ -14,8 +14,8 @@ from PIL import Image
 
 from conftest import read_json, run_entry
 from benchmarks.zero_cost_correlation import PROXIES as BENCHMARK_PROXIES
-from benchmarks.zero_cost_correlation import kendall, markdown, measure, spearman
-from darts.data.datasets import Datasets, ImageData
+from benchmarks.zero_cost_correlation import first_batch, kendall, markdown, measure, spearman
+from darts.data.datasets import Datasets, ImageData, image_folder
 from darts.evaluators import TabularEvaluator, ZeroCostEvaluator
 from darts.evaluators.proxies import (JACOV_K, PROXIES, as_score, get_proxy, grad_norm, hamming_kernel, jacov, jacov_score,
                            naswot, naswot_score, snip, synflow)
@@ -242,3 +242,15 @@ def test_small_correlation_run_writes_resumable_rows(nb201_csv, batch, tmp_path)
     lines = markdown(rows).splitlines()[2:]
     assert len(lines) == len(BENCHMARK_PROXIES)
     assert all(-1 <= float(line.split("|")[2]) <= 1 for line in lines)
+    other = tmp_path / "other.csv"
+    other.write_text("index,arch,cifar10_test_200ep,synflow,seconds\n")
+    with pytest.raises(ValueError, match="other.csv has the columns .* pass a new file"):
+        measure(table, space, batch, 12, 0, other)
+
+
+def test_the_benchmark_scores_on_the_batch_of_a_zero_cost_search(cifar_mini):
+    """first_batch is the batch a ZeroCostEvaluator of a search with the same seed draws (train_portion 0.5)."""
+    x, y = first_batch(cifar_mini, 8, 0)
+    evaluator = ZeroCostEvaluator(ToySpace(), SearchData(lambda: image_folder(str(cifar_mini)), 0.5, 0), batch_size=8)
+    evaluator.prepare()
+    assert x.shape == (8, 3, 32, 32) and torch.equal(x, evaluator.batch[0]) and torch.equal(y, evaluator.batch[1])
