@@ -10,7 +10,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from darts.data.datasets import Datasets, ImageData, cifar10, fake, image_folder
+from darts.data.datasets import Datasets, ImageData, fake, image_folder
+from darts.data.torchvision_sets import cifar10
 from darts.data.search_split import search_split
 from darts.data.loaders import PlainLoader
 from darts.runs.final import FinalRun, FinalSettings, final_loss

@@ -189,6 +189,20 @@ class Zero(nn.Module):
         return x[:, :, :: self.stride, :: self.stride].mul(0.0)
 
 
+class Noise(nn.Module):
+    """The `noise` op of RobustDARTS's S4 (Zela et al., ICLR 2020, sec. 3; src/operations.py ``NoiseOp`` with mean 0,
+    std 1): a fresh standard-normal sample shaped like the (strided) input, independent of its values."""
+
+    def __init__(self, stride: int, mean: float = 0.0, std: float = 1.0) -> None:
+        super().__init__()
+        self.stride, self.mean, self.std = stride, mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> noise (B, C, ceil(H/stride), ceil(W/stride)); no gradient reaches x, as the reference."""
+        shape = x[:, :, :: self.stride, :: self.stride].shape
+        return torch.empty(shape, dtype=x.dtype, device=x.device).normal_(self.mean, self.std)
+
+
 class FactorizedReduce(nn.Module):
     """Halve H and W with two offset stride-2 1x1 convs whose outputs are concatenated, then BN.
 

@@ -4,14 +4,14 @@ The supernet owns the architecture parameters (so they checkpoint with it) but n
 them: its forward takes the per-edge mixing weights a strategy computed (``Mixing``). This is the
 continuous relaxation of DARTS (Liu et al., ICLR 2019, eq. 2) with the softmax taken out, so that
 GDAS, PC-DARTS, DrNAS and random single paths reuse the same network. The supernet declares its
-``Structure`` (nodes, partial-channel groups, auxiliary skips), built from the ``SupernetOptions`` a
+``Structure`` (its ``OpSet``, nodes, partial-channel groups, auxiliary skips), built from the ``SupernetOptions`` a
 strategy asks for; strategies read it, and never walk the modules.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -28,7 +28,8 @@ class Mixing:
     Args:
         weights: [E, K] per-edge op weights (softmax, Dirichlet sample, straight-through one-hot).
         index: [E] when set, edge e computes only op ``index[e]`` (scaled by ``weights[e, index[e]]``
-            when weights are given, so gradients still reach the arch parameters).
+            when weights are given, so gradients still reach the arch parameters); None leaves edge e out (a
+            genotype's unused edge in an op set without `none`).
         edge_weights: [E] per-edge scale applied to each edge's output (PC-DARTS edge normalisation).
         skip_weight: every edge adds ``skip_weight * skip(x)``, its auxiliary skip connection (a supernet built
             with ``SupernetOptions(auxiliary_skip=True)``; DARTS-'s beta).
@@ -37,7 +38,7 @@ class Mixing:
     """
 
     weights: torch.Tensor | None = None
-    index: Sequence[int] | None = None
+    index: Sequence[int | None] | None = None
     edge_weights: torch.Tensor | None = None
     skip_weight: float | None = None
     kept: Sequence[Sequence[int]] | None = None
@@ -45,6 +46,73 @@ class Mixing:
     def __post_init__(self) -> None:
         if self.weights is None and self.index is None:
             raise ValueError("Mixing needs soft weights, a hard index per edge, or both")
+
+
+@dataclass(frozen=True)
+class OpSet:
+    """The searched ops: for each cell type, the K op names of each of its E edges. Row e of ``alphas[t]`` weighs the
+    ops ``edges[t][e]``, column k the op ``edges[t][e][k]``. Most spaces search the same K ops on every edge
+    (``OpSet.uniform``); RobustDARTS's S1 (Zela et al., ICLR 2020, sec. 3) gives each edge its own pair.
+
+    Args:
+        edges: cell type -> E tuples of K op names (the same K on every edge: the alphas are [E, K]).
+    """
+
+    edges: Mapping[str, tuple[tuple[str, ...], ...]]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "edges", {t: tuple(tuple(row) for row in cell) for t, cell in self.edges.items()})
+        rows = [row for cell in self.edges.values() for row in cell]
+        if not rows or len({len(cell) for cell in self.edges.values()}) != 1:
+            raise ValueError(f"an op set needs the same number of edges in every cell type, got "
+                             f"{ {t: len(cell) for t, cell in self.edges.items()} }")
+        if len({len(row) for row in rows}) != 1 or not rows[0]:
+            raise ValueError(f"every edge must search the same number of ops (the alphas are [E, K]), got "
+                             f"{sorted({len(row) for row in rows})} ops")
+        for row in rows:
+            if len(set(row)) != len(row):
+                raise ValueError(f"an edge lists an op twice: {list(row)}")
+
+    @classmethod
+    def uniform(cls, cell_types: Sequence[str], num_edges: int, names: Sequence[str]) -> OpSet:
+        """The same ops on every edge of every cell type."""
+        return cls({t: (tuple(names),) * num_edges for t in cell_types})
+
+    @property
+    def k(self) -> int:
+        """K: ops per edge."""
+        return len(next(iter(self.edges.values()))[0])
+
+    @property
+    def num_edges(self) -> int:
+        """E: edges per cell."""
+        return len(next(iter(self.edges.values())))
+
+    @property
+    def primitives(self) -> tuple[str, ...]:
+        """Every op name searched somewhere, in first-seen order."""
+        return tuple(dict.fromkeys(name for cell in self.edges.values() for row in cell for name in row))
+
+    def names(self, cell_type: str, edge: int) -> tuple[str, ...]:
+        """The K op names of one edge."""
+        return self.edges[cell_type][edge]
+
+    def columns(self, cell_type: str) -> tuple[str, ...] | None:
+        """The K op names when every edge of ``cell_type`` searches the same ops, else None."""
+        rows = set(self.edges[cell_type])
+        return next(iter(rows)) if len(rows) == 1 else None
+
+    def column(self, name: str) -> int | None:
+        """The column of op ``name`` when every edge searches it there; None when no edge searches it; ValueError
+        when only some edges do, or at different columns (no single column of the alphas is that op)."""
+        rows = [row for cell in self.edges.values() for row in cell]
+        places = {row.index(name) if name in row else None for row in rows}
+        if places == {None}:
+            return None
+        if len(places) != 1:
+            raise ValueError(f"op {name!r} is not at one column on every edge of this op set, so no column of the "
+                             f"alphas is {name!r}")
+        return places.pop()
 
 
 @dataclass(frozen=True)
@@ -66,13 +134,13 @@ class Structure:
 
     Args:
         cell_types: e.g. ("normal", "reduce").
-        primitives: the K op names of every edge.
+        ops: the K op names of every edge (``OpSet``).
         node_inputs: incoming edges of each intermediate node, in edge order (DARTS: 2, 3, 4, 5).
         partial_channels, auxiliary_skip: the ``SupernetOptions`` it was built with (K may change: DrNAS widens).
     """
 
     cell_types: tuple[str, ...]
-    primitives: tuple[str, ...]
+    ops: OpSet
     node_inputs: tuple[int, ...]
     partial_channels: int = 1
     auxiliary_skip: bool = False
@@ -106,12 +174,15 @@ class CellDAG(nn.Module):
         states = list(inputs)
         shared = [SharedInput(s) for s in states]
         e = 0
-        for _ in range(self.num_nodes):
+        for j in range(self.num_nodes):
             node = None
             for s, sh in zip(states, shared):
-                y = self.edge(e, s, sh, mixing)
-                node = y if node is None else node + y
+                if mixing.index is None or mixing.index[e] is not None:  # None: an unused edge adds nothing
+                    y = self.edge(e, s, sh, mixing)
+                    node = y if node is None else node + y
                 e += 1
+            if node is None:
+                raise ValueError(f"intermediate node {j} has no used input edge in this mixing")
             states.append(node)
             shared.append(SharedInput(node))
         return states
@@ -130,15 +201,16 @@ class Supernet(nn.Module, ABC):
     implement ``logits``. ``context`` (``darts.context.Context``) is given when it is built: its autocast and
     memory format apply in ``forward``, its ``fast`` flag to the mixed ops the subclass builds."""
 
-    def __init__(self, cell_types: Sequence[str], primitives: Sequence[str], num_inputs: int, num_nodes: int,
-                 context: Context = Context(), options: SupernetOptions = SupernetOptions()):
+    def __init__(self, ops: OpSet, num_inputs: int, num_nodes: int, context: Context = Context(),
+                 options: SupernetOptions = SupernetOptions()):
         super().__init__()
-        self.structure = Structure(tuple(cell_types), tuple(primitives),
-                                   tuple(num_inputs + j for j in range(num_nodes)), options.partial_channels,
-                                   options.auxiliary_skip)
+        node_inputs = tuple(num_inputs + j for j in range(num_nodes))
+        if ops.num_edges != sum(node_inputs):
+            raise ValueError(f"the op set has {ops.num_edges} edges per cell, the cell {sum(node_inputs)}")
+        self.structure = Structure(tuple(ops.edges), ops, node_inputs, options.partial_channels, options.auxiliary_skip)
         self.context = context
         # DARTS model_search.py _initialize_alphas: 1e-3 * randn
-        self.alphas = nn.ParameterDict({t: nn.Parameter(1e-3 * torch.randn(self.num_edges, len(primitives)))
+        self.alphas = nn.ParameterDict({t: nn.Parameter(1e-3 * torch.randn(self.num_edges, ops.k))
                                         for t in self.cell_types})
 
     @property
@@ -147,9 +219,9 @@ class Supernet(nn.Module, ABC):
         return self.structure.cell_types
 
     @property
-    def primitives(self) -> tuple[str, ...]:
+    def ops(self) -> OpSet:
         """The op names of every edge."""
-        return self.structure.primitives
+        return self.structure.ops
 
     @property
     def num_edges(self) -> int:

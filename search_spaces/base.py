@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from darts.diagrams import CellGraph
 from darts.context import Context
-from darts.supernet import Mixing, Supernet, SupernetOptions
+from darts.supernet import Mixing, OpSet, Supernet, SupernetOptions
 
 
 class SearchSpace(ABC):
@@ -24,6 +24,17 @@ class SearchSpace(ABC):
     primitives: tuple[str, ...]
     cell_types: tuple[str, ...]
     num_edges: int
+
+    @property
+    def ops(self) -> OpSet:
+        """The searched ops of every edge; default: ``primitives`` on every edge of every cell type."""
+        return OpSet.uniform(self.cell_types, self.num_edges, self.primitives)
+
+    @property
+    def choices(self) -> int:
+        """Values of one edge in ``op_indices``: its K ops, plus "unused" (index K) where a space can leave an edge
+        out of a genotype without a `none` op to show it."""
+        return self.ops.k
 
     def build_supernet(self, num_classes: int, context: Context = Context(),
                        options: SupernetOptions = SupernetOptions()) -> Supernet:
@@ -83,13 +94,15 @@ class SearchSpace(ABC):
     def encode(self, genotype: Any) -> torch.Tensor:
         """A 1-D float encoding for predictors: the one-hot op of every edge of every cell type (``one_hot``'s indices,
         cell types in ``cell_types`` order), the adjacency one-hot encoding of White et al., "A Study on Encodings
-        for Neural Architecture Search" (NeurIPS 2020), sec. 3. [len(cell_types) * num_edges * len(primitives)]"""
-        return torch.nn.functional.one_hot(self.op_indices(genotype), len(self.primitives)).flatten().float()
+        for Neural Architecture Search" (NeurIPS 2020), sec. 3. [len(cell_types) * num_edges * choices]"""
+        return torch.nn.functional.one_hot(self.op_indices(genotype), self.choices).flatten().float()
 
     def op_indices(self, genotype: Any) -> torch.Tensor:
-        """The op index of every edge of every cell type (``one_hot``'s), cell types in ``cell_types`` order. [C, E]"""
+        """The op index of every edge of every cell type (``one_hot``'s; K for an unused edge), cell types in
+        ``cell_types`` order. [C, E]"""
         mixing = self.one_hot(genotype)
-        return torch.stack([torch.as_tensor(mixing[t].index, dtype=torch.long) for t in self.cell_types])
+        k = self.ops.k
+        return torch.tensor([[k if i is None else i for i in mixing[t].index] for t in self.cell_types])
 
     def input_choices(self) -> tuple[tuple[tuple[int, ...], int], ...]:
         """The nodes whose genotype keeps only some of their input edges: (those edges, how many are kept) for each.

@@ -17,7 +17,7 @@ from darts.diagrams import CellGraph
 from darts.ops import Identity, ReLUConvBN
 from darts.context import Context
 from darts.mixed_op import auxiliary_skip, mixed_op
-from darts.supernet import CellDAG, Mixing, Supernet, SupernetOptions
+from darts.supernet import CellDAG, Mixing, OpSet, Supernet, SupernetOptions
 from darts.settings import integer
 from search_spaces.base import SearchSpace, randint
 
@@ -79,7 +79,7 @@ class ToySupernet(Supernet):
 
     def __init__(self, C: int = 8, num_classes: int = 10, context: Context = Context(),
                  options: SupernetOptions = SupernetOptions()):
-        super().__init__(("cell",), PRIMITIVES, 1, NUM_NODES, context, options)
+        super().__init__(OpSet.uniform(("cell",), NUM_EDGES, PRIMITIVES), 1, NUM_NODES, context, options)
         make_edge = lambda i, j: mixed_op(C, 1, PRIMITIVES, OPS, options.partial_channels, context.fast)  # noqa: E731
         dag = CellDAG(1, NUM_NODES, make_edge,
                       (lambda i, j: auxiliary_skip(C, 1)) if options.auxiliary_skip else None)

@@ -12,6 +12,7 @@ from PIL import Image
 import darts.data.datasets as D
 import darts.data.loaders as L
 import darts.data.search_split as S
+import darts.data.torchvision_sets as TV
 
 MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini"
 
@@ -44,7 +45,7 @@ def test_image_folder_reads_cifar10_mini(mini):
     assert mini.train.images.dtype == torch.uint8 and mini.train.labels.dtype == torch.int64
     assert mini.num_classes == 10 and mini.train.classes[0] == "airplane" and mini.test.classes == mini.train.classes
     assert set(mini.train.labels.tolist()) == set(range(10)) == set(mini.test.labels.tolist())
-    assert np.allclose(mini.train.mean, D.CIFAR10_MEAN, atol=0.01) and np.allclose(mini.train.std, D.CIFAR10_STD,
+    assert np.allclose(mini.train.mean, TV.CIFAR10_MEAN, atol=0.01) and np.allclose(mini.train.std, TV.CIFAR10_STD,
                                                                                   atol=0.01)
 
 
@@ -69,11 +70,20 @@ def test_missing_cifar_is_one_clear_line(tmp_path, download):
     """Absent CIFAR (no internet to download it) fails fast with one line saying how to point at local data."""
     start = time.monotonic()
     with pytest.raises(FileNotFoundError) as err:
-        D.cifar10(str(tmp_path), download=download)
+        TV.cifar10(str(tmp_path), download=download)
     msg = str(err.value)
     assert "\n" not in msg and str(tmp_path / "cifar-10-batches-py") in msg
     assert "dataset.root=/path/to/cifar" in msg and "dataset=imagefolder dataset.root=/path" in msg
     assert time.monotonic() - start < 40  # the download guard (30 s socket timeout) bounds a hang
+
+
+def test_missing_svhn_is_one_clear_line(tmp_path):
+    """Absent SVHN (not downloaded, download=false) is one line naming the file looked for and how to point at data."""
+    with pytest.raises(FileNotFoundError) as err:
+        TV.svhn(str(tmp_path), download=False)
+    msg = str(err.value)
+    assert "\n" not in msg and f"SVHN not found at {tmp_path / 'train_32x32.mat'}" in msg
+    assert "dataset.root=/path/to/svhn" in msg
 
 
 def test_search_split_is_disjoint_covering_and_seeded():

@@ -139,3 +139,15 @@ def test_no_module_shadows_a_standard_module():
     """No project module or package is named like a standard-library module (e.g. logging)."""
     names = {name.rsplit(".", 1)[-1] for name in project_modules()}
     assert names & set(sys.stdlib_module_names) == set()
+
+
+def test_every_package_is_a_regular_package():
+    """Every folder of Python code under darts/ and search_spaces/ has an __init__.py, so that a non-editable
+    ``pip install .`` (setuptools ``packages.find``) ships it, and no .gitignore rule hides a module from git."""
+    import subprocess
+    ignored = subprocess.run(["git", "ls-files", "--others", "--ignored", "--exclude-standard", "darts",
+                              "search_spaces"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    assert [f for f in ignored if f.endswith((".py", ".yaml"))] == []
+    for pkg in ("darts", "search_spaces"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            assert (path.parent / "__init__.py").exists(), f"{path.parent.relative_to(ROOT)} has no __init__.py"

@@ -11,6 +11,7 @@ DARTS_OP_NAMES = {
     "none", "avg_pool_3x3", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
     "sep_conv_7x7", "dil_conv_3x3", "dil_conv_5x5", "conv_7x1_1x7",
 }
+ROBUST_DARTS_OP_NAMES = {"noise"}  # RobustDARTS src/operations.py adds `noise` (S4) to DARTS's table
 
 
 def _n_params(m: nn.Module) -> int:
@@ -19,13 +20,13 @@ def _n_params(m: nn.Module) -> int:
 
 
 def test_ops_table_has_the_reference_names():
-    """OPS holds exactly the ten op names of DARTS cnn/operations.py."""
-    assert set(OPS) == DARTS_OP_NAMES
+    """OPS holds exactly the ten op names of DARTS cnn/operations.py and RobustDARTS's `noise`."""
+    assert set(OPS) == DARTS_OP_NAMES | ROBUST_DARTS_OP_NAMES
 
 
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("name", sorted(DARTS_OP_NAMES))
+@pytest.mark.parametrize("name", sorted(DARTS_OP_NAMES | ROBUST_DARTS_OP_NAMES))
 def test_op_output_shape(name, stride, affine):
     """Every op maps (B, C, 16, 16) to (B, C, 16/stride, 16/stride), keeping C."""
     op = OPS[name](8, stride, affine)

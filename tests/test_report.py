@@ -15,6 +15,7 @@ from darts.reporting.report import (PUBLISHED, agreement, collect, distance, edg
                           mean_pairwise_distance, published, skip_count, summarise, write_report)
 from darts.reporting.plots import benchmark_column, epoch_curves
 from darts.runs.reader import Run
+from darts.supernet import OpSet
 
 TINY = ("model.init_channels=4", "model.cells_per_stage=1", "steps_per_epoch=2", "batch_size=8")
 CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
@@ -103,16 +104,20 @@ def test_agreement_counts_each_edge_across_seeds(study):
 
 
 def test_edge_agreement_and_distance_on_synthetic_genotypes():
-    """Hand-checked votes, ties to the lower op index, distances over all cell types."""
-    genotypes = [{"normal": [1, 2, 3], "reduce": [0, 0]}, {"normal": [1, 2, 4], "reduce": [0, 1]},
-                 {"normal": [1, 5, 4], "reduce": [1, 2]}]
-    votes = edge_agreement(genotypes, ("none", "a", "b", "c", "d", "e"))
+    """Hand-checked votes, ties to the lower op index (an unused edge, None, last), op names per edge, distances over
+    all cell types."""
+    genotypes = [{"normal": [1, 2, 3], "reduce": [0, 0, None]}, {"normal": [1, 2, 4], "reduce": [0, 1, 0]},
+                 {"normal": [1, 5, 4], "reduce": [1, 2, None]}]
+    names = ("none", "a", "b", "c", "d", "e")
+    ops = OpSet({"normal": (names,) * 3, "reduce": (names, names, names[::-1])})
+    votes = edge_agreement(genotypes, ops)
     assert [(v.cell_type, v.edge, v.op, v.count) for v in votes] == [
         ("normal", 0, "a", 3), ("normal", 1, "b", 2), ("normal", 2, "d", 2), ("reduce", 0, "none", 2),
-        ("reduce", 1, "none", 1)]  # reduce edge 1: 0, 1, 2 once each -> the lowest index
+        ("reduce", 1, "none", 1), ("reduce", 2, "unused", 2)]  # reduce edge 1: 0, 1, 2 once each -> the lowest
     assert votes[1].fraction == pytest.approx(2 / 3)
-    assert [distance(genotypes[0], g) for g in genotypes] == [0, 2, 4]
-    assert mean_pairwise_distance(genotypes) == pytest.approx((2 + 4 + 3) / 3)
+    assert edge_agreement(genotypes[1:2], ops)[-1].op == "e"  # reduce edge 2 lists the ops in reverse
+    assert [distance(genotypes[0], g) for g in genotypes] == [0, 3, 4]
+    assert mean_pairwise_distance(genotypes) == pytest.approx((3 + 4 + 4) / 3)
     assert mean_pairwise_distance(genotypes[:1]) is None
 
 

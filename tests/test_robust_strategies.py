@@ -19,18 +19,18 @@ from darts.strategies.gradient.darts import DARTS
 from darts.strategies.gradient.darts_minus import DARTSMinus
 from darts.strategies.gradient.fair_darts import FairDARTS
 from darts.supernet import CellDAG, SupernetOptions
-from search_spaces.darts import PRIMITIVES, DartsSpace
+from search_spaces.darts import DartsSpace
 from search_spaces.nb201 import NB201Benchmark, parse_arch
 from search_spaces.toy import ToySpace
 
 CONF = Path(__file__).resolve().parents[1] / "darts" / "conf"
 
 
-def tiny_darts(auxiliary_skip: bool = False, dtype: torch.dtype = torch.float64):
-    """A 3-cell DARTS space at 4 channels and its supernet in ``dtype`` (with DARTS-'s auxiliary skips when asked),
-    alphas drawn from N(0, 1)."""
+def tiny_darts(auxiliary_skip: bool = False, dtype: torch.dtype = torch.float64, ops: str = "darts"):
+    """A 3-cell DARTS space of op set ``ops`` at 4 channels and its supernet in ``dtype`` (with DARTS-'s auxiliary
+    skips when asked), alphas drawn from N(0, 1)."""
     torch.manual_seed(0)
-    space = DartsSpace(init_channels=4, layers=3)
+    space = DartsSpace(init_channels=4, layers=3, ops=ops)
     supernet = space.build_supernet(10, options=SupernetOptions(auxiliary_skip=auxiliary_skip)).to(dtype)
     with torch.no_grad():
         for a in supernet.arch_parameters():
@@ -83,34 +83,33 @@ def test_beta_darts_schedule_gives_the_official_weights(overrides):
 
 
 def test_zero_one_loss_value_and_gradient_equal_the_formula():
-    """Fair DARTS's penalty is -w01 * mean over both cells' 7 kept ops of (sigmoid(alpha) - 0.5)^2, its gradient
-    -w01 * 2 (s - 0.5) s (1 - s) / N on the kept ops and 0 on `none`, computed by hand in float64."""
-    space, supernet = tiny_darts()
-    strategy = FairDARTS(supernet, space, w01=10.0, drop_none=True)
+    """Fair DARTS's penalty is -w01 * mean over both cells' 7 ops (FairDARTS's op set, s5) of (sigmoid(alpha) - 0.5)^2,
+    its gradient -w01 * 2 (s - 0.5) s (1 - s) / N, computed by hand in float64."""
+    space, supernet = tiny_darts(ops="s5")
+    strategy = FairDARTS(supernet, space, w01=10.0)
     with torch.no_grad():  # FairDARTS starts from zeros (where the loss is flat): draw alphas again
         for a in supernet.arch_parameters():
             a.normal_()
     alphas = supernet.arch_parameters()
-    sig = [[1 / (1 + math.exp(-v)) for v in row[1:]] for a in alphas for row in a.detach().tolist()]  # `none` is 0
+    sig = [[1 / (1 + math.exp(-v)) for v in row] for a in alphas for row in a.detach().tolist()]
     n = sum(len(row) for row in sig)
     expected = -10.0 * sum((s - 0.5) ** 2 for row in sig for s in row) / n
     penalty = strategy.arch_penalty()
     assert n == 28 * 7 and abs(penalty.item() - expected) <= 1e-12 * abs(expected)
     grads = torch.autograd.grad(penalty, alphas)
     for a, g in zip(alphas, grads):
-        by_hand = torch.tensor([[0.0] + [-10.0 * 2 * (s - 0.5) * s * (1 - s) / n
-                                         for s in (1 / (1 + math.exp(-v)) for v in row[1:])]
+        by_hand = torch.tensor([[-10.0 * 2 * (s - 0.5) * s * (1 - s) / n for s in (1 / (1 + math.exp(-v)) for v in row)]
                                 for row in a.detach().tolist()], dtype=torch.float64)
         torch.testing.assert_close(g, by_hand, rtol=1e-12, atol=1e-15)
 
 
 def test_fair_darts_mixing_weights_are_sigmoids_of_alphas():
     """Fair DARTS starts from alphas 0 (every weight 0.5) and mixes with sigmoid(alpha) per op, independently of the
-    other ops of the edge (not a softmax); a dropped `none` weighs 0."""
-    space, supernet = tiny_darts()
-    for t, m in FairDARTS(supernet, space, drop_none=True).mixing().items():
+    other ops of the edge (not a softmax)."""
+    space, supernet = tiny_darts(ops="s5")
+    for t, m in FairDARTS(supernet, space).mixing().items():
         assert not supernet.alphas[t].any()
-        assert torch.equal(m.weights[:, 1:], torch.full_like(m.weights[:, 1:], 0.5)) and not m.weights[:, 0].any()
+        assert torch.equal(m.weights, torch.full_like(m.weights, 0.5))
     strategy = FairDARTS(supernet, space)
     with torch.no_grad():
         for a in supernet.arch_parameters():
@@ -122,9 +121,9 @@ def test_fair_darts_mixing_weights_are_sigmoids_of_alphas():
 
 def threshold_case(threshold: float):
     """Fair DARTS on alphas whose answer is known: every sigmoid 0.5 except the ops set below; its genotype."""
-    space, supernet = tiny_darts(dtype=torch.float32)
-    strategy = FairDARTS(supernet, space, op_threshold=threshold, drop_none=True)
-    op = {name: k for k, name in enumerate(PRIMITIVES)}
+    space, supernet = tiny_darts(dtype=torch.float32, ops="s5")
+    strategy = FairDARTS(supernet, space, op_threshold=threshold)
+    op = {name: k for k, name in enumerate(space.ops.names("normal", 0))}
     with torch.no_grad():
         normal = supernet.alphas["normal"]
         normal[0, op["sep_conv_3x3"]] = logit(0.90)  # node 0 <- state 0: above 0.85, kept

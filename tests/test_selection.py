@@ -161,7 +161,7 @@ def test_darts_pt_end_to_end_in_the_darts_space(cifar_mini, tmp_path):
     of both cells, then 2 inputs of nodes 1-3; result.json and genotype.txt hold the genotype of those decisions."""
     primitives = ("none", "skip_connect", "max_pool_3x3")
     result = search(tmp_path, cifar_mini, "search_space=darts", "model.layers=3", "model.init_channels=4",
-                    f"+search_space.primitives=[{','.join(primitives)}]", "selection=darts_pt",
+                    f"search_space.ops=[{','.join(primitives)}]", "selection=darts_pt",
                     "selection.interval=0", "selection.eval_batches=1", "selection.criterion=loss")
     records = decisions(tmp_path)
     assert [r["decision"] for r in records] == ["op"] * 28 + ["node"] * 6
@@ -175,7 +175,7 @@ def test_darts_pt_end_to_end_in_the_darts_space(cifar_mini, tmp_path):
     for r in records[28:]:
         assert len(r["kept"]) == 2
         weights[r["cell"]][r["removed"]] = 0.0
-    space = DartsSpace(primitives=primitives)
+    space = DartsSpace(ops=primitives)
     assert result["genotype"] == space.to_text(space.derive(weights))
     assert (tmp_path / "genotype.txt").read_text().strip() == result["genotype"]
     assert result["selection"]["method"] == "darts_pt" and result["selection"]["decisions"] == 34

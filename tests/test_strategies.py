@@ -326,15 +326,6 @@ def test_drnas_derives_from_the_dirichlet_mean_and_logs_concentrations():
     assert float(strategy.scalars()["concentration_normal/max"]) == pytest.approx(float(c.max()))
 
 
-def test_drnas_drop_none():
-    """drop_none fixes `none` at 0 and keeps the other ops on the simplex (DrNAS DARTS-space primitives)."""
-    _, _, strategy = setup("darts", DrNAS, drop_none=True)
-    for m in strategy.mixing().values():
-        w = m.weights.detach()
-        assert (w[:, 0] == 0).all() and (w[:, 1:] > 0).all()
-        torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[0]))
-
-
 @pytest.mark.parametrize("kwargs, match", [({"reg_type": "l1"}, "reg_type"), ({"order": 3}, "order")])
 def test_drnas_rejects_bad_options(kwargs, match):
     """An unknown regulariser or a bad order is refused with a ValueError."""

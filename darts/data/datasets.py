@@ -1,7 +1,8 @@
-"""Datasets (the loaders are in darts/data/loaders.py, the search split in darts/data/search_split.py).
+"""Datasets (CIFAR and SVHN in darts/data/torchvision_sets.py, the loaders in darts/data/loaders.py, the search split
+in darts/data/search_split.py).
 
-A dataset function (`cifar10`, `cifar100`, `image_folder`, `fake`, `imagenet`) returns a `Datasets` pair whose
-`train` and `test` are either an in-memory `ImageData` (uint8 tensors) or a `StreamingData` (an image folder
+A dataset function (`image_folder`, `fake`, `imagenet`, and those of torchvision_sets.py) returns a `Datasets` pair
+whose `train` and `test` are either an in-memory `ImageData` (uint8 tensors) or a `StreamingData` (an image folder
 read from disk per batch). Both expose the same method, so a trainer builds its loaders without knowing the
 dataset's name::
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,20 +38,9 @@ from darts.data.loaders import DeviceLoader, StreamingLoader, Transformed, check
 
 logger = logging.getLogger(__name__)
 
-# DARTS cnn/utils.py `_data_transforms_cifar10`.
-CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
-CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
-# Per-channel statistics of the CIFAR-100 training set, rounded to 4 places (full values in
-# weiaicunzai/pytorch-cifar100 conf/global_settings.py: CIFAR100_TRAIN_MEAN / CIFAR100_TRAIN_STD). P-DARTS
-# utils.py `_data_transforms_cifar100` uses the slightly different (0.5071, 0.4867, 0.4408) / (0.2675, 0.2565, 0.2761).
-CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 # DARTS cnn/train_imagenet.py `normalize`.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_DOWNLOAD_TIMEOUT_S = 30.0  # torchvision's urlopen has no timeout: a firewalled host would hang forever
-_POINT_AT_DATA = ("point at local data with dataset.root=/path/to/cifar (the folder holding {folder}) "
-                  "or use dataset=imagefolder dataset.root=/path")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing tensor fields elementwise makes no sense here
@@ -133,38 +122,6 @@ class Datasets:
     def num_classes(self) -> int:
         """Number of classes (of the training split)."""
         return self.train.num_classes
-
-
-# torchvision is imported where a dataset needs it: importing it brings torch._dynamo (seconds in every process)
-def _cifar(cls: str, name: str, folder: str, root: str, download: bool, mean: tuple, std: tuple) -> Datasets:
-    """Read torchvision's CIFAR set ``cls`` once into uint8 tensors; one clear error line when it is unavailable."""
-    from torchvision import datasets
-    old_timeout = socket.getdefaulttimeout()  # process-wide, so restored as soon as torchvision returns
-    socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
-    try:
-        splits = [getattr(datasets, cls)(root, train=train, download=download) for train in (True, False)]
-    except (RuntimeError, OSError) as e:  # OSError covers URLError and timeouts
-        how = "and could not be downloaded" if download else "(download=False)"
-        cause = " ".join(str(e).split())  # one line, whatever torchvision or urllib wrote
-        where = Path(root).expanduser() / folder
-        raise FileNotFoundError(f"{name} not found under {where} {how} ({type(e).__name__}: {cause}); "
-                                + _POINT_AT_DATA.format(folder=folder)) from None
-    finally:
-        socket.setdefaulttimeout(old_timeout)
-    out = [ImageData(torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(),  # (N, 3, 32, 32)
-                     torch.as_tensor(s.targets, dtype=torch.int64), tuple(s.classes), mean, std) for s in splits]
-    logger.info("%s: %d train / %d test images from %s", name, len(out[0]), len(out[1]), root)
-    return Datasets(*out)
-
-
-def cifar10(root: str, download: bool = True) -> Datasets:
-    """CIFAR-10 via torchvision (root holds cifar-10-batches-py), normalised with the DARTS statistics."""
-    return _cifar("CIFAR10", "CIFAR-10", "cifar-10-batches-py", root, download, CIFAR10_MEAN, CIFAR10_STD)
-
-
-def cifar100(root: str, download: bool = True) -> Datasets:
-    """CIFAR-100 via torchvision (root holds cifar-100-python)."""
-    return _cifar("CIFAR100", "CIFAR-100", "cifar-100-python", root, download, CIFAR100_MEAN, CIFAR100_STD)
 
 
 def _split_dirs(root: str) -> tuple[Path, Path]:

@@ -3,13 +3,11 @@ genotype agreement across seeds, and per-epoch curves (benchmark accuracy, skip 
 
     darts-report multirun/2026-11-30/13-11-20 outputs/final [--out report]
 
-A directory is a run directory (it holds ``config.yaml``) or holds run directories at any depth (a Hydra
-``-m`` sweep). A method is the strategy (``strategy._target_``'s class, " 2nd order" added for ``order: 2``;
-``train_final`` for retraining runs; a deployment step's chain, e.g. ``train_final + prune 50% + int8``, for the runs
-of darts.deploy.prune, darts.deploy.quantize and darts.deploy.export) in a space (``search_space._target_``'s class), e.g.
-``GDAS / NB201Space``.
-Writes ``report.md``, ``report.csv`` (one row per run) and PNG figures (drawn by ``darts.reporting.plots``) into
-``--out``, by default ``report/`` beside the runs (inside the directory given, or the one holding all of them).
+A directory is a run directory (it holds ``config.yaml``) or holds run directories at any depth (a Hydra ``-m`` sweep).
+A method is the strategy (its class, " 2nd order" added for ``order: 2``; ``train_final`` for retraining; a deployment
+chain such as ``train_final + prune 50% + int8``) in a space (its class), e.g. ``GDAS / NB201Space``. Writes
+``report.md``, ``report.csv`` (one row per run) and PNG figures (``darts.reporting.plots``) into ``--out``, by
+default ``report/`` beside the runs (inside the directory given, or the one holding all of them).
 """
 from __future__ import annotations
 
@@ -28,9 +26,10 @@ import numpy as np
 from darts.reporting.plots import (Agreement, EdgeVote, MethodReport, Published, Stat, benchmark_column, epoch_curves,
                                 plot_curves, plot_published, render)
 from darts.runs.reader import Run, run_dirs
+from darts.supernet import OpSet
 
 log = logging.getLogger(__name__)
-RESULT_METRICS = {  # each kind's final metrics in result.json (README: "What a run directory holds", "Outputs")
+RESULT_METRICS = {  # each kind's final metrics in result.json (docs/run-directories.md)
     "search": ("valid_acc", "train_acc"),
     "discrete": ("score", "evaluations"),
     "final": ("test_accuracy", "best_valid_accuracy", "params", "madds"),
@@ -42,8 +41,8 @@ IGNORED_SETTINGS = ("seed", "progress", "resume", "device")  # keys that may dif
 
 _NB201, _T5 = "cifar10_test_200ep", "NB201 paper (Dong & Yang, ICLR 2020), Table 5"
 _ERROR = "CIFAR-10 test error % after retraining"
-_PROGRESSIVE = "with progressive learning, not implemented here (README, Known deviations)"
-PUBLISHED: dict[tuple[str, str], Published] = {  # (strategy, space) -> README "Search strategies", "NB201: 100 seeds"
+_PROGRESSIVE = "with progressive learning (docs/methods/drnas.md)"
+PUBLISHED: dict[tuple[str, str], Published] = {  # (strategy, space) -> the README's method index
     ("DARTS", "NB201Space"): Published(_NB201, 54.30, 0.00, f"{_T5}, DARTS-V1"),
     ("DARTS 2nd order", "NB201Space"): Published(_NB201, 54.30, 0.00, f"{_T5}, DARTS-V2"),
     ("GDAS", "NB201Space"): Published(_NB201, 93.61, 0.09, _T5),
@@ -102,8 +101,8 @@ class ReportedRun(Run):
         times = [r["epoch_time"] for r in self.epochs if "epoch_time" in r]
         return float(sum(times)) if self.kind == "search" and times else None
 
-    def indices(self, text: str) -> dict[str, list[int]]:
-        """The op index per edge of each cell type of a genotype text (the space's ``one_hot``)."""
+    def indices(self, text: str) -> dict[str, list[int | None]]:
+        """The op index per edge of each cell type of a genotype text (the space's ``one_hot``; None: unused)."""
         return {cell: list(m.index) for cell, m in self.space.one_hot(self.space.parse(text)).items()}
 
 
@@ -151,14 +150,16 @@ def summarise(runs: Iterable[ReportedRun]) -> dict[str, dict[str, Stat]]:
     return summary
 
 
-def edge_agreement(genotypes: list[dict[str, list[int]]], primitives: tuple[str, ...]) -> list[EdgeVote]:
-    """Per cell type and edge, the most common op over ``genotypes`` (``one_hot`` indices; ties: lower index)."""
+def edge_agreement(genotypes: list[dict[str, list[int | None]]], ops: OpSet) -> list[EdgeVote]:
+    """Per cell type and edge, the most common op over ``genotypes`` (``one_hot`` indices, None for an unused edge;
+    ties: lower index, unused last)."""
     votes = []
     for cell, edges in genotypes[0].items():
         for edge in range(len(edges)):
             counts = Counter(g[cell][edge] for g in genotypes)
-            op, count = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-            votes.append(EdgeVote(cell, edge, primitives[op], count, len(genotypes)))
+            op, count = min(counts.items(), key=lambda kv: (-kv[1], ops.k if kv[0] is None else kv[0]))
+            name = "unused" if op is None else ops.names(cell, edge)[op]
+            votes.append(EdgeVote(cell, edge, name, count, len(genotypes)))
     return votes
 
 
@@ -181,7 +182,7 @@ def agreement(runs: Iterable[ReportedRun]) -> dict[str, Agreement]:
         indices = [run.indices(run.result["genotype"]) for run in group]
         keys = [tuple(map(tuple, ix.values())) for ix in indices]  # equal one_hot = the same network
         key, count = Counter(keys).most_common(1)[0]
-        out[method] = Agreement(edge_agreement(indices, group[0].space.primitives), mean_pairwise_distance(indices),
+        out[method] = Agreement(edge_agreement(indices, group[0].space.ops), mean_pairwise_distance(indices),
                                 sum(map(len, indices[0].values())), group[keys.index(key)].result["genotype"], count)
     return out
 
@@ -197,10 +198,11 @@ def published(run: ReportedRun) -> Published | None:
 
 def skip_count(run: ReportedRun, record: dict[str, Any]) -> float | None:
     """Edges of a ``genotypes.jsonl`` record's genotype whose op is ``skip_connect`` (DARTS's collapse signal)."""
-    if SKIP not in run.space.primitives:
+    ops = run.space.ops
+    if SKIP not in ops.primitives:
         return None
-    skip = run.space.primitives.index(SKIP)
-    return float(sum(i == skip for index in run.indices(record["genotype"]).values() for i in index))
+    return float(sum(i is not None and ops.names(cell, e)[i] == SKIP
+                     for cell, index in run.indices(record["genotype"]).items() for e, i in enumerate(index)))
 
 
 def differing_settings(runs: list[ReportedRun]) -> list[str]:

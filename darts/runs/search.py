@@ -177,7 +177,7 @@ class SearchRun(EpochRun):
         genotype text and the benchmark's accuracies of the epoch's genotype."""
         board.scalars("search", self.metrics, epoch)
         board.scalars("arch", self.strategy.scalars(), epoch)
-        board.arch(self.strategy.op_weights(), self.space.primitives, self.space.cell_graphs(genotype), epoch)
+        board.arch(self.strategy.op_weights(), self.space.ops, self.space.cell_graphs(genotype), epoch)
         board.text("arch/genotype", record["genotype"], epoch)
         if self.benchmark is not None:
             record["benchmark"] = self.benchmark.query(genotype)

@@ -14,6 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from darts.diagrams import CellGraph, draw_genotype, to_image
+from darts.supernet import OpSet
 
 
 class _Discard:
@@ -36,19 +37,23 @@ class TensorBoardLog:
         for name, value in values.items():
             self.writer.add_scalar(f"{prefix}/{name}", float(value), step)
 
-    def heatmap(self, tag: str, weights: torch.Tensor, primitives: tuple[str, ...], step: int) -> None:
-        """Op weights [E, K] as an image: one row per edge, one column per op, the colours centred on the uniform
-        weight 1/K and stretched to the largest deviation from it, so that a young search's small differences show."""
+    def heatmap(self, tag: str, weights: torch.Tensor, names: tuple[tuple[str, ...], ...], step: int) -> None:
+        """Op weights [E, K] as an image: one row per edge, one column per op (``names[e]``: edge e's ops; where the
+        edges search different ops, each row names its own), the colours centred on the uniform weight 1/K and
+        stretched to the largest deviation from it, so that a young search's small differences show."""
         if not self.enabled:
             return
         w = weights.detach().float().cpu().numpy()
         uniform, spread = 1.0 / w.shape[1], max(float(np.abs(w - 1.0 / w.shape[1]).max()), 1e-6)
-        fig = Figure(figsize=(1.0 + 0.6 * w.shape[1], 0.9 + 0.3 * w.shape[0]), dpi=80)
+        same = len(set(names)) == 1
+        columns = names[0] if same else [f"op {k}" for k in range(w.shape[1])]
+        rows = [f"edge {e}" + ("" if same else f": {', '.join(row)}") for e, row in enumerate(names)]
+        fig = Figure(figsize=(1.0 + 0.6 * w.shape[1] + 0.06 * max(map(len, rows)), 0.9 + 0.3 * w.shape[0]), dpi=80)
         canvas = FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         im = ax.imshow(w, cmap="coolwarm", norm=Normalize(uniform - spread, uniform + spread), aspect="auto")
-        ax.set_xticks(range(len(primitives)), primitives, rotation=45, ha="right", fontsize=7)
-        ax.set_yticks(range(w.shape[0]), [f"edge {e}" for e in range(w.shape[0])], fontsize=7)
+        ax.set_xticks(range(w.shape[1]), columns, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(w.shape[0]), rows, fontsize=7)
         fig.colorbar(im, ax=ax)
         fig.tight_layout()
         canvas.draw()
@@ -75,16 +80,15 @@ class TensorBoardLog:
         """A custom-scalars layout: category -> chart title -> ["Multiline", [tag regexes]]."""
         self.writer.add_custom_scalars(charts)
 
-    def arch(self, op_weights: dict[str, torch.Tensor], primitives: tuple[str, ...], graphs: dict[str, CellGraph],
-             step: int) -> None:
+    def arch(self, op_weights: dict[str, torch.Tensor], ops: OpSet, graphs: dict[str, CellGraph], step: int) -> None:
         """A search's architecture at ``step``: per cell type the op-weight heatmap (``arch/<cell>``), each edge's
         op weights as scalars (``arch/weights_<cell>/edgeNN/<op>``, one multi-line chart per edge in the custom-scalars
         layout of ``arch_layout``) and the diagram of the derived cell (``arch/diagram_<cell>``)."""
         for cell_type, w in op_weights.items():
-            self.heatmap(f"arch/{cell_type}", w, primitives, step)
+            self.heatmap(f"arch/{cell_type}", w, ops.edges[cell_type], step)
             values = w.detach().float().cpu().tolist()  # [E][K]
             for e, row in enumerate(values):
-                for op, value in zip(primitives, row):
+                for op, value in zip(ops.names(cell_type, e), row):
                     self.writer.add_scalar(f"arch/weights_{cell_type}/edge{e:02d}/{op}", value, step)
         self.cells("arch/diagram", graphs, step)
 

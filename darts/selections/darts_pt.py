@@ -68,7 +68,7 @@ class DartsPT(Selection):
     def select(self, strategy: Strategy, space: SearchSpace, context: SearchContext, record: Record) -> Any:
         """Decide every edge (then every node's inputs), fine-tuning in between; the genotype of the decisions."""
         supernet = context.supernet
-        proj = Projection(supernet.cell_types, supernet.num_edges, len(supernet.primitives),
+        proj = Projection(supernet.cell_types, supernet.num_edges, supernet.ops.k,
                           supernet.arch_parameters()[0].device)
         nodes = {t: [group for group in space.input_choices() if len(group[0]) > group[1]] for t in supernet.cell_types}
         rounds = supernet.num_edges + max(len(n) for n in nodes.values())
@@ -123,7 +123,7 @@ class DartsPT(Selection):
         pick = min if self.criterion == "acc" else max  # lowest accuracy, highest loss; both keep the first on ties
         best = pick(range(proj.num_ops), key=lambda k: scores[k])
         proj.fix_op(t, e, best)
-        names = context.supernet.primitives
+        names = context.supernet.ops.names(t, e)
         log.info("DARTS-PT: %s edge %d -> %s (%s without each op: %s)", t, e, names[best], self.criterion,
                  ", ".join(f"{n} {s:.4g}" for n, s in zip(names, scores)))
         return {"decision": "op", "cell": t, "edge": e, "op": names[best], "criterion": self.criterion,

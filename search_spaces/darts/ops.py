@@ -8,7 +8,8 @@ from typing import Callable
 
 import torch.nn as nn
 
-from darts.ops import AvgPool, DilConv, FactorizedReduce, Identity, MaxPool, PoolBN, ReLUSequential, SepConv, Zero
+from darts.ops import (AvgPool, DilConv, FactorizedReduce, Identity, MaxPool, Noise, PoolBN, ReLUSequential, SepConv,
+                       Zero)
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 
@@ -44,6 +45,7 @@ def _skip_connect(C: int, stride: int, affine: bool) -> nn.Module:
 # Paddings keep "same" spatial size at stride 1 (DARTS cnn/operations.py).
 OPS: dict[str, OpFactory] = {
     "none": lambda C, stride, affine: Zero(stride),
+    "noise": lambda C, stride, affine: Noise(stride),  # RobustDARTS src/operations.py (S4)
     "avg_pool_3x3": lambda C, stride, affine: AvgPool(3, stride=stride, padding=1, count_include_pad=False),
     "max_pool_3x3": lambda C, stride, affine: MaxPool(3, stride=stride, padding=1),
     "skip_connect": _skip_connect,

@@ -5,62 +5,84 @@ Derivation, sampling, mutation and one-hot mixing of DARTS genotypes; the networ
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from darts.diagrams import CellGraph
 from darts.context import Context
-from darts.supernet import Mixing, SupernetOptions
+from darts.supernet import Mixing, OpSet, SupernetOptions
 from darts.settings import integer
 from search_spaces.base import SearchSpace, randint
 from search_spaces.darts.genotype import Genotype, parse_genotype
 from search_spaces.darts.genotypes import GENOTYPES
 from search_spaces.darts.network import NetworkCIFAR
-from search_spaces.darts.ops import PRIMITIVES
-from search_spaces.darts.supernet import MULTIPLIER, NUM_EDGES, STEPS, DartsSupernet
+from search_spaces.darts.op_sets import NUM_EDGES, op_set
+from search_spaces.darts.supernet import MULTIPLIER, STEPS, DartsSupernet
 
 CONCAT = range(2 + STEPS - MULTIPLIER, STEPS + 2)  # range(2, 6), as model_search.py prints it
 
 
-def _derive_cell(weights: torch.Tensor, primitives: tuple[str, ...]) -> list[tuple[str, int]]:
-    """DARTS rule (sec. 2.4; model_search.py genotype): per node, the 2 inputs whose best non-none op is strongest."""
-    ops = [k for k, name in enumerate(primitives) if name != "none"]
-    w = weights.detach().float().cpu()[:, ops]  # [E, K-1]
+def _best_op(weights: torch.Tensor, names: tuple[str, ...]) -> tuple[float, str]:
+    """An edge's strongest op other than `none` and its weight; the first of equals wins, as the reference's strict
+    ``>`` (model_search.py genotype; RobustDARTS src/search/model_search.py for per-edge op lists)."""
+    k = max((k for k, name in enumerate(names) if name != "none"), key=lambda k: float(weights[k]))
+    return float(weights[k]), names[k]
+
+
+def _derive_cell(weights: torch.Tensor, names: tuple[tuple[str, ...], ...]) -> list[tuple[str, int]]:
+    """DARTS rule (sec. 2.4; model_search.py genotype): per node, the 2 inputs whose best non-none op is strongest.
+    ``names[e]``: the ops of edge e, the columns of ``weights`` [E, K]."""
+    w = weights.detach().float().cpu()  # [E, K]
     gene, start = [], 0
     for node in range(STEPS):
         n = node + 2
-        best, arg = w[start:start + n].max(dim=1)  # [n]
+        best = [_best_op(w[start + j], names[start + j]) for j in range(n)]
         # stable sort: ties keep the lower input index first, as Python's sorted in the reference
-        kept = sorted(range(n), key=lambda j: -float(best[j]))[:2]
-        gene += [(primitives[ops[int(arg[j])]], j) for j in kept]
+        kept = sorted(range(n), key=lambda j: -best[j][0])[:2]
+        gene += [(best[j][1], j) for j in kept]
         start += n
     return gene
 
 
 def derive_genotype(alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor) -> Genotype:
-    """Genotype of raw (pre-softmax) arch parameters [14, 8] by the DARTS rule on their softmax."""
+    """Genotype of raw (pre-softmax) arch parameters [14, 8] (the ``darts`` op set) by the DARTS rule on their softmax."""
     return DartsSpace().derive({"normal": F.softmax(alphas_normal, -1), "reduce": F.softmax(alphas_reduce, -1)})
 
 
 class DartsSpace(SearchSpace):
-    """The DARTS CNN space; ``init_channels``/``layers`` size the supernet and proxy networks."""
+    """The DARTS CNN space; ``init_channels``/``layers`` size the supernet and proxy networks, ``ops`` is the op set
+    searched (a name of ``search_spaces.darts.op_sets.OP_SETS``, a list of op names, or per cell type and edge)."""
 
     cell_types = ("normal", "reduce")
     num_edges = NUM_EDGES
 
-    def __init__(self, init_channels: int = 16, layers: int = 8, primitives: tuple[str, ...] = PRIMITIVES):
+    def __init__(self, init_channels: int = 16, layers: int = 8, ops: str | Sequence[str] | dict = "darts"):
         integer("model.init_channels", init_channels, 1)
         integer("model.layers", layers, 1)
         self.init_channels = init_channels
         self.layers = layers
-        self.primitives = tuple(primitives)
-        if self.primitives[0] != "none":
-            raise ValueError(f"the DARTS space expects 'none' as primitive 0, got {self.primitives}")
+        self._ops = op_set(ops)
+        self.primitives = self._ops.primitives
+        # an edge that searches no `none` cannot show that a genotype leaves it out: index K says so (``choices``)
+        self._unused = {t: tuple(row.index("none") if "none" in row else None for row in self._ops.edges[t])
+                        for t in self.cell_types}
+
+    @property
+    def ops(self) -> OpSet:
+        """The op set searched on each edge."""
+        return self._ops
+
+    @property
+    def choices(self) -> int:
+        """K, plus one where some edge has no `none` to mark it unused."""
+        return self._ops.k + any(i is None for cell in self._unused.values() for i in cell)
 
     def make_supernet(self, num_classes: int, context: Context, options: SupernetOptions) -> DartsSupernet:
         """The supernet at this space's size."""
-        return DartsSupernet(self.init_channels, num_classes, self.layers, self.primitives, context=context,
+        return DartsSupernet(self.init_channels, num_classes, self.layers, self._ops, context=context,
                              options=options)
 
     def network_sizes(self) -> dict[str, int]:
@@ -73,8 +95,8 @@ class DartsSpace(SearchSpace):
 
     def derive(self, weights: dict[str, torch.Tensor]) -> Genotype:
         """The DARTS rule on op weights [14, K] per cell type."""
-        return Genotype(normal=_derive_cell(weights["normal"], self.primitives), normal_concat=CONCAT,
-                        reduce=_derive_cell(weights["reduce"], self.primitives), reduce_concat=CONCAT)
+        return Genotype(normal=_derive_cell(weights["normal"], self._ops.edges["normal"]), normal_concat=CONCAT,
+                        reduce=_derive_cell(weights["reduce"], self._ops.edges["reduce"]), reduce_concat=CONCAT)
 
     def to_text(self, genotype: Genotype) -> str:
         """The reference namedtuple repr."""
@@ -97,22 +119,28 @@ class DartsSpace(SearchSpace):
         """The genotype of its JSON form."""
         return Genotype.from_json(data)
 
-    def sample(self, generator: torch.Generator) -> Genotype:
-        """Per node, 2 distinct inputs and a non-none op for each, uniformly."""
-        ops = self.primitives[1:]
+    def _searched(self, cell_type: str, node: int, src: int) -> list[str]:
+        """The ops other than `none` that the edge from ``src`` into ``node`` searches."""
+        return [o for o in self._ops.edges[cell_type][sum(range(2, node + 2)) + src] if o != "none"]
 
-        def cell() -> list[tuple[str, int]]:
+    def sample(self, generator: torch.Generator) -> Genotype:
+        """Per node, 2 distinct inputs and a non-none op of each one's edge, uniformly."""
+
+        def cell(cell_type: str) -> list[tuple[str, int]]:
             gene = []
             for node in range(STEPS):
                 first = randint(generator, node + 2)
                 second = (first + 1 + randint(generator, node + 1)) % (node + 2)
-                gene += [(ops[randint(generator, len(ops))], first), (ops[randint(generator, len(ops))], second)]
+                for src in (first, second):
+                    ops = self._searched(cell_type, node, src)
+                    gene.append((ops[randint(generator, len(ops))], src))
             return gene
 
-        return Genotype(normal=cell(), normal_concat=CONCAT, reduce=cell(), reduce_concat=CONCAT)
+        return Genotype(normal=cell("normal"), normal_concat=CONCAT, reduce=cell("reduce"), reduce_concat=CONCAT)
 
     def mutate(self, genotype: Genotype, generator: torch.Generator) -> Genotype:
-        """Change one pair's op, or its input node (to one its node does not already use)."""
+        """Change one pair's op, or its input node (to one its node does not already use; the op stays when the new
+        edge searches it, else one of the new edge's ops is drawn)."""
         cell_type = self.cell_types[randint(generator, 2)]
         gene = list(getattr(genotype, cell_type))
         k = randint(generator, len(gene))
@@ -120,10 +148,12 @@ class DartsSpace(SearchSpace):
         node = k // 2
         other = gene[k ^ 1][1]
         inputs = [j for j in range(node + 2) if j not in (src, other)]
-        if inputs and randint(generator, 2):
-            gene[k] = (op, inputs[randint(generator, len(inputs))])
+        ops = [o for o in self._searched(cell_type, node, src) if o != op]
+        if inputs and (not ops or randint(generator, 2)):
+            new = inputs[randint(generator, len(inputs))]
+            searched = self._searched(cell_type, node, new)
+            gene[k] = (op if op in searched else searched[randint(generator, len(searched))], new)
         else:
-            ops = [o for o in self.primitives[1:] if o != op]
             gene[k] = (ops[randint(generator, len(ops))], src)
         return genotype._replace(**{cell_type: gene})
 
@@ -139,13 +169,21 @@ class DartsSpace(SearchSpace):
         return graphs
 
     def one_hot(self, genotype: Genotype) -> dict[str, Mixing]:
-        """An op index per edge: the genotype's op on its kept edges, `none` elsewhere."""
+        """An op index per edge: the genotype's op on its kept edges; elsewhere, and where a pair's op is `none` (Fair
+        DARTS's dropped edges), `none` or None (left out) on an edge that searches no `none`. ValueError when the
+        genotype uses an op its edge does not search."""
         mixing = {}
         for cell_type in self.cell_types:
-            index = [0] * NUM_EDGES  # `none`
+            index = list(self._unused[cell_type])
             for k, (op, src) in enumerate(getattr(genotype, cell_type)):
-                node = k // 2
-                index[sum(range(2, node + 2)) + src] = self.primitives.index(op)
+                if op == "none":
+                    continue
+                e = sum(range(2, k // 2 + 2)) + src
+                names = self._ops.edges[cell_type][e]
+                if op not in names:
+                    raise ValueError(f"{cell_type} edge {e} ({src} -> node {k // 2}) of this genotype is {op!r}, "
+                                     f"which the op set does not search there; it searches {', '.join(names)}")
+                index[e] = names.index(op)
             mixing[cell_type] = Mixing(index=index)
         return mixing
 

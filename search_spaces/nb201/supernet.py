@@ -6,8 +6,8 @@ import torch.nn as nn
 
 from darts.context import Context
 from darts.mixed_op import auxiliary_skip, mixed_op
-from darts.supernet import CellDAG, Mixing, Supernet, SupernetOptions
-from search_spaces.nb201.genotype import NUM_NODES, PRIMITIVES
+from darts.supernet import CellDAG, Mixing, OpSet, Supernet, SupernetOptions
+from search_spaces.nb201.genotype import NUM_EDGES, NUM_NODES, PRIMITIVES
 from search_spaces.nb201.network import add_skeleton, head
 from search_spaces.nb201.ops import nb201_ops
 
@@ -40,7 +40,7 @@ class NB201Supernet(Supernet):
 
     def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, track_running_stats: bool = False,
                  context: Context = Context(), options: SupernetOptions = SupernetOptions()):
-        super().__init__(("cell",), PRIMITIVES, 1, NUM_NODES, context, options)
+        super().__init__(OpSet.uniform(("cell",), NUM_EDGES, PRIMITIVES), 1, NUM_NODES, context, options)
         add_skeleton(self, C, N, num_classes,
                      lambda width: SearchCell(width, options, track_running_stats, context.fast))
 

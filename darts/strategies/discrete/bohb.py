@@ -86,7 +86,7 @@ class BOHB(Hyperband):
             if n < self.min_points or len(good) <= self.dims or len(bad) <= self.dims:
                 continue
             self.model_fidelity = fidelity
-            levels = len(self.space.primitives)
+            levels = self.space.choices
             return tuple(CategoricalKDE(torch.stack([encode(self.space, g) for g, _ in part]), levels,
                                         self.min_bandwidth) for part in (good, bad))
         return None

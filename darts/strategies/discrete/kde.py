@@ -9,7 +9,8 @@ with statsmodels ``KDEMultivariate`` (var_type 'u' for every categorical paramet
     pdf(x) = mean_i K(x, X_i)
 
 A genotype is a vector of D categorical choices: the op index of every edge of every cell type
-(``space.one_hot``), c_d = len(space.primitives) values each (DARTS: `none` marks an unused edge).
+(``space.op_indices``), c_d = ``space.choices`` values each (DARTS: `none`, or index K where an edge searches no
+`none`, marks an unused edge).
 A proposal vector becomes a genotype through ``space.derive`` of its one-hot weights: exact for
 NB201 and the toy space, a projection for DARTS (each node keeps the 2 inputs whose op is not `none`,
 lower inputs first on ties, as the DARTS rule does), and the acquisition scores the projected genotype.
@@ -31,9 +32,10 @@ def encode(space: SearchSpace, genotype: Any) -> torch.Tensor:
 
 
 def decode(space: SearchSpace, vector: torch.Tensor) -> Any:
-    """The genotype ``space.derive`` gives for the one-hot weights of ``vector`` ([D] op indices)."""
-    weights = F.one_hot(vector, len(space.primitives)).float().view(len(space.cell_types), -1,
-                                                                     len(space.primitives))  # [T, E, K]
+    """The genotype ``space.derive`` gives for the one-hot weights of ``vector`` ([D] op indices; an unused edge's
+    index K becomes a row of zeros)."""
+    weights = F.one_hot(vector, space.choices).float().view(len(space.cell_types), -1, space.choices)  # [T, E, c]
+    weights = weights[..., :space.ops.k]  # [T, E, K]
     return space.derive(dict(zip(space.cell_types, weights)))
 
 

@@ -8,8 +8,8 @@ is the inertia form with w = chi, c1 = c2 = 2.05 chi = 1.49618), and a velocity 
 of each position variable, as Eberhart and Shi recommend with constriction ("Comparing Inertia Weights and
 Constriction Factors in Particle Swarm Optimization", CEC 2000).
 
-Encoding. A particle's position ``x`` is, per cell type, a real tensor [E, K] over the space's candidate ops:
-the shape of the mixing weights ``space.one_hot(genotype)`` runs a genotype with. It is decoded by the space's
+Encoding. A particle's position ``x`` is, per cell type, a real tensor [E, c] over each edge's candidate ops (c =
+``space.choices``: the K ops, plus "unused" where an edge searches no `none`). It is decoded by the space's
 own derivation ``space.derive(x)``: the op of largest value on each edge (NB201, toy), and in the DARTS space
 its rule (sec. 2.4: each node keeps the 2 inputs whose best non-none op is strongest). Every real position
 thus decodes to a valid genotype, so positions are not confined to a box.
@@ -78,7 +78,7 @@ class ParticleSwarm(DiscreteStrategy):
                  time_budget: float | None = None,
                  warm: Sequence[Any] = ()):
         super().__init__(space, budget, seed, time_budget, warm)
-        dims = len(space.cell_types) * space.num_edges * len(space.primitives)
+        dims = len(space.cell_types) * space.num_edges * space.choices
         self.swarm_size = 10 + math.floor(2 * math.sqrt(dims)) if swarm is None else swarm
         if self.swarm_size < 1:
             raise ValueError(f"swarm={swarm} must be >= 1 particles (or null: 10 + 2 sqrt(D) = "
@@ -101,12 +101,12 @@ class ParticleSwarm(DiscreteStrategy):
         if not self.positions:
             return self._initialise()[:limit]
         self._move()
-        return [self.space.derive({c: x[i] for c, x in self.positions.items()})
+        return [self.space.derive({c: x[i, :, :self.space.ops.k] for c, x in self.positions.items()})
                 for i in range(min(self.swarm_size, limit))]
 
     def _encode(self, genotype: Any) -> dict[str, torch.Tensor]:
-        """The genotype's one-hot mixing weights, per cell type [E, K]."""
-        k = len(self.space.primitives)
+        """The genotype's one-hot op indices, per cell type [E, c] (c = ``space.choices``)."""
+        k = self.space.choices
         return {c: F.one_hot(index, k).float() for c, index in zip(self.space.cell_types, self.space.op_indices(genotype))}
 
     def _initialise(self) -> list[Any]:

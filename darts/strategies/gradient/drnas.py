@@ -8,7 +8,7 @@ expected validation loss plus a regulariser pulling beta towards the anchor 1 (u
   * ``reg_type="kl"``: ``reg_scale * sum_edges KL(Dir(beta) || Dir(1))`` added to the arch loss.
 The genotype is derived from the Dirichlet mean beta / sum(beta).
 Progressive learning (sec. 3.3, ``progressive=True``): the search runs in stages; the first trains a supernet of
-partial channels (PC-DARTS's K, ``search_space.partial_channels``), and at each later stage's start every edge keeps
+partial channels (PC-DARTS's K, ``SupernetOptions.partial_channels``), and at each later stage's start every edge keeps
 only its ``keep_ops`` ops of largest alpha (utils.py ``prune``; the others are skipped) and the mixed ops are widened
 to the stage's smaller K (net2wider.py, ``darts.mixed_op``), the weight optimizer's momentum carried over; arch steps
 start ``arch_start_epoch`` epochs into each stage (``train(..., e)`` with the epoch within the stage). A Dirichlet
@@ -69,8 +69,6 @@ class DrNAS(DARTS):
     Args:
         reg_type, reg_scale: the regulariser towards the uniform anchor (see module docstring;
             201-space/train_search.py: ``--reg_type l2 --reg_scale 1e-3``).
-        drop_none: fix the `none` op's weight at 0 and put the Dirichlet on the other ops, as
-            DrNAS's DARTS-space genotypes.py (which removes `none`); its 201-space keeps `none`.
         progressive, stages: progressive learning over ``stages`` (module docstring), each ``{epochs,
             partial_channels, keep_ops}``; the first stage's K is the supernet's, the epochs add up to the run's.
         order, arch_lr, arch_betas, fd_radius, arch_start_epoch: as ``DARTS`` (201-space
@@ -79,22 +77,19 @@ class DrNAS(DARTS):
     """
 
     def __init__(self, supernet: Supernet, space: SearchSpace, reg_type: str = "l2", reg_scale: float = 1e-3,
-                 drop_none: bool = False, progressive: bool = False, stages: Sequence[Mapping[str, Any]] = (),
+                 progressive: bool = False, stages: Sequence[Mapping[str, Any]] = (),
                  order: int = 1, arch_lr: float = 3e-4, arch_betas: tuple[float, float] = (0.5, 0.999),
                  fd_radius: float = 0.01, arch_start_epoch: int = 0):
         if reg_type not in REG_TYPES:
             raise ValueError(f"strategy.reg_type={reg_type!r} is not valid; choose one of {REG_TYPES}")
-        if drop_none and "none" not in space.primitives:
-            raise ValueError(f"strategy.drop_none=True but the space has no 'none' primitive: {space.primitives}")
         # architect.py: l2 is Adam's weight decay on alpha; kl adds its term to the loss, no weight decay
         super().__init__(supernet, space, order, arch_lr, arch_betas, reg_scale if reg_type == "l2" else 0.0,
                          fd_radius, arch_start_epoch)
         self.reg_type, self.reg_scale = reg_type, reg_scale
         self._draws: dict[str, torch.Tensor] | None = None  # a fixed draw per cell type inside one_sample()
-        keep = [k for k, name in enumerate(space.primitives) if not (drop_none and name == "none")]
         alphas = supernet.alphas
-        self.kept = {t: torch.tensor(keep, device=alphas[t].device).repeat(alphas[t].shape[0], 1)
-                     for t in supernet.cell_types}  # [E, K'] per cell type: the ops each edge keeps
+        self.kept = {t: torch.arange(a.shape[1], device=a.device).repeat(a.shape[0], 1)
+                     for t, a in alphas.items()}  # [E, K'] per cell type: the ops each edge keeps
         self.progressive = progressive
         self.stages = [Stage(**stage) for stage in stages] if progressive else []
         if progressive:

@@ -28,17 +28,18 @@ from search_spaces.base import SearchSpace
 Pair = tuple[str, int]
 
 
-def sparse_pairs(pairs: list[Pair], weights: torch.Tensor, sizes: list[int], primitives: tuple[str, ...],
+def sparse_pairs(pairs: list[Pair], weights: torch.Tensor, sizes: list[int], names: tuple[tuple[str, ...], ...],
                  threshold: float) -> tuple[list[Pair], set[int]]:
     """``threshold_sparse`` on one DARTS-form cell: each pair (op, input) of node k // 2 stays if its op's weight in
-    weights [E, K] (edges in CellDAG order, ``sizes`` per node) is >= threshold and its input is not isolated, else
+    weights [E, K] (edges in CellDAG order, ``sizes`` per node, ``names[e]`` the ops of edge e) is >= threshold and its input is not isolated, else
     becomes ('none', input); returns the pairs and the isolated states (nodes left with two `none` pairs)."""
     starts = [sum(sizes[:j]) for j in range(len(sizes))]
     isolated: set[int] = set()
     out: list[Pair] = []
     for k, (op, src) in enumerate(pairs):
         node = k // 2
-        weight = float(weights[starts[node] + src, primitives.index(op)])
+        e = starts[node] + src
+        weight = float(weights[e, names[e].index(op)])
         kept = op != "none" and src not in isolated and weight >= threshold
         out.append((op, src) if kept else ("none", src))
         if k % 2 and out[-1][0] == out[-2][0] == "none":
@@ -52,43 +53,35 @@ class FairDARTS(DARTS):
     Args:
         w01: weight of the zero-one loss (train_search.py --aux_loss_weight 10).
         op_threshold: sigmoid weight an op needs to be kept (train_search.py --op_threshold 0.85, the paper's sigma).
-        drop_none: fix the `none` op's weight at 0 and leave it out of the zero-one loss: FairDARTS's
-            genotypes.py PRIMITIVES has no `none` (the DARTS space here keeps it as primitive 0).
         order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch: as ``DARTS`` (train_search.py:
             Adam 3e-3, weight decay 1e-3; architect.py: betas (--arch_lr_gamma 0.9, 0.999), a first-order step on
             every step from epoch 0).
     """
 
     def __init__(self, supernet: Supernet, space: SearchSpace, w01: float = 10.0, op_threshold: float = 0.85,
-                 drop_none: bool = False, order: int = 1, arch_lr: float = 3e-3,
+                 order: int = 1, arch_lr: float = 3e-3,
                  arch_betas: tuple[float, float] = (0.9, 0.999), arch_weight_decay: float = 1e-3,
                  fd_radius: float = 0.01, arch_start_epoch: int = 0):
         if w01 < 0:
             raise ValueError(f"strategy.w01={w01!r} must be >= 0")
         if not 0 < op_threshold < 1:
             raise ValueError(f"strategy.op_threshold={op_threshold!r} must be in (0, 1) (a sigmoid weight)")
-        if drop_none and "none" not in space.primitives:
-            raise ValueError(f"strategy.drop_none=True but the space has no 'none' primitive: {space.primitives}")
         super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch)
         self.w01, self.op_threshold = w01, op_threshold
         with torch.no_grad():  # model_search.py _initialize_alphas: torch.zeros (every sigmoid weight 0.5)
             for a in self.arch_parameters():
                 a.zero_()
-        device = next(supernet.parameters()).device
-        keep = [k for k, name in enumerate(space.primitives) if not (drop_none and name == "none")]
-        self.keep = torch.tensor(keep, device=device)  # [K']
-        self.mask = torch.zeros(len(space.primitives), device=device).index_fill_(0, self.keep, 1.0)  # [K]
 
     def sigmoids(self) -> dict[str, torch.Tensor]:
-        """sigmoid(alphas) of the kept ops [E, K'] per cell type (differentiable)."""
-        return {t: torch.sigmoid(self.supernet.alphas[t].index_select(1, self.keep)) for t in self.supernet.cell_types}
+        """sigmoid(alphas) [E, K] per cell type (differentiable)."""
+        return {t: torch.sigmoid(self.supernet.alphas[t]) for t in self.supernet.cell_types}
 
     def mixing(self) -> dict[str, Mixing]:
-        """sigmoid(alphas) [E, K] per cell type, a dropped `none` at 0."""
-        return {t: Mixing(torch.sigmoid(self.supernet.alphas[t]) * self.mask) for t in self.supernet.cell_types}
+        """sigmoid(alphas) [E, K] per cell type."""
+        return {t: Mixing(w) for t, w in self.sigmoids().items()}
 
     def zero_one_loss(self) -> torch.Tensor:
-        """L_01 = -mean over both cell types' kept weights of (sigmoid(alpha) - 0.5)^2 (separate_loss.py)."""
+        """L_01 = -mean over both cell types' weights of (sigmoid(alpha) - 0.5)^2 (separate_loss.py)."""
         w = torch.cat([s.flatten() for s in self.sigmoids().values()])  # [N]
         return -(w - 0.5).square().mean()
 
@@ -106,7 +99,7 @@ class FairDARTS(DARTS):
         sizes, fields = list(self.supernet.structure.node_inputs), {}
         for t in self.supernet.cell_types:
             w = weights[t].float().cpu()  # [E, K]
-            fields[t], isolated = sparse_pairs(list(getattr(genotype, t)), w, sizes, self.space.primitives,
+            fields[t], isolated = sparse_pairs(list(getattr(genotype, t)), w, sizes, self.supernet.ops.edges[t],
                                                self.op_threshold)
             concat = [i for i in getattr(genotype, f"{t}_concat") if i not in isolated]
             if isolated and concat:
@@ -114,7 +107,7 @@ class FairDARTS(DARTS):
         return genotype._replace(**fields)
 
     def scalars(self) -> dict[str, Any]:
-        """L_01 and, per cell type, the fraction of kept-op sigmoid weights at or above the threshold."""
+        """L_01 and, per cell type, the fraction of sigmoid weights at or above the threshold."""
         out: dict[str, Any] = {"zero_one_loss": self.zero_one_loss().detach()}
         for t, s in self.sigmoids().items():
             out[f"above_threshold_{t}"] = (s.detach() >= self.op_threshold).float().mean()
