@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from darts.evaluators.proxies import epe_nas, epe_nas_score, fisher, flops, grasp, l2_norm, params, plain, zen
 from darts.evaluators.proxies.jacobian import EPE_K
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def two_layer_net() -> nn.Sequential:

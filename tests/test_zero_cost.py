@@ -28,7 +28,6 @@ from darts.evaluators.warm_start import zero_cost_warm_start
 from search_spaces.nb201 import NB201Benchmark, NB201Space
 from search_spaces.toy import ToySpace
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread is fastest on shared cores
 ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 ALL_CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
