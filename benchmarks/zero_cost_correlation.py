@@ -1,12 +1,12 @@
 """Rank correlation of zero-cost proxies with NAS-Bench-201's CIFAR-10 test accuracy, next to the published values.
 
-    python benchmarks/zero_cost_correlation.py --table nb201_accuracies.csv --data cifar10-mini --n 1000 \\
+    python -m benchmarks.zero_cost_correlation --table nb201_accuracies.csv --data cifar10-mini --n 1000 \\
         --csv /tmp/zero_cost.csv
 
-For ``--n`` architectures of the table (a uniform subset without replacement, seeded by ``--seed``), each proxy
-of ``darts.evaluators.proxies`` is computed on the untrained NB201 network (C=16, N=5 as in NAS-Bench-201; weights seeded
-per architecture) with one batch of 64 training images, reused for every network (the papers score on a single
-minibatch: Abdelfattah et al. sec. 3, zero-cost-nas nasbench2_pred.py --batch_size 64 --dataload_info 1).
+For ``--n`` architectures of the table (a uniform subset without replacement, seeded by ``--seed``), each of the 13
+proxies of ``darts.evaluators.proxies`` is computed on the untrained NB201 network (C=16, N=5 as in NAS-Bench-201;
+weights seeded per architecture) with one batch of 64 training images, reused for every network (the papers score
+on a single minibatch: Abdelfattah et al. sec. 3, zero-cost-nas nasbench2_pred.py --batch_size 64 --dataload_info 1).
 Each row is appended to ``--csv`` as soon as it is computed, so an interrupted run resumes where it stopped;
 the script then prints a Markdown table of Spearman's rho and Kendall's tau-b against ``cifar10_test_200ep``.
 An undefined proxy value (NaN) ranks last (``darts.evaluators.proxies.as_score``).
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import time
 from functools import partial
 from pathlib import Path
@@ -23,18 +24,23 @@ import numpy as np
 import torch
 
 from darts.data.datasets import image_folder
+from darts.data.search_split import SearchData
 from darts.evaluators import candidate_seed
 from darts.evaluators.base import build_seeded
-from darts.evaluators.proxies import as_score, jacov, loss_gradients, naswot, norm_sum, saliency, synflow
-from darts.data.search_split import SearchData
+from darts.evaluators.proxies import PROXIES as PROXY_FUNCTIONS
+from darts.evaluators.proxies import as_score
+from darts.evaluators.proxies.jacobian import epe_nas_score, input_jacobian, jacov_score
+from darts.evaluators.proxies.saliency import loss_gradients, norm_sum, saliency, signed_saliency
 from search_spaces.nb201 import NB201Benchmark, NB201Space
 
 TARGET = "cifar10_test_200ep"
-PROXIES = ("synflow", "grad_norm", "snip", "jacov", "naswot")
-# NAS-Bench-201 CIFAR-10, all architectures: Spearman rho from Abdelfattah et al., ICLR 2021, Table 2; naswot's
-# Kendall tau from Mellor et al., ICML 2021 (as quoted by Akhauri et al., EZNAS, NeurIPS 2022)
-PUBLISHED = {"synflow": ("0.74", "-"), "grad_norm": ("0.58", "-"), "snip": ("0.58", "-"),
-             "jacov": ("0.73", "-"), "naswot": ("-", "0.57")}
+PROXIES = tuple(PROXY_FUNCTIONS)  # all 13, in darts.evaluators.proxies order
+# Published Spearman rho on all 15,625 NAS-Bench-201 cells, CIFAR-10: mohsaied/zero-cost-nas
+# notebooks/nasbench201_correlations.ipynb, the stored output of its "Table 1" cell (|rho| against the 200-epoch
+# test accuracy). naswot's Kendall tau: Mellor et al., ICML 2021 (as quoted by Akhauri et al., EZNAS, NeurIPS 2022).
+PUBLISHED = {"synflow": ("0.737", "-"), "grad_norm": ("0.594", "-"), "snip": ("0.596", "-"), "jacov": ("0.731", "-"),
+             "naswot": ("-", "0.57"), "fisher": ("0.360", "-"), "grasp": ("0.514", "-")}
+SHARED = {"grad_norm", "snip", "plain", "jacov", "epe_nas"}  # computed from one shared pass in proxy_values
 
 
 def ranks(values: np.ndarray) -> np.ndarray:
@@ -66,28 +72,45 @@ def kendall(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def proxy_values(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """Every proxy of ``net`` on the batch; grad_norm and snip share one loss gradient (they are the same pass)."""
+    """Every proxy of ``net`` on the batch. grad_norm, snip and plain share one loss gradient, jacov and epe_nas one
+    input Jacobian (each pair is the same pass); the others run on their own."""
     weights, grads = loss_gradients(net, x, y)
-    return {"synflow": synflow(net, x, y), "grad_norm": norm_sum(grads), "snip": saliency(weights, grads),
-            "jacov": jacov(net, x, y), "naswot": naswot(net, x, y)}
+    jacobians, num_classes = input_jacobian(net, x)
+    values = {"grad_norm": norm_sum(grads), "snip": saliency(weights, grads), "plain": signed_saliency(weights, grads),
+              "jacov": math.nan if jacobians is None else jacov_score(jacobians),
+              "epe_nas": math.nan if jacobians is None else epe_nas_score(jacobians, y, num_classes)}
+    values.update({name: proxy(net, x, y) for name, proxy in PROXY_FUNCTIONS.items() if name not in SHARED})
+    return {name: values[name] for name in PROXIES}
 
 
 def first_batch(root: Path, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch a ZeroCostEvaluator of a search seeded ``seed`` scores on: the first of its weight half."""
-    data = SearchData(lambda: image_folder(str(root)), 0.5, seed, torch.device("cpu"))
+    data = SearchData(lambda: image_folder(str(root)), 0.5, seed)  # the default context: the CPU
     return next(iter(data.weight_loader(batch_size, seed)))
+
+
+def computed_rows(out: Path, fields: list[str]) -> dict[str, dict[str, str]]:
+    """The rows already in ``out`` by architecture; ValueError when its columns are not ``fields`` (a file of another
+    version of this benchmark)."""
+    if not out.is_file() or out.stat().st_size == 0:
+        return {}
+    with out.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != fields:
+            raise ValueError(f"--csv {out} has the columns {reader.fieldnames}, not {fields}: pass a new file")
+        return {r["arch"]: r for r in reader}
 
 
 def measure(table: NB201Benchmark, space: NB201Space, batch: tuple[torch.Tensor, torch.Tensor], n: int, seed: int,
             out: Path) -> list[dict[str, str]]:
     """The proxies of ``n`` seeded table rows, appended to ``out`` (rows already there are kept, not recomputed)."""
-    done = {r["arch"]: r for r in csv.DictReader(out.open())} if out.is_file() else {}
+    fields = ["index", "arch", TARGET, *PROXIES, "seconds"]
+    done = computed_rows(out, fields)
     # a prefix of one seeded permutation: a larger n extends a smaller run
     archs = [table.archs[r] for r in np.random.default_rng(seed).permutation(len(table))[:n]]
-    fields = ["index", "arch", TARGET, *PROXIES, "seconds"]
     with out.open("a", newline="") as f:
         writer = csv.DictWriter(f, fields)
-        if not done:
+        if f.tell() == 0:  # a new file
             writer.writeheader()
         for k, arch in enumerate(archs):
             if arch in done:
@@ -112,8 +135,8 @@ def markdown(rows: list[dict[str, str]]) -> str:
              "|---|---|---|---|---|"]
     for p in PROXIES:
         values = np.array([as_score(float(r[p])) for r in rows])
-        lines.append(f"| {p} | {spearman(values, target):.3f} | {kendall(values, target):.3f} | "
-                     f"{PUBLISHED[p][0]} | {PUBLISHED[p][1]} |")
+        rho, tau = PUBLISHED.get(p, ("-", "-"))
+        lines.append(f"| {p} | {spearman(values, target):.3f} | {kendall(values, target):.3f} | {rho} | {tau} |")
     return "\n".join(lines)
 
 

@@ -42,7 +42,6 @@ ROW_FIELDS = {"case", "variant", "kind", "sizes", "settings", "images_per_step",
 BF16_MAX_GRAD_ERROR, BF16_MIN_COSINE, BF16_MAX_REL_ERROR = 0.2, 0.93, 0.4
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fixed_batches(steps: int = 2, batch: int = 8, size: int = 16) -> list[tuple[tuple, tuple]]:

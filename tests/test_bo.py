@@ -20,7 +20,6 @@ from search_spaces.darts import DartsSpace
 from search_spaces.nb201 import NB201Space
 from search_spaces.toy import ToySpace
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 SPACES = {"nb201": NB201Space, "darts": partial(DartsSpace, layers=3, init_channels=4), "toy": ToySpace}
 FAST = {"epochs": 10, "members": 3}  # a small predictor where the test is not about its fit
 

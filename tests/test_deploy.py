@@ -30,7 +30,7 @@ FINETUNE = {"finetune_epochs": 2, "steps_per_epoch": 2, "device": "cpu", **FAST}
 
 
 @pytest.fixture(scope="module")
-def retrained(tmp_path_factory, cifar_mini, one_thread) -> Path:
+def retrained(tmp_path_factory, cifar_mini) -> Path:
     """A finished tiny retraining run."""
     run_dir = tmp_path_factory.mktemp("deploy") / "final"
     run_entry("train_final.py", run_dir, "dataset=imagefolder", f"dataset.root={cifar_mini}", *TINY)

@@ -145,8 +145,7 @@ def test_distillation_run_includes_the_teacher_term(teacher_run, cifar_mini, tmp
                       "teacher_test_accuracy": read_json(teacher_run / "result.json")["test_accuracy"]}
 
 
-def test_student_starts_from_the_same_weights_with_or_without_a_teacher(teacher_run, cifar_mini, tmp_path,
-                                                                        one_thread):
+def test_student_starts_from_the_same_weights_with_or_without_a_teacher(teacher_run, cifar_mini, tmp_path):
     """Loading the teacher draws no random numbers: at the same seed the student's initial weights are the same."""
     plain = build_run(compose_final(tiny(cifar_mini)), tmp_path / "plain").model.state_dict()
     taught = build_run(compose_final(tiny(cifar_mini, f"distill.teacher={teacher_run}")), tmp_path / "kd")
@@ -154,7 +153,7 @@ def test_student_starts_from_the_same_weights_with_or_without_a_teacher(teacher_
     assert all(torch.equal(plain[k], v) for k, v in taught.model.state_dict().items())
 
 
-def test_torchvision_teacher_with_weights_trains_a_student(cifar_mini, tmp_path, one_thread):
+def test_torchvision_teacher_with_weights_trains_a_student(cifar_mini, tmp_path):
     """distill.teacher=torchvision:resnet18 with a 10-class state dict trains a student; the teacher is unchanged and
     result.json names it."""
     weights = tmp_path / "resnet18.pt"

@@ -21,7 +21,6 @@ from darts.mixed_op import carry, carry_optimizer
 from search_spaces.darts.ops import PRIMITIVES, SEARCH_OPS
 from search_spaces.nb201 import NB201Space
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 STAGES = [{"epochs": 1, "partial_channels": 4}, {"epochs": 1, "partial_channels": 2, "keep_ops": 3}]
 
 

@@ -19,7 +19,6 @@ from search_spaces.darts import DartsSpace
 from search_spaces.nb201 import NB201Space
 from search_spaces.toy import ToySpace
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 SPACES = {"nb201": NB201Space, "darts": DartsSpace, "toy": ToySpace}
 
 

@@ -20,7 +20,6 @@ from search_spaces.darts import DartsSpace
 CPU = torch.device("cpu")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def setup(cls=SDARTS, partial_channels: int = 1, **kwargs):

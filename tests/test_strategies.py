@@ -21,7 +21,6 @@ from search_spaces.nb201 import NB201Space
 SPACES = ("darts", "nb201")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_space(name: str, partial_channels: int = 1):

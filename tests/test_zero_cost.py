@@ -1,4 +1,4 @@
-"""Zero-cost proxies (darts/evaluators/proxies.py), the zero-cost evaluator, the zero-cost warm start and the correlation
+"""Zero-cost proxies (darts/evaluators/proxies/), the zero-cost evaluator, the zero-cost warm start and the correlation
 benchmark (benchmarks/zero_cost_correlation.py)."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from PIL import Image
 
 from conftest import read_json, run_entry
 from benchmarks.zero_cost_correlation import PROXIES as BENCHMARK_PROXIES
-from benchmarks.zero_cost_correlation import kendall, markdown, measure, spearman
-from darts.data.datasets import Datasets, ImageData
+from benchmarks.zero_cost_correlation import first_batch, kendall, markdown, measure, spearman
+from darts.data.datasets import Datasets, ImageData, image_folder
 from darts.evaluators import TabularEvaluator, ZeroCostEvaluator
 from darts.evaluators.proxies import (JACOV_K, PROXIES, as_score, get_proxy, grad_norm, hamming_kernel, jacov, jacov_score,
                            naswot, naswot_score, snip, synflow)
@@ -28,7 +28,6 @@ from darts.evaluators.warm_start import zero_cost_warm_start
 from search_spaces.nb201 import NB201Benchmark, NB201Space
 from search_spaces.toy import ToySpace
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread is fastest on shared cores
 ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 ALL_CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
@@ -136,21 +135,26 @@ def test_each_proxy_is_finite_deterministic_and_leaves_the_network_unchanged(nam
     assert all(p.grad is None for p in net.parameters())
 
 
+SIGNED = ("plain", "grasp")  # signed sums: a cell of convs may score below 0
+
+
 def test_a_network_of_none_cells_scores_lowest(batch):
-    """With every edge `none` the logits ignore the input: synflow, grad_norm and snip of the cells' convs are 0,
-    below a conv cell's; jacov is undefined and naswot -inf, both ranking last as scores."""
+    """With every edge `none` the logits ignore the input: every unsigned proxy scores it below a conv cell (the cells'
+    convs add nothing to the saliencies, jacov and epe_nas are undefined, naswot and zen -inf, all ranking last as
+    scores); plain and grasp, signed, are exactly 0 (every weight gradient is)."""
     space = NB201Space(init_channels=4, cells_per_stage=1)
     nets = {arch: space.build_network(space.parse(arch), 10) for arch in (ALL_NONE, ALL_CONV)}
     for name, proxy in PROXIES.items():
         empty, conv = as_score(proxy(nets[ALL_NONE], *batch)), as_score(proxy(nets[ALL_CONV], *batch))
-        assert empty < conv, name
+        assert empty == 0.0 if name in SIGNED else empty < conv, name
     assert synflow(nets[ALL_NONE], *batch) == 0.0
     assert math.isnan(jacov(nets[ALL_NONE], *batch)) and naswot(nets[ALL_NONE], *batch) == -math.inf
 
 
 def test_an_unknown_proxy_is_one_line_naming_the_valid_ones():
     """proxy=foo raises a one-line ValueError listing every proxy, from get_proxy and from the evaluator."""
-    with pytest.raises(ValueError, match="proxy='foo'.*synflow, grad_norm, snip, jacov, naswot") as err:
+    with pytest.raises(ValueError, match="proxy='foo'.*synflow, grad_norm, snip, jacov, naswot, fisher, grasp, plain, "
+                                         "epe_nas, zen, l2_norm, flops, params$") as err:
         get_proxy("foo")
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="choose one of synflow"):
@@ -237,3 +241,15 @@ def test_small_correlation_run_writes_resumable_rows(nb201_csv, batch, tmp_path)
     lines = markdown(rows).splitlines()[2:]
     assert len(lines) == len(BENCHMARK_PROXIES)
     assert all(-1 <= float(line.split("|")[2]) <= 1 for line in lines)
+    other = tmp_path / "other.csv"
+    other.write_text("index,arch,cifar10_test_200ep,synflow,seconds\n")
+    with pytest.raises(ValueError, match="other.csv has the columns .* pass a new file"):
+        measure(table, space, batch, 12, 0, other)
+
+
+def test_the_benchmark_scores_on_the_batch_of_a_zero_cost_search(cifar_mini):
+    """first_batch is the batch a ZeroCostEvaluator of a search with the same seed draws (train_portion 0.5)."""
+    x, y = first_batch(cifar_mini, 8, 0)
+    evaluator = ZeroCostEvaluator(ToySpace(), SearchData(lambda: image_folder(str(cifar_mini)), 0.5, 0), batch_size=8)
+    evaluator.prepare()
+    assert x.shape == (8, 3, 32, 32) and torch.equal(x, evaluator.batch[0]) and torch.equal(y, evaluator.batch[1])

@@ -8,12 +8,14 @@ A table is a CSV file with a header row, then one row per architecture:
 
 ``Table`` reads such a file for any space: each ``arch`` is parsed by the space when the file is
 loaded (a string the space cannot parse is an error naming the file and line), and lookups accept a
-genotype or its text. ``search_spaces.nb201.NB201Benchmark`` is the NAS-Bench-201 table.
+genotype or its text. ``search_spaces.nb201.NB201Benchmark`` is the NAS-Bench-201 table. A NATS-Bench archive
+directory (``darts.data.nats.NATSArchive``) answers the same queries from the benchmark's per-epoch records.
 """
 from __future__ import annotations
 
 import csv
 import math
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,7 +38,45 @@ class TabularBenchmark(Protocol):
     def query(self, genotype: Any, column: str | None = None) -> dict[str, float] | float: ...
 
 
-class Table:
+class ArchitectureIndex(ABC):
+    """Architectures of a space looked up by genotype or text: ``archs`` (canonical texts, in the benchmark's order)
+    and ``_row`` (text -> position), which a subclass fills; it answers ``query``."""
+
+    archs: tuple[str, ...]
+    space: GenotypeText
+    _row: dict[str, int]
+
+    def _index_archs(self, archs: tuple[str, ...], where: Path) -> None:
+        """Keep ``archs`` and their positions (ValueError naming ``where`` if one appears twice)."""
+        self.archs = archs
+        self._row = {text: i for i, text in enumerate(archs)}
+        if len(self._row) != len(archs):
+            raise ValueError(f"{where}: an architecture appears more than once")
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+    def __contains__(self, arch: object) -> bool:
+        """Whether ``arch`` is a valid architecture of the space listed here."""
+        try:
+            return self._key(arch) in self._row
+        except ValueError:
+            return False
+
+    def __getitem__(self, arch: Any) -> dict[str, float]:
+        """All summary metrics of ``arch``: ``{column: value}``."""
+        return self.query(arch)
+
+    @abstractmethod
+    def query(self, arch: Any, column: str | None = None) -> dict[str, float] | float:
+        """All metrics of ``arch`` as a dict, or the value of one ``column``."""
+
+    def _key(self, arch: Any) -> str:
+        """The canonical text of a genotype or its text (ValueError when the space cannot read it)."""
+        return self.space.to_text(self.space.parse(arch) if isinstance(arch, str) else arch)
+
+
+class Table(ArchitectureIndex):
     """Ground-truth metrics by architecture (a genotype of ``space`` or its text).
 
     Args:
@@ -49,6 +89,7 @@ class Table:
 
     howto = "the CSV format is in the docstring of darts/data/tabular.py"
     space_hint = "is it the table of another search space?"
+    per_trial = False  # one value per architecture and column (a NATS-Bench archive also has each trial's)
 
     def __init__(self, path: str | Path, space: GenotypeText):
         self.path = Path(path).expanduser()
@@ -56,25 +97,8 @@ class Table:
         if not self.path.is_file():
             raise FileNotFoundError(f"benchmark table not found: {self.path}; {self.howto}")
         self.columns, archs, self._indices, values = _read_csv(self.path, space, self.space_hint)
-        self.archs: tuple[str, ...] = tuple(archs)
+        self._index_archs(tuple(archs), self.path)
         self._values = np.asarray(values, dtype=np.float64).reshape(len(archs), len(self.columns))  # [N, M]
-        self._row = {arch: r for r, arch in enumerate(archs)}
-        if len(self._row) != len(archs):
-            raise ValueError(f"{self.path}: an architecture appears more than once")
-
-    def __len__(self) -> int:
-        return len(self.archs)
-
-    def __contains__(self, arch: object) -> bool:
-        """Whether ``arch`` is a valid architecture of the space present in the table."""
-        try:
-            return self._key(arch) in self._row
-        except ValueError:
-            return False
-
-    def __getitem__(self, arch: Any) -> dict[str, float]:
-        """All metrics of ``arch``: ``{column: value}``."""
-        return self.query(arch)
 
     def query(self, arch: Any, column: str | None = None) -> dict[str, float] | float:
         """All metrics of ``arch`` as a dict, or the value of one ``column``.
@@ -86,6 +110,10 @@ class Table:
         if column is None:
             return {name: float(v) for name, v in zip(self.columns, row)}
         return float(row[self.column_index(column)])
+
+    def knows(self, column: str) -> bool:
+        """Whether ``column`` is a metric column of the table."""
+        return column in self.columns
 
     def index_of(self, arch: Any) -> int:
         """The benchmark index of ``arch`` (the CSV ``index`` column)."""
@@ -112,10 +140,6 @@ class Table:
         if text not in self._row:
             raise KeyError(f"architecture {text!r} is not in the table {self.path}")
         return self._row[text]
-
-    def _key(self, arch: Any) -> str:
-        """The canonical text of a genotype or its text (ValueError when the space cannot read it)."""
-        return self.space.to_text(self.space.parse(arch) if isinstance(arch, str) else arch)
 
 
 def _read_csv(path: Path, space: GenotypeText,

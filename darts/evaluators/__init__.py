@@ -6,8 +6,9 @@
 - ``SupernetEvaluator`` (``supernet.py``): random search with weight sharing (Li and Talwalkar, UAI 2019,
   sec. 4.2): train the supernet on uniformly sampled single paths once, then score each genotype with
   the shared weights;
-- ``ZeroCostEvaluator`` (``zero_cost.py``): a zero-cost proxy of the untrained network on one batch (synflow,
-  grad_norm, snip, jacov, naswot; ``darts.evaluators.proxies``).
+- ``ZeroCostEvaluator`` (``zero_cost.py``): a zero-cost proxy of the untrained network on one batch (the 13 of
+  NASLib: synflow, grad_norm, snip, jacov, naswot, fisher, grasp, plain, epe_nas, zen, l2_norm, flops, params;
+  ``darts.evaluators.proxies``).
 
 The interface, with fidelity and cost, is ``base.Evaluator``.
 """

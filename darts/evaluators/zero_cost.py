@@ -1,7 +1,9 @@
 """Score a genotype by a zero-cost proxy of its untrained network on one batch (``darts.evaluators.proxies``).
 
-Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS", ICLR 2021 (synflow, grad_norm, snip, jacov; official
-code mohsaied/zero-cost-nas) and Mellor et al., "Neural Architecture Search without Training", ICML 2021 (naswot).
+The 13 proxies of NASLib (Krishnakumar et al., "NAS-Bench-Suite-Zero", NeurIPS 2022): Abdelfattah et al., "Zero-Cost
+Proxies for Lightweight NAS", ICLR 2021 (synflow, grad_norm, snip, grasp, fisher, jacov; plain and l2_norm from its
+official code mohsaied/zero-cost-nas), Mellor et al., ICML 2021 (naswot), Lopes et al., ICANN 2021 (epe_nas), Lin et al., ICCV 2021
+(zen), and the network's FLOPs and parameters.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ class ZeroCostEvaluator(Evaluator):
 
     Args:
         space, data: the run's space and search split.
-        proxy: one of ``darts.evaluators.proxies.PROXIES`` (synflow, grad_norm, snip, jacov, naswot).
+        proxy: one of ``darts.evaluators.proxies.PROXIES`` (synflow, grad_norm, snip, jacov, naswot, fisher, grasp,
+            plain, epe_nas, zen, l2_norm, flops, params).
         batch_size: images in the batch.
         seed: the run seed.
         workers: candidates scored at once (threads).

@@ -47,23 +47,26 @@ class InferCell(nn.Module):
     """A discrete NB201 cell (cell_infers/cells.py InferCell): one op per edge, node 3 is the output.
 
     ``layers`` holds all 6 edge ops in edge order, as the reference, so state_dict keys match it;
-    `none` edges are skipped in forward since they contribute exactly zero.
+    `none` edges are skipped in forward since they contribute exactly zero. ``make_op(op, j)`` builds the op of an
+    edge leaving node j (default: ``OPS[op](C, 1, True)``; the NATS size space's cells widen on the edges leaving
+    node 0).
     """
 
-    def __init__(self, genotype: NB201Genotype, C: int):
+    def __init__(self, genotype: NB201Genotype, C: int, make_op: Callable[[str, int], nn.Module] | None = None):
         super().__init__()
-        self.genotype = genotype
-        self.layers = nn.ModuleList(OPS[op](C, 1, True) for op in genotype.ops)
+        self.genotype, self.out_dim = genotype, C
+        make_op = make_op or (lambda op, j: OPS[op](C, 1, True))
+        self.layers = nn.ModuleList(make_op(op, j) for op, (_, j) in zip(genotype.ops, EDGES))
         # per node, the (edge, source) pairs whose op is not `none`
         self._inputs = [[(e, j) for e, (dst, j) in enumerate(EDGES) if dst == i and genotype.ops[e] != "none"]
                         for i in range(1, NUM_NODES + 1)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, C, H, W)."""
+        """(B, C_in, H, W) -> (B, C, H, W)."""
         nodes = [x]
         for inputs in self._inputs:
             terms = [self.layers[e](nodes[j]) for e, j in inputs]  # each (B, C, H, W)
-            nodes.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(x))
+            nodes.append(sum(terms[1:], terms[0]) if terms else x.new_zeros((x.shape[0], self.out_dim, *x.shape[2:])))
         return nodes[-1]
 
 
