@@ -128,6 +128,10 @@ class MixedOp(nn.Module):
         self._ops = nn.ModuleList(ops[name](C, stride, False) for name in self.primitives)
         self.computed = [k for k, op in enumerate(self._ops) if not (fast and isinstance(op, Zero))]
 
+    def candidates(self) -> dict[str, nn.Module]:
+        """The candidate ops by primitive name."""
+        return dict(zip(self.primitives, self._ops))
+
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None = None,
                 shared: SharedInput | None = None, kept: Sequence[int] | None = None) -> torch.Tensor:
         """Mix the ops on x (B, C, H, W) with weights [K]; ``index`` computes op ``index`` alone; ``kept`` only those

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from darts.context import Context
-from darts.mixed_op import PartialChannels, SharedInput, run_op
+from darts.mixed_op import MixedOp, PartialChannels, SharedInput, run_op
 
 
 @dataclass
@@ -35,6 +35,9 @@ class Mixing:
             with ``SupernetOptions(auxiliary_skip=True)``; DARTS-'s beta).
         kept: [E] per edge, the indices of the ops computed (a pruned supernet, DrNAS); the others must have
             weight 0 and are skipped.
+        per_cell: called by every cell that mixes with this ``Mixing``, in forward order, with it; returns the
+            ``Mixing`` that cell uses (e.g. its own copy of the weights, whose gradient is that cell's alone:
+            Lambda-DARTS's layer gradients).
     """
 
     weights: torch.Tensor | None = None
@@ -42,6 +45,7 @@ class Mixing:
     edge_weights: torch.Tensor | None = None
     skip_weight: float | None = None
     kept: Sequence[Sequence[int]] | None = None
+    per_cell: Callable[[Mixing], Mixing] | None = None
 
     def __post_init__(self) -> None:
         if self.weights is None and self.index is None:
@@ -169,6 +173,8 @@ class CellDAG(nn.Module):
 
     def forward(self, inputs: list[torch.Tensor], mixing: Mixing) -> list[torch.Tensor]:
         """Return all states (inputs, then the num_nodes intermediate nodes)."""
+        if mixing.per_cell is not None:
+            mixing = mixing.per_cell(mixing)
         if mixing.skip_weight is not None and self.skips is None:
             raise ValueError("a skip_weight needs a supernet built with auxiliary skips (SupernetOptions)")
         states = list(inputs)
@@ -235,6 +241,12 @@ class Supernet(nn.Module, ABC):
     def weight_parameters(self) -> list[nn.Parameter]:
         """The network weights: every parameter that is not an alpha."""
         return [p for n, p in self.named_parameters() if not n.startswith("alphas.")]
+
+    def candidate_ops(self) -> dict[str, nn.Module]:
+        """Every candidate op of every edge of every cell, ``{"<mixed op>/<primitive>": op}`` in module order: what
+        op-level methods act on (OLES's early stopping)."""
+        return {f"{name}/{primitive}": op for name, m in self.named_modules() if isinstance(m, MixedOp)
+                for primitive, op in m.candidates().items()}
 
     def widen(self, partial_channels: int, generator: torch.Generator) -> dict[nn.Parameter, tuple]:
         """Every partial-channel mixed op rebuilt for C / ``partial_channels`` channels (``PartialChannels.widen``);

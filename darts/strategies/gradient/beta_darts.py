@@ -36,14 +36,17 @@ class BetaDARTS(DARTS):
             (architect.py ``0 + 50*epoch/100``: 0 -> 50 over NB201's 100 epochs, 0 -> 25 over 50 DARTS-space epochs).
         order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch: as ``DARTS`` (train_search.py:
             first order, Adam 3e-4 with betas (0.5, 0.999) and weight decay 1e-3, arch steps from epoch 0).
+        early_stop: OLES's keys (``oles``, ``oles_threshold``, ``oles_frequency``), as ``DARTS``.
     """
 
     def __init__(self, supernet: Supernet, space: SearchSpace, reg_start: float = 0.0, reg_end: float = 25.0,
                  order: int = 1, arch_lr: float = 3e-4, arch_betas: tuple[float, float] = (0.5, 0.999),
-                 arch_weight_decay: float = 1e-3, fd_radius: float = 0.01, arch_start_epoch: int = 0):
+                 arch_weight_decay: float = 1e-3, fd_radius: float = 0.01, arch_start_epoch: int = 0,
+                 **early_stop: Any):
         if reg_start < 0 or reg_end < 0:
             raise ValueError(f"strategy.reg_start={reg_start!r} and strategy.reg_end={reg_end!r} must be >= 0")
-        super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch)
+        super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch,
+                         **early_stop)
         self.reg_start, self.reg_end = reg_start, reg_end
         self.reg_weight = reg_start  # lambda of the current epoch
 

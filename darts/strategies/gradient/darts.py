@@ -8,6 +8,8 @@ gradient of the validation loss (eq. 3-4):
     grad_w' L_val(w', alpha), the Hessian-vector product taken by central finite differences (eq. 8)
     at w +- eps * grad_w' L_val with eps = 0.01 / ||grad_w' L_val||. As in cnn/architect.py, w' is
     one step of the weight optimizer, momentum and weight decay included, with xi = its current lr.
+Any DARTS-family strategy may add OLES's operation-level early stopping (``oles=True``, ``darts.strategies.gradient.
+oles``): the first-order arch step then also takes the op weights' validation gradients, in the same backward pass.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from darts.strategies.base import Strategy
+from darts.strategies.gradient.oles import OLES
 from darts.training import Batch
 from darts.supernet import Mixing, Supernet
 from search_spaces.base import SearchSpace
@@ -32,11 +35,14 @@ class DARTS(Strategy):
         order: 1 (first-order approximation) or 2 (unrolled, finite-difference Hessian).
         arch_lr, arch_betas, arch_weight_decay: Adam on the alphas (paper sec. 3.1.1: 3e-4, (0.5, 0.999), 1e-3).
         fd_radius: the finite-difference scale r, eps = r / ||grad_w' L_val|| (paper sec. 2.3: 0.01).
+        oles, oles_threshold, oles_frequency: OLES's operation-level early stopping on, its threshold and window
+            (PasaLab/oles train_search.py: 0.4, 20; ``darts.strategies.gradient.oles``).
     """
 
     def __init__(self, supernet: Supernet, space: SearchSpace, order: int = 1, arch_lr: float = 3e-4,
                  arch_betas: tuple[float, float] = (0.5, 0.999), arch_weight_decay: float = 1e-3,
-                 fd_radius: float = 0.01, arch_start_epoch: int = 0):
+                 fd_radius: float = 0.01, arch_start_epoch: int = 0, oles: bool = False, oles_threshold: float = 0.4,
+                 oles_frequency: int = 20):
         super().__init__(supernet, space, arch_start_epoch)
         if order not in ORDERS:
             raise ValueError(f"strategy.order={order!r} is not valid; choose one of {ORDERS}")
@@ -44,6 +50,9 @@ class DARTS(Strategy):
         self.fd_radius = fd_radius
         self.arch_optimizer = torch.optim.Adam(self.arch_parameters(), lr=arch_lr, betas=tuple(arch_betas),
                                                weight_decay=arch_weight_decay)
+        self.oles = OLES(supernet, oles_threshold, oles_frequency, self.dist) if oles else None
+        if oles:
+            self.samples_paths = True  # frozen ops' weights get no gradient
 
     def mixing(self) -> dict[str, Mixing]:
         """softmax(alphas) per edge: [E, K] per cell type."""
@@ -56,14 +65,32 @@ class DARTS(Strategy):
     def arch_step(self, train: Batch, valid: Batch, weight_optimizer: torch.optim.Optimizer) -> None:
         """One Adam step on the alphas along the first- or second-order hypergradient."""
         params = self.arch_parameters()
-        if self.order == 1:  # gradients of the arch parameters only: no weight gradients are computed
-            grads = torch.autograd.grad(self.arch_loss(valid), params, allow_unused=True)
+        if self.order == 1:  # gradients of the arch parameters (and of the ops OLES watches) only
+            grads = self.gradients(self.arch_loss(valid), params)
         else:
             grads = self.unrolled_gradient(train, valid, weight_optimizer)
+            self.match_gradients(valid)
         for p, g in zip(params, grads):
             p.grad = None if g is None else g.detach()
         self.dist.mean_grads(params)  # every rank takes the same step: the arch parameters stay identical
         self.arch_optimizer.step()
+
+    def gradients(self, loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        """d loss / d params; with OLES, the same backward pass also takes the watched op weights' gradients, which
+        OLES scores as their validation gradients (PasaLab/oles: the arch step's ``loss.backward()``)."""
+        watched = self.oles.watch() if self.oles is not None else []
+        if not params and not watched:
+            return []
+        grads = torch.autograd.grad(loss, [*params, *watched], allow_unused=True)
+        if self.oles is not None:
+            self.oles.update(grads[len(params):])
+        return list(grads[:len(params)])
+
+    def match_gradients(self, valid: Batch) -> None:
+        """OLES's validation gradients from a pass of their own (an arch step whose backward is not the validation
+        loss at the current weights: second order, single level); nothing without OLES."""
+        if self.oles is not None:
+            self.gradients(self.loss(valid), [])
 
     def unrolled_gradient(self, train: Batch, valid: Batch, weight_optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
         """Eq. 7 with the finite-difference Hessian-vector product of eq. 8 (no model copies), always in fp32:
@@ -80,7 +107,9 @@ class DARTS(Strategy):
         return [g if e is None else g + e for g, e in zip(grads, extra)]
 
     def _unrolled_gradient(self, train: Batch, valid: Batch, weight_optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
-        names, w = zip(*[(n, p) for n, p in self.supernet.named_parameters() if not n.startswith("alphas.")])
+        # the weights that train (OLES's frozen ops stay as they are in the virtual step)
+        names, w = zip(*[(n, p) for n, p in self.supernet.named_parameters()
+                         if not n.startswith("alphas.") and p.requires_grad])
         w_unrolled = self._virtual_step(names, w, train, weight_optimizer)
         alphas = self.arch_parameters()
         loss = self._functional_loss(dict(zip(names, w_unrolled)), valid)
@@ -124,17 +153,20 @@ class DARTS(Strategy):
         return [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads)]
 
     def scalars(self) -> dict[str, Any]:
-        """Entropy of the op distribution per cell type (mean over edges)."""
-        out = {}
+        """Entropy of the op distribution per cell type (mean over edges); OLES's frozen ops and GM score."""
+        out = {} if self.oles is None else self.oles.scalars()
         for t, w in self.op_weights().items():
             out[f"entropy_{t}"] = -(w * w.clamp_min(1e-12).log()).sum(-1).mean()
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        """Epoch and the arch optimizer's state."""
-        return {**super().state_dict(), "arch_optimizer": self.arch_optimizer.state_dict()}
+        """Epoch, the arch optimizer's state and OLES's."""
+        oles = {} if self.oles is None else {"oles": self.oles.state_dict()}
+        return {**super().state_dict(), "arch_optimizer": self.arch_optimizer.state_dict(), **oles}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore epoch and arch optimizer."""
+        """Restore epoch, arch optimizer and OLES."""
         super().load_state_dict(state)
         self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        if self.oles is not None:
+            self.oles.load_state_dict(state["oles"])

@@ -26,16 +26,18 @@ class DARTSMinus(DARTS):
         skip_beta: beta at epoch 0, decayed linearly to 0 at epoch T (args.py ``--skip_beta``, run_darts_minus.sh: 1).
         order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch: as ``DARTS`` (args.py: first
             order, Adam 3e-4 with weight decay 1e-3; architect.py: betas (0.5, 0.999); arch steps from epoch 0).
+        early_stop: OLES's keys (``oles``, ``oles_threshold``, ``oles_frequency``), as ``DARTS``.
     """
 
     def __init__(self, supernet: Supernet, space: SearchSpace, skip_beta: float = 1.0, order: int = 1,
                  arch_lr: float = 3e-4, arch_betas: tuple[float, float] = (0.5, 0.999), arch_weight_decay: float = 1e-3,
-                 fd_radius: float = 0.01, arch_start_epoch: int = 0):
+                 fd_radius: float = 0.01, arch_start_epoch: int = 0, **early_stop: Any):
         if skip_beta < 0:
             raise ValueError(f"strategy.skip_beta={skip_beta!r} must be >= 0")
         if not supernet.structure.auxiliary_skip:
             raise ValueError("DARTS- needs a supernet with auxiliary skips (build it with DARTSMinus.supernet_options)")
-        super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch)
+        super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch,
+                         **early_stop)
         self.skip_beta = skip_beta
         self.beta = skip_beta  # DecayScheduler.decay_rate before the first epoch: the base value
 

@@ -74,17 +74,18 @@ class DrNAS(DARTS):
         order, arch_lr, arch_betas, fd_radius, arch_start_epoch: as ``DARTS`` (201-space
             train_search.py: first order, Adam lr 3e-4, betas (0.5, 0.999), arch steps from epoch 0; with
             progressive learning, counted from each stage's start).
+        early_stop: OLES's keys (``oles``, ``oles_threshold``, ``oles_frequency``), as ``DARTS``.
     """
 
     def __init__(self, supernet: Supernet, space: SearchSpace, reg_type: str = "l2", reg_scale: float = 1e-3,
                  progressive: bool = False, stages: Sequence[Mapping[str, Any]] = (),
                  order: int = 1, arch_lr: float = 3e-4, arch_betas: tuple[float, float] = (0.5, 0.999),
-                 fd_radius: float = 0.01, arch_start_epoch: int = 0):
+                 fd_radius: float = 0.01, arch_start_epoch: int = 0, **early_stop: Any):
         if reg_type not in REG_TYPES:
             raise ValueError(f"strategy.reg_type={reg_type!r} is not valid; choose one of {REG_TYPES}")
         # architect.py: l2 is Adam's weight decay on alpha; kl adds its term to the loss, no weight decay
         super().__init__(supernet, space, order, arch_lr, arch_betas, reg_scale if reg_type == "l2" else 0.0,
-                         fd_radius, arch_start_epoch)
+                         fd_radius, arch_start_epoch, **early_stop)
         self.reg_type, self.reg_scale = reg_type, reg_scale
         self._draws: dict[str, torch.Tensor] | None = None  # a fixed draw per cell type inside one_sample()
         alphas = supernet.alphas
@@ -94,7 +95,7 @@ class DrNAS(DARTS):
         self.stages = [Stage(**stage) for stage in stages] if progressive else []
         if progressive:
             self._check_stages(supernet)
-        self.samples_paths = progressive  # pruned ops are skipped: their weights get no gradient
+        self.samples_paths = self.samples_paths or progressive  # pruned ops are skipped: their weights get no gradient
         self.stage = self.pruned = 0  # the stage the supernet is shaped for; the last stage whose pruning was done
         self._kept_ops: dict[str, tuple[tuple[int, ...], ...]] | None = None  # self.kept on the host, once pruned
 

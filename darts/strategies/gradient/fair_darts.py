@@ -56,17 +56,19 @@ class FairDARTS(DARTS):
         order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch: as ``DARTS`` (train_search.py:
             Adam 3e-3, weight decay 1e-3; architect.py: betas (--arch_lr_gamma 0.9, 0.999), a first-order step on
             every step from epoch 0).
+        early_stop: OLES's keys (``oles``, ``oles_threshold``, ``oles_frequency``), as ``DARTS``.
     """
 
     def __init__(self, supernet: Supernet, space: SearchSpace, w01: float = 10.0, op_threshold: float = 0.85,
                  order: int = 1, arch_lr: float = 3e-3,
                  arch_betas: tuple[float, float] = (0.9, 0.999), arch_weight_decay: float = 1e-3,
-                 fd_radius: float = 0.01, arch_start_epoch: int = 0):
+                 fd_radius: float = 0.01, arch_start_epoch: int = 0, **early_stop: Any):
         if w01 < 0:
             raise ValueError(f"strategy.w01={w01!r} must be >= 0")
         if not 0 < op_threshold < 1:
             raise ValueError(f"strategy.op_threshold={op_threshold!r} must be in (0, 1) (a sigmoid weight)")
-        super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch)
+        super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch,
+                         **early_stop)
         self.w01, self.op_threshold = w01, op_threshold
         with torch.no_grad():  # model_search.py _initialize_alphas: torch.zeros (every sigmoid weight 0.5)
             for a in self.arch_parameters():

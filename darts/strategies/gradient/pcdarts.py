@@ -36,11 +36,13 @@ class PCDARTS(DARTS):
         order, arch_lr, arch_betas, arch_weight_decay, fd_radius: as ``DARTS``; Adam updates the alphas
             and the betas (PC-DARTS train_search.py: lr 6e-4, weight decay 1e-3; architect.py: (0.5, 0.999)).
         arch_start_epoch: weight-only warm-up epochs (train_search.py: ``if epoch >= 15``).
+        early_stop: OLES's keys (``oles``, ``oles_threshold``, ``oles_frequency``), as ``DARTS``.
     """
 
     def __init__(self, supernet: Supernet, space: SearchSpace, partial_channels: int = PARTIAL_CHANNELS,
                  order: int = 1, arch_lr: float = 6e-4, arch_betas: tuple[float, float] = (0.5, 0.999),
-                 arch_weight_decay: float = 1e-3, fd_radius: float = 0.01, arch_start_epoch: int = 15):
+                 arch_weight_decay: float = 1e-3, fd_radius: float = 0.01, arch_start_epoch: int = 15,
+                 **early_stop: Any):
         if supernet.structure.partial_channels != partial_channels:
             raise ValueError(f"strategy.partial_channels={partial_channels} but the supernet was built with "
                              f"K={supernet.structure.partial_channels} (build it with PCDARTS.supernet_options)")
@@ -49,7 +51,8 @@ class PCDARTS(DARTS):
         # model_search.py _initialize_alphas: betas = 1e-3 * randn(num_edges), one vector per cell type
         self.betas = {t: torch.nn.Parameter(1e-3 * torch.randn(supernet.num_edges, device=device))
                       for t in supernet.cell_types}
-        super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch)
+        super().__init__(supernet, space, order, arch_lr, arch_betas, arch_weight_decay, fd_radius, arch_start_epoch,
+                         **early_stop)
 
     @classmethod
     def supernet_options(cls, partial_channels: int = PARTIAL_CHANNELS, **settings: Any) -> SupernetOptions:
