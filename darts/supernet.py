@@ -106,18 +106,6 @@ class OpSet:
         rows = set(self.edges[cell_type])
         return next(iter(rows)) if len(rows) == 1 else None
 
-    def column(self, name: str) -> int | None:
-        """The column of op ``name`` when every edge searches it there; None when no edge searches it; ValueError
-        when only some edges do, or at different columns (no single column of the alphas is that op)."""
-        rows = [row for cell in self.edges.values() for row in cell]
-        places = {row.index(name) if name in row else None for row in rows}
-        if places == {None}:
-            return None
-        if len(places) != 1:
-            raise ValueError(f"op {name!r} is not at one column on every edge of this op set, so no column of the "
-                             f"alphas is {name!r}")
-        return places.pop()
-
 
 @dataclass(frozen=True)
 class SupernetOptions:

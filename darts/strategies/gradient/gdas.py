@@ -60,7 +60,32 @@ def gumbel_hard(alphas: torch.Tensor, tau: float,
     return hard, index, bad
 
 
-class GDAS(DARTS):
+class Tempered(DARTS):
+    """A DARTS-family strategy whose mixing weights are samples at a temperature ``tau`` (GDAS, SNAS, ReinMax): the
+    genotype comes from softmax(alphas), and tau is logged, checkpointed and restored beside DARTS's state."""
+
+    tau: float
+
+    def op_weights(self) -> dict[str, torch.Tensor]:
+        """softmax(alphas), detached: the genotype is the argmax of the arch parameters (search_model_gdas.py;
+        SNAS model_search.py ``genotype``)."""
+        return {t: F.softmax(self.supernet.alphas[t], dim=-1).detach() for t in self.supernet.cell_types}
+
+    def scalars(self) -> dict[str, Any]:
+        """The temperature, next to DARTS's op-distribution entropies."""
+        return {"tau": self.tau, **super().scalars()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """DARTS's state and the temperature."""
+        return {**super().state_dict(), "tau": self.tau}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore DARTS's state and the temperature."""
+        super().load_state_dict(state)
+        self.tau = state["tau"]
+
+
+class GDAS(Tempered):
     """GDAS: one Gumbel-sampled op per edge, straight-through gradients, tau annealed per epoch.
 
     Args:
@@ -124,20 +149,3 @@ class GDAS(DARTS):
         """One hard sample of alphas [E, K] at the current tau: weights [E, K], the op per edge [E] and whether the
         draw is non-finite (``gumbel_hard``)."""
         return gumbel_hard(alphas, self.tau, self.unselected_grad)
-
-    def op_weights(self) -> dict[str, torch.Tensor]:
-        """softmax(alphas), detached: the genotype is the argmax of the arch parameters (search_model_gdas.py)."""
-        return {t: F.softmax(self.supernet.alphas[t], dim=-1).detach() for t in self.supernet.cell_types}
-
-    def scalars(self) -> dict[str, Any]:
-        """The temperature, next to DARTS's op-distribution entropies."""
-        return {"tau": self.tau, **super().scalars()}
-
-    def state_dict(self) -> dict[str, Any]:
-        """DARTS's state and the temperature."""
-        return {**super().state_dict(), "tau": self.tau}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore DARTS's state and the temperature."""
-        super().load_state_dict(state)
-        self.tau = state["tau"]

@@ -32,8 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darts.strategies.gradient.darts import DARTS
-from darts.strategies.gradient.gdas import gumbel_noise, gumbel_softmax
+from darts.strategies.gradient.gdas import Tempered, gumbel_noise, gumbel_softmax
 from darts.supernet import Mixing, Supernet
 from darts.training import Batch
 from search_spaces.base import SearchSpace
@@ -52,7 +51,7 @@ def capped_gumbel_noise(like: torch.Tensor) -> torch.Tensor:
     return gumbel_noise(like).clamp_max(-math.log(torch.finfo(like.dtype).tiny))
 
 
-class SNAS(DARTS):
+class SNAS(Tempered):
     """Gumbel-softmax op weights, single-level updates of the alphas and the weights, tau annealed per epoch.
 
     Args:
@@ -131,20 +130,3 @@ class SNAS(DARTS):
         """The arch step's sample (the same network for both updates); a fresh one where no arch step ran."""
         drawn, self._drawn = self._drawn, None
         return drawn if drawn is not None else self.mixing()
-
-    def op_weights(self) -> dict[str, torch.Tensor]:
-        """softmax(alphas), detached: the genotype's weights (model_search.py ``genotype``)."""
-        return {t: F.softmax(a, dim=-1).detach() for t, a in zip(self.supernet.cell_types, self.arch_parameters())}
-
-    def scalars(self) -> dict[str, Any]:
-        """The temperature, next to DARTS's op-distribution entropies."""
-        return {"tau": self.tau, **super().scalars()}
-
-    def state_dict(self) -> dict[str, Any]:
-        """DARTS's state and the temperature."""
-        return {**super().state_dict(), "tau": self.tau}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore DARTS's state and the temperature."""
-        super().load_state_dict(state)
-        self.tau = state["tau"]
