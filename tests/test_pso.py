@@ -140,7 +140,7 @@ def test_state_round_trips_and_the_run_checkpoints_the_swarm(nb201_csv, tmp_path
     run.run()
     saved, live = checkpoint.load(tmp_path / "checkpoint.pt")["strategy"], run.strategy.state_dict()
     assert set(saved) == {"positions", "velocities", "best_positions", "best_scores", "global_best", "global_score",
-                          "history", "fidelities", "spent", "warm", "generator"}
+                          "history", "fidelities", "spent", "warm", "generator", "rejected"}
     assert saved["history"] == [[r["genotype"], r["score"]] for r in read_jsonl(tmp_path / HISTORY)]
     for key in ("positions", "velocities", "best_positions", "global_best"):
         assert saved[key]["cell"].shape[-2:] == (6, 5) and torch.equal(saved[key]["cell"], live[key]["cell"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import hydra
 from hydra.utils import get_object, instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from darts.app.arguments import prepare
 from darts.app.config import CONF, hparams, running
@@ -43,11 +43,13 @@ def gradient_run(cfg: DictConfig, **common) -> SearchRun:
 
 
 def discrete_run(cfg: DictConfig, **common) -> DiscreteRun:
-    """A discrete search with the configuration's evaluator and warm start."""
+    """A discrete search with the configuration's evaluator, warm start, constraint and objectives."""
     evaluator, warm_start = cfg.get("evaluator"), cfg.get("warm_start")
+    budget = {key: OmegaConf.to_container(cfg[key]) for key in ("constraint", "objectives", "hypervolume_reference")
+              if cfg.get(key) is not None}  # a run resumed from an older config has none
     return DiscreteRun(**common, evaluator=None if evaluator is None else instantiate(evaluator, _partial_=True),
                        warm_start=None if warm_start is None else instantiate(warm_start, _partial_=True),
-                       selection=instantiate(cfg.selection), hessian=instantiate(cfg.hessian))
+                       selection=instantiate(cfg.selection), hessian=instantiate(cfg.hessian), **budget)
 
 
 RUN_KINDS = ((DiscreteStrategy, discrete_run), (Strategy, gradient_run))  # the strategy's base class -> its run

@@ -12,6 +12,13 @@ must equal the recorded one, at the recorded fidelity. The run then continues to
 interrupted run, or one given a larger ``strategy.budget``, ends with the same history as an uninterrupted
 one. The result is the best candidate at a final fidelity (``DiscreteStrategy.final``: any fidelity for
 random search and evolution, the top one for Hyperband and BOHB).
+
+With a cost function (``cost(genotype) -> {"params", "flops"[, "latency"]}``, the exact network cost), each history
+record and the result hold the genotype's cost (``genotype_cost``); a ``constraint`` keeps infeasible genotypes from
+being evaluated (the result counts them: ``rejected``); cost ``objectives`` make the search multi-objective: after
+each generation ``pareto.jsonl`` gets the Pareto front of the evaluations so far (genotypes and objective values) and
+its hypervolume, and the result holds the final ``pareto_front`` and ``hypervolume``. ``pareto.jsonl`` is rebuilt
+when a run resumes, by the replay.
 """
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ import logging
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from tqdm import tqdm
 
@@ -32,10 +39,13 @@ from darts.runs.tensorboard_log import TensorBoardLog
 from darts.selections.base import Selection
 from darts.selections.hessian import HessianMonitor
 from darts.strategies.discrete.base import DiscreteStrategy
+from darts.strategies.discrete.constraint import Constraint, Cost, cached
+from darts.strategies.discrete.objectives import ACCURACY, Objectives
 from search_spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
 HISTORY = "history.jsonl"
+PARETO = "pareto.jsonl"
 
 
 class DiscreteRun(Run):
@@ -53,6 +63,11 @@ class DiscreteRun(Run):
         warm_start: optional; ``warm_start(space=..., data=...)`` lists genotypes that the strategy's initial
             design draws before any uniform sample (e.g. the best of a pool by a zero-cost proxy).
         selection, hessian: a gradient search's; refused here unless they are the defaults (no supernet).
+        constraint: upper bounds on the genotype's cost metrics (``{"flops": 20}``; None values: no bound).
+        objectives: ``[accuracy]`` (the score alone) or with cost metrics (``[accuracy, flops]``: multi-objective).
+        hypervolume_reference: the hypervolume's reference point by objective (default: accuracy 0, a cost metric
+            its constraint's limit).
+        cost: genotype -> its exact cost metrics (``params`` M, ``flops`` M MACs[, ``latency`` ms]), or None.
     """
 
     what = "the discrete search"
@@ -60,7 +75,9 @@ class DiscreteRun(Run):
     def __init__(self, run_dir: str | Path, space: SearchSpace, data: SearchData,
                  strategy: Callable[..., DiscreteStrategy], evaluator: Callable[..., Evaluator] | None = None,
                  benchmark: TabularBenchmark | None = None, context: Context = Context(), hparams: dict[str, Any] | None = None, warm_start: Callable[..., list[Any]] | None = None,
-                 selection: Selection | None = None, hessian: HessianMonitor | None = None):
+                 selection: Selection | None = None, hessian: HessianMonitor | None = None,
+                 constraint: Mapping[str, float | None] | None = None, objectives: Sequence[str] = (ACCURACY,),
+                 hypervolume_reference: Mapping[str, float | None] | None = None, cost: Cost | None = None):
         if context.dist.world > 1:
             raise ValueError("a discrete search runs in one process, not under torchrun; its evaluator scores "
                              "candidates concurrently instead (evaluator.workers, one GPU each when several are visible)")
@@ -75,7 +92,12 @@ class DiscreteRun(Run):
         self.space, self.benchmark = space, benchmark
         self.evaluator = evaluator(space=space, data=data, context=context)
         warm = [] if warm_start is None else list(warm_start(space=space, data=data))  # deterministic: a resumed
-        self.strategy = strategy(space=space, warm=warm)  # run replays the same genotypes
+        self.measure = None if cost is None else cached(cost, space.to_text)  # run replays the same genotypes
+        limits = Constraint(constraint, self.measure)
+        reference = {**limits.limits, **{k: v for k, v in (hypervolume_reference or {}).items() if v is not None}}
+        goals = Objectives(objectives, self.measure, reference)
+        budget = {"constraint": limits, "objectives": goals} if limits or goals.multi else {}
+        self.strategy = strategy(space=space, warm=warm, **budget)
         if self.strategy.multi_fidelity and not self.evaluator.takes_fidelity:
             raise ValueError(f"{type(self.strategy).__name__} asks for fidelities but {type(self.evaluator).__name__} "
                              "takes no fidelity; use evaluator=train (epochs) or evaluator=tabular (a table with "
@@ -102,8 +124,11 @@ class DiscreteRun(Run):
         self.dir.save_checkpoint(self.state_dict())
 
     def start(self, board: TensorBoardLog) -> None:
-        """The history as read back (a new run's empty), then the evaluator's preparation (supernet training)."""
+        """The history as read back (a new run's empty; the Pareto log is rebuilt by the replay), then the evaluator's
+        preparation (supernet training)."""
         self.dir.rewrite_jsonl(HISTORY, self.records)
+        if self.strategy.objectives.multi:
+            self.dir.rewrite_jsonl(PARETO, [])
         self.evaluator.prepare(on_epoch=partial(self._prepare_epoch, board))
         self.save()
 
@@ -129,11 +154,29 @@ class DiscreteRun(Run):
                 bar.update()
             self.strategy.tell([score for score, _ in told], [cost for _, cost in told])
             index += len(genotypes)
+            budget = self._budget(index)
             if fresh:  # a replayed generation was logged and checkpointed before the interruption
                 board.scalars("strategy", self.strategy.scalars(), index)
+                board.scalars("budget", budget, index)
                 board.flush()
                 self.save()
         bar.close()
+
+    def _budget(self, evaluations: int) -> dict[str, float]:
+        """After a generation: with cost objectives, its line of ``pareto.jsonl``; the rejections and hypervolume."""
+        scalars = {"rejected": float(self.strategy.constraint.rejected)} if self.strategy.constraint else {}
+        if self.strategy.objectives.multi:
+            front = self._front()
+            self.dir.append_jsonl(PARETO, {"evaluations": evaluations, **front})
+            scalars["hypervolume"] = front["hypervolume"]
+        return scalars
+
+    def _front(self) -> dict[str, Any]:
+        """The Pareto front of the evaluations so far (genotype text and objective values) and its hypervolume."""
+        front = self.strategy.front()
+        return {"pareto_front": [{"genotype": self.space.to_text(g), **self.strategy.objectives.values(g, s)}
+                                 for g, s in front],
+                "hypervolume": self.strategy.objectives.hypervolume(front)}
 
     def _replay(self, genotypes: list[Any], index: int) -> list[tuple[float, float]]:
         """(score, cost) of this generation's candidates already in the history (checked to be the same genotypes at
@@ -160,6 +203,8 @@ class DiscreteRun(Run):
         self._track(index, genotype, result.score, result.cost, fidelity)
         record = {"index": index, "genotype": self.space.to_text(genotype), "fidelity": fidelity,
                   "score": result.score, "cost": result.cost, "time": seconds, "elapsed": elapsed, **result.metrics}
+        if self.measure is not None:
+            record["genotype_cost"] = dict(self.measure(genotype))
         self.records.append(record)
         log.info("[%d/%d] score %.2f%s (best %s) cost %.1fs %s", index + 1, self.strategy.budget, result.score,
                  "" if fidelity is None else f" at fidelity {fidelity}",
@@ -204,6 +249,12 @@ class DiscreteRun(Run):
                   "fidelity": self.records[index].get("fidelity"), "best_index": index,
                   "evaluations": len(self.records), "budget": self.strategy.budget,
                   "cost": self.cost, "elapsed": self.records[-1]["elapsed"]}
+        if self.measure is not None:
+            result["genotype_cost"] = dict(self.measure(genotype))
+        if self.strategy.constraint:
+            result["rejected"] = self.strategy.constraint.rejected
+        if (goals := self.strategy.objectives).multi:
+            result.update(objectives=list(goals.names), hypervolume_reference=goals.reference, **self._front())
         report = self._report(genotype)
         if report:
             result["benchmark"] = report
@@ -213,6 +264,7 @@ class DiscreteRun(Run):
         return result
 
     def summary(self, result: dict[str, Any]) -> dict[str, float]:
-        """Score, cost and the benchmark's accuracies."""
+        """Score, cost, the hypervolume (cost objectives) and the benchmark's accuracies."""
         return {"score": result["score"], "cost": result["cost"],
+                **{k: result[k] for k in ("hypervolume",) if k in result},
                 **{f"benchmark/{k}": v for k, v in result.get("benchmark", {}).items()}}

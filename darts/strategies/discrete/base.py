@@ -22,6 +22,11 @@ to the evaluator and records with each candidate. A multi-fidelity strategy (Hyp
 through ``final(fidelity)`` which scores may win: ``best()`` only considers those, so a cheap
 low-fidelity score never beats a full evaluation.
 
+Under a budget (``darts.strategies.discrete.constraint``), every proposal is feasible: the initial design
+(``_sample``) redraws infeasible samples, and each strategy says how it redraws or repairs its own proposals. With cost
+objectives (``darts.strategies.discrete.objectives``), ``front()`` is the Pareto front of what was evaluated and the
+result (``best``) stays its most accurate genotype. A strategy that supports neither (``budgeted = False``) refuses them.
+
 Like the gradient strategies (``darts.strategies.base.Strategy``), a discrete strategy has a
 ``space``, a current ``genotype()`` and ``scalars()`` for the logs.
 """
@@ -33,6 +38,8 @@ from typing import Any, Sequence
 import torch
 
 from darts.settings import integer, number
+from darts.strategies.discrete.constraint import Constraint
+from darts.strategies.discrete.objectives import Objectives
 from search_spaces.base import SearchSpace
 
 
@@ -46,15 +53,18 @@ class DiscreteStrategy(ABC):
         time_budget: seconds of evaluation cost in all (None: no limit).
         warm: genotypes the initial design draws before any uniform sample (a warm start's, e.g. the best of a pool
             by a zero-cost proxy).
+        constraint: upper bounds on a genotype's cost (None: none); infeasible genotypes are never proposed.
+        objectives: what is optimised (None: the score alone); with cost objectives the Pareto front is kept.
 
     ``history`` lists ``(genotype, score)`` of every told candidate, in evaluation order, and ``fidelities``
     the fidelity each was scored at; ``spent`` is the total cost told so far.
     """
 
     multi_fidelity = False  # whether generations are asked at fidelities of their own (Hyperband, BOHB)
+    budgeted = True  # whether it takes a constraint and cost objectives
 
     def __init__(self, space: SearchSpace, budget: int, seed: int, time_budget: float | None = None,
-                 warm: Sequence[Any] = ()):
+                 warm: Sequence[Any] = (), constraint: Constraint | None = None, objectives: Objectives | None = None):
         integer("strategy.budget", budget, 1)
         number("strategy.time_budget", time_budget, 0, low_open=True, nullable=True, unit=" (seconds)")
         self.space = space
@@ -66,6 +76,11 @@ class DiscreteStrategy(ABC):
         self.fidelities: list[Any] = []  # the fidelity of each history entry
         self.fidelity: Any = None  # the fidelity of the generation asked last (set by ``_propose``; None: the default)
         self.warm = list(warm)  # drawn before uniform samples
+        self.constraint = constraint or Constraint()
+        self.objectives = objectives or Objectives()
+        if not self.budgeted and (self.constraint or self.objectives.multi):
+            raise ValueError(f"{type(self).__name__} takes no constraint.* or cost objectives ({self.constraint}, "
+                             f"objectives={list(self.objectives.names)}); use strategy=random|evolution|bo|pso")
         self._asked: list[Any] = []
 
     @property
@@ -115,6 +130,12 @@ class DiscreteStrategy(ABC):
         """The best genotype so far."""
         return self.best()[0]
 
+    def front(self) -> list[tuple[Any, float]]:
+        """The Pareto front (``objectives``) of the evaluations at a final fidelity, in evaluation order; with the score
+        as the only objective, the first best one."""
+        finals = [item for item, fidelity in zip(self.history, self.fidelities) if self.final(fidelity)]
+        return [finals[i] for i in self.objectives.front(finals)]
+
     def scalars(self) -> dict[str, float]:
         """Algorithm-specific values to log after each generation."""
         return {}
@@ -128,11 +149,12 @@ class DiscreteStrategy(ABC):
         """Restore what ``state_dict`` saved (default: nothing to restore)."""
 
     def _told_state(self) -> dict[str, Any]:
-        """What every strategy has been told (history as text, fidelities, cost spent), its remaining warm start and
-        its generator: the part of a ``state_dict`` shared by all strategies."""
+        """What every strategy has been told (history as text, fidelities, cost spent), its remaining warm start,
+        its generator and the infeasible genotypes it drew: the part of a ``state_dict`` shared by all strategies."""
         return {"history": [[self.space.to_text(g), score] for g, score in self.history],
                 "fidelities": list(self.fidelities), "spent": self.spent,
-                "warm": [self.space.to_text(g) for g in self.warm], "generator": self.generator.get_state()}
+                "warm": [self.space.to_text(g) for g in self.warm], "generator": self.generator.get_state(),
+                "rejected": self.constraint.rejected}
 
     def _load_told_state(self, state: dict[str, Any]) -> None:
         """Restore what ``_told_state`` saved."""
@@ -141,10 +163,12 @@ class DiscreteStrategy(ABC):
         self.spent = float(state["spent"])
         self.warm = [self.space.parse(text) for text in state["warm"]]
         self.generator.set_state(state["generator"])
+        self.constraint.rejected = int(state.get("rejected", 0))
 
     def _sample(self) -> Any:
-        """A genotype of the initial design: the warm start's next one, else a uniform sample of the space."""
-        return self.warm.pop(0) if self.warm else self.space.sample(self.generator)
+        """A genotype of the initial design: the warm start's next one, else a uniform sample of the space; under a
+        constraint, the first feasible one of those (infeasible ones are skipped, counted)."""
+        return self.constraint.require(lambda: self.warm.pop(0) if self.warm else self.space.sample(self.generator))
 
     @abstractmethod
     def _propose(self, limit: int) -> list[Any]:

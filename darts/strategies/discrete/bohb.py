@@ -21,8 +21,10 @@ from typing import Any, Sequence
 
 import torch
 
+from darts.strategies.discrete.constraint import Constraint
 from darts.strategies.discrete.hyperband import Hyperband
 from darts.strategies.discrete.kde import CategoricalKDE, encode, propose
+from darts.strategies.discrete.objectives import Objectives
 from search_spaces.base import SearchSpace
 
 
@@ -30,7 +32,8 @@ class BOHB(Hyperband):
     """Hyperband with new genotypes from a good/bad kernel density model (BOHB).
 
     Args:
-        space, budget, max_fidelity, min_fidelity, eta, seed, time_budget: as ``Hyperband``.
+        space, budget, max_fidelity, min_fidelity, eta, seed, time_budget, warm, constraint, objectives: as
+            ``Hyperband``.
         min_points_in_model: observations at a fidelity before a model is fitted on it (None: d + 1).
         top_n_percent: the percentage of observations that fit the good density.
         num_samples: genotypes drawn to minimise g(x) / l(x).
@@ -42,8 +45,9 @@ class BOHB(Hyperband):
                  eta: int = 3, min_points_in_model: int | None = None, top_n_percent: int = 15,
                  num_samples: int = 64, random_fraction: float = 1 / 3, min_bandwidth: float = 1e-3,
                  seed: int = 0, time_budget: float | None = None,
-                 warm: Sequence[Any] = ()):
-        super().__init__(space, budget, max_fidelity, min_fidelity, eta, seed, time_budget, warm)
+                 warm: Sequence[Any] = (), constraint: Constraint | None = None, objectives: Objectives | None = None):
+        super().__init__(space, budget, max_fidelity, min_fidelity, eta, seed, time_budget, warm, constraint,
+                         objectives)
         self.dims = len(space.cell_types) * space.num_edges
         points = self.dims + 1 if min_points_in_model is None else min_points_in_model
         checks = (("min_points_in_model", points, self.dims + 1 <= points, f">= d + 1 = {self.dims + 1}"),

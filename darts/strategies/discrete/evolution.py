@@ -16,6 +16,13 @@ tournament on the population as it stood before the generation, so a worker pool
 them concurrently; they then join the population in order, each removing the oldest member.
 ``generation=1`` (the default) is exactly Algorithm 1. The number of workers never changes the
 history: only ``generation`` does.
+
+Under a constraint, an infeasible child is mutated again from the same parent (up to ``MUTATION_TRIES`` times: a
+mutation is a local move, so the parent's feasible neighbours are tried first), then replaced by a fresh feasible
+sample; the initial population is sampled feasible. With cost objectives the tournament ranks members by NSGA-II's
+crowded comparison (Deb, Pratap, Agarwal and Meyarivan, IEEE TEVC 2002, sec. III-B: lower non-dominated rank in the
+population, then larger crowding distance), the rest of Algorithm 1 (aging) unchanged; the Pareto front of every
+evaluated genotype is kept apart from the population.
 """
 from __future__ import annotations
 
@@ -23,7 +30,11 @@ from collections import deque
 from typing import Any, Sequence
 
 from darts.strategies.discrete.base import DiscreteStrategy
+from darts.strategies.discrete.constraint import Constraint
+from darts.strategies.discrete.objectives import Objectives
 from search_spaces.base import SearchSpace, randint
+
+MUTATION_TRIES = 20  # mutations of one parent before a fresh sample (an NB201 cell has 24 single-op neighbours)
 
 
 class RegularizedEvolution(DiscreteStrategy):
@@ -38,12 +49,13 @@ class RegularizedEvolution(DiscreteStrategy):
         seed: seeds sampling, tournaments and mutations.
         time_budget: seconds of evaluation cost in all (None: no limit; NB201's R-EA.sh uses 12,000 s of the
             table's recorded training time).
+        warm, constraint, objectives: as ``DiscreteStrategy``.
     """
 
     def __init__(self, space: SearchSpace, budget: int = 100, population: int = 10, sample: int = 3,
                  generation: int = 1, seed: int = 0, time_budget: float | None = None,
-                 warm: Sequence[Any] = ()):
-        super().__init__(space, budget, seed, time_budget, warm)
+                 warm: Sequence[Any] = (), constraint: Constraint | None = None, objectives: Objectives | None = None):
+        super().__init__(space, budget, seed, time_budget, warm, constraint, objectives)
         for name, value in (("population", population), ("sample", sample), ("generation", generation)):
             if value < 1:
                 raise ValueError(f"{name}={value} must be >= 1")
@@ -58,12 +70,20 @@ class RegularizedEvolution(DiscreteStrategy):
         missing = self.population_size - len(self.population)
         if missing > 0:
             return [self._sample() for _ in range(min(size, missing))]
-        return [self.space.mutate(self._tournament(), self.generator) for _ in range(size)]
+        fitness = self.objectives.fitness(self.population)
+        return [self._child(self._tournament(fitness)) for _ in range(size)]
 
-    def _tournament(self) -> Any:
-        """The best of ``sample`` members drawn uniformly with replacement (first one on ties)."""
-        drawn = [self.population[randint(self.generator, len(self.population))] for _ in range(self.sample_size)]
-        return max(drawn, key=lambda member: member[1])[0]
+    def _tournament(self, fitness: list[tuple[float, ...]]) -> Any:
+        """The fittest (``objectives.fitness``: the score, or NSGA-II's crowded comparison) of ``sample`` members drawn
+        uniformly with replacement (first one on ties)."""
+        drawn = [randint(self.generator, len(self.population)) for _ in range(self.sample_size)]
+        return self.population[max(drawn, key=lambda i: fitness[i])][0]
+
+    def _child(self, parent: Any) -> Any:
+        """A mutation of ``parent``; under a constraint the first feasible of ``MUTATION_TRIES``, else a feasible
+        sample."""
+        child = self.constraint.first(lambda: self.space.mutate(parent, self.generator), MUTATION_TRIES)
+        return self._sample() if child is None else child
 
     def _learn(self, told: list[tuple[Any, float]]) -> None:
         """Each new member joins on the right; once the population is full, the oldest leaves."""

@@ -34,6 +34,8 @@ import math
 from typing import Any, Sequence
 
 from darts.strategies.discrete.base import DiscreteStrategy
+from darts.strategies.discrete.constraint import Constraint
+from darts.strategies.discrete.objectives import Objectives
 from search_spaces.base import SearchSpace
 
 Bracket = list[tuple[int, float]]  # (n_i configurations, r_i resource) per rung
@@ -62,14 +64,16 @@ class Hyperband(DiscreteStrategy):
         eta: the halving rate (the paper's and HpBandSter's default 3).
         seed: seeds the sampling.
         time_budget: seconds of evaluation cost in all (None: no limit).
+        warm, constraint, objectives: as ``DiscreteStrategy`` (no constraint and no cost objectives: refused).
     """
 
     multi_fidelity = True
+    budgeted = False
 
     def __init__(self, space: SearchSpace, budget: int = 100, max_fidelity: int = 12, min_fidelity: int = 1,
                  eta: int = 3, seed: int = 0, time_budget: float | None = None,
-                 warm: Sequence[Any] = ()):
-        super().__init__(space, budget, seed, time_budget, warm)
+                 warm: Sequence[Any] = (), constraint: Constraint | None = None, objectives: Objectives | None = None):
+        super().__init__(space, budget, seed, time_budget, warm, constraint, objectives)
         if eta < 2:
             raise ValueError(f"eta={eta} must be an integer >= 2 (HpBandSter: 'Must be greater or equal to 2')")
         if not 1 <= min_fidelity <= max_fidelity:
