@@ -38,6 +38,12 @@ class Budget:
         self.model: CostModel | None = None
         self.derived = float("nan")  # the exact cost of the genotype derived after the last arch step
 
+    def latency(self) -> None:
+        """The latency meter of ``latency_table`` for ``metric=latency`` (None otherwise)."""
+        if self.metric != "latency":
+            return None
+        raise ValueError("cost.metric=latency: latency tables are not available yet")
+
     def bind(self, model: CostModel) -> None:
         """Use the space's cost model."""
         self.model = model

@@ -78,9 +78,17 @@ def count(model: nn.Module, x: torch.Tensor, groups: Mapping[Hashable, Sequence[
     return total, parts
 
 
-def count_network(model: nn.Module, input_size: int = 32, channels: int = 3) -> Count:
-    """Parameters (auxiliary head left out) and FLOPs of a network on one ``input_size`` square image."""
-    device = next(model.parameters()).device
-    total, parts = count(model, torch.zeros(1, channels, input_size, input_size, device=device),
-                         {"auxiliary": [m for name, m in model.named_children() if "auxiliary" in name]})
-    return total - Count(parts["auxiliary"].params, 0)
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters outside the auxiliary head (DARTS cnn/utils.py count_parameters_in_MB)."""
+    return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name)
+
+
+def count_network(model: nn.Module, x: torch.Tensor) -> Count:
+    """Parameters (auxiliary head left out) and FLOPs of a network on one image ``x`` (1, 3, H, W)."""
+    total, _ = count(model, x)
+    return Count(count_parameters(model), total.flops)
+
+
+def in_millions(counted: Count) -> dict[str, float]:
+    """``{"params": ..., "flops": ...}`` in millions, as result.json and NAS-Bench-201 report them."""
+    return {"params": counted.params / 1e6, "flops": counted.flops / 1e6}

@@ -59,7 +59,7 @@ class ProxylessMulLog(Penalty):
 
     def __call__(self, loss: torch.Tensor, cost: torch.Tensor) -> torch.Tensor:
         ratio = cost.log() / math.log(self.target)
-        if float(ratio) <= 0:
+        if float(ratio.detach()) <= 0:
             raise ValueError(f"cost.penalty=proxyless_mul_log needs the expected cost ({float(cost):.4g}) and the "
                              f"target ({self.target:g}) on the same side of 1 (log c / log T > 0); use lightnas or tfnas")
         return self.alpha * loss * ratio ** self.beta
@@ -146,7 +146,7 @@ class LightNAS(Penalty):
 
 def positive_log(cost: torch.Tensor, name: str) -> torch.Tensor:
     """log(c), ValueError if c <= 1 (the penalty's power of the log would not be real or would flip sign)."""
-    if float(cost) <= 1.0:
-        raise ValueError(f"cost.penalty={name} needs an expected cost above 1 in its units, got {float(cost):.4g}; "
+    if float(cost.detach()) <= 1.0:
+        raise ValueError(f"cost.penalty={name} needs an expected cost above 1 in its units, got {float(cost.detach()):.4g}; "
                          "use tfnas, proxyless_add_linear or lightnas for costs this small")
     return cost.log()
