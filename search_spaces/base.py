@@ -24,6 +24,7 @@ class SearchSpace(ABC):
     primitives: tuple[str, ...]
     cell_types: tuple[str, ...]
     num_edges: int
+    costed: bool = False  # whether the space has a cost model (``cost_probes``, ``edge_ops``, ``edge_choices``)
 
     @property
     def ops(self) -> OpSet:
@@ -103,6 +104,19 @@ class SearchSpace(ABC):
         mixing = self.one_hot(genotype)
         k = self.ops.k
         return torch.tensor([[k if i is None else i for i in mixing[t].index] for t in self.cell_types])
+
+    def cost_probes(self) -> list[Any]:
+        """Genotypes whose networks together hold every searched op (but `none`) on every edge of every cell type, for
+        the cost model (``darts.cost.model``); a space without one says so."""
+        raise ValueError(f"{type(self).__name__} has no cost model (cost probes); the NB201 and DARTS spaces have one")
+
+    def edge_ops(self, network: nn.Module, genotype: Any) -> dict[tuple[str, int, str], list[nn.Module]]:
+        """The modules of each (cell type, edge, op) of ``genotype`` in its built ``network``, over all its cells."""
+        raise ValueError(f"{type(self).__name__} has no cost model (edge ops)")
+
+    def edge_choices(self, genotype: Any) -> list[tuple[str, int, str]]:
+        """The (cell type, edge, op) of each op ``genotype`` uses, once per use (`none` left out)."""
+        raise ValueError(f"{type(self).__name__} has no cost model (edge choices)")
 
     def input_choices(self) -> tuple[tuple[tuple[int, ...], int], ...]:
         """The nodes whose genotype keeps only some of their input edges: (those edges, how many are kept) for each.

@@ -190,7 +190,7 @@ def test_run_records_costs_the_front_per_generation_and_the_result(nb201_csv, tm
     records = read_jsonl(tmp_path / HISTORY)
     space = NB201Space()
     assert all(r["genotype_cost"] == toy_cost(space.parse(r["genotype"])) for r in records)
-    assert result["genotype_cost"] == toy_cost(space.parse(result["genotype"]))
+    assert result["cost"] == toy_cost(space.parse(result["genotype"]))
     lines = read_jsonl(tmp_path / PARETO)
     assert [line["evaluations"] for line in lines] == [3, 6, 9, 12, 15, 18, 21, 24]
     volumes = [line["hypervolume"] for line in lines]

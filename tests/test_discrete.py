@@ -183,7 +183,7 @@ def test_tabular_fidelity_is_a_column_and_cost_its_recorded_time(timed_csv):
 def test_time_budget_stops_the_search_when_the_cost_is_spent(timed_csv, tmp_path, make):
     """With 2 s per lookup and a 7 s time budget, the search stops after 4 evaluations (8 s spent) of its 50."""
     result = tabular_run(tmp_path, timed_csv, make).run()
-    assert result["evaluations"] == 4 and result["cost"] == 8.0
+    assert result["evaluations"] == 4 and result["evaluation_cost"] == 8.0
 
 
 @pytest.fixture(scope="module")

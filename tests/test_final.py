@@ -16,7 +16,7 @@ from darts.app import config as cli
 import darts.training as training
 from darts.context import Context
 from conftest import ROOT, command, read_json, run_entry
-from darts.model_stats import count_flops
+from darts.cost.counting import count_network
 from darts.runs.final import final_loss
 from darts.runs.network_spec import holdout_split
 from darts.runs.reader import resolve_genotype as resolve
@@ -146,12 +146,13 @@ def test_final_loss_adds_weighted_auxiliary_and_label_smoothing():
     assert torch.allclose(final_loss((logits, None), y, 0.4)[0], smooth_ce(logits, 0.0))
 
 
-def test_count_flops_counts_one_eval_forward():
-    """FLOPs of conv + linear at batch 1 equal 2 * multiply-adds, and the training mode is restored."""
+def test_count_network_counts_one_eval_forward():
+    """FLOPs of conv + linear at batch 1 are their multiply-accumulates, the linear bias included (NAS-Bench-201's
+    convention), and the training mode is restored."""
     model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
     model.train()
-    madds = 4 * 6 * 6 * 3 * 3 * 3 + 4 * 6 * 6 * 10
-    assert count_flops(model, torch.randn(1, 3, 8, 8)) == 2 * madds
+    macs = 4 * 6 * 6 * 3 * 3 * 3 + 4 * 6 * 6 * 10 + 10
+    assert count_network(model, torch.randn(1, 3, 8, 8)).flops == macs
     assert model.training
 
 
@@ -194,9 +195,9 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def test_end_to_end_run_writes_result_checkpoints_and_scalars(finished_run):
     """train_final.py writes result.json, genotype files, last and best checkpoints, and per-epoch scalars."""
     result = read_json(finished_run / "result.json")
-    assert {"test_accuracy", "params", "flops", "madds", "genotype", "epochs", "best_valid_accuracy"} <= set(result)
+    assert {"test_accuracy", "params", "cost", "genotype", "epochs", "best_valid_accuracy"} <= set(result)
     assert result["epochs"] == 3 and result["genotype"] == repr(V2) and 0 <= result["test_accuracy"] <= 100
-    assert 0 < result["params"] < 0.1 and result["flops"] == 2 * result["madds"] > 0
+    assert 0 < result["params"] == result["cost"]["params"] < 0.1 and result["cost"]["flops"] > 0
     assert resolve_genotype(finished_run) == V2  # a final run directory feeds back in like a search run
     for name in ("checkpoint.pt", "best.pt", "config.yaml"):
         assert (finished_run / name).is_file()

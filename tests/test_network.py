@@ -13,7 +13,7 @@ from search_spaces.darts.network import (
     NetworkImageNet,
     drop_path,
 )
-from darts.model_stats import count_parameters
+from darts.cost.counting import count_parameters
 from search_spaces.darts.genotypes import GENOTYPES
 
 DARTS_V2 = GENOTYPES["DARTS_V2"]

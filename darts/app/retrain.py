@@ -67,8 +67,8 @@ def _main(cfg: DictConfig) -> None:
             run.resume()
         result = run.run()
     log.info("result: %s", run_dir / "result.json")
-    log.info("test accuracy %.2f%%, %.3fM params, %.1fM mult-adds", result["test_accuracy"], result["params"],
-             result["madds"] / 1e6)
+    log.info("test accuracy %.2f%%, %.3fM params, %.1fM FLOPs", result["test_accuracy"], result["params"],
+             result["cost"]["flops"])
 
 
 def main() -> None:

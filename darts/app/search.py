@@ -16,6 +16,7 @@ from darts.app.config import CONF, hparams, running
 from darts.app.errors import reporting
 from darts.app.rundir import register_run_dir
 from darts.context import Context, seed_everything
+from darts.cost.budget import Budget
 from darts.data.search_split import SearchData
 from darts.distributed import SINGLE, Distributed
 from darts.runs.base import Run
@@ -39,17 +40,26 @@ def gradient_run(cfg: DictConfig, **common) -> SearchRun:
     """A gradient search with the configuration's loop, optimizer, selection and Hessian monitor."""
     return SearchRun(**common, epochs=cfg.epochs, batch_size=cfg.batch_size, steps_per_epoch=cfg.steps_per_epoch,
                      seed=cfg.seed, optimizer=SGD(**cfg.optimizer), selection=instantiate(cfg.selection),
-                     hessian=instantiate(cfg.hessian))
+                     hessian=instantiate(cfg.hessian), budget=budget(cfg), cost_input_size=cfg.cost_input_size)
+
+
+def budget(cfg: DictConfig) -> Budget | None:
+    """The cost target of ``cost=<penalty>`` (None without one)."""
+    return None if cfg.get("cost") is None else instantiate(cfg.cost)
 
 
 def discrete_run(cfg: DictConfig, **common) -> DiscreteRun:
     """A discrete search with the configuration's evaluator, warm start, constraint and objectives."""
+    if cfg.get("cost") is not None:
+        raise ValueError(f"cost={cfg.cost.penalty._target_.rsplit('.', 1)[-1]} penalises a gradient search's arch "
+                         "loss; a discrete search never evaluates what is over a budget: constraint.<metric>=<max>")
     evaluator, warm_start = cfg.get("evaluator"), cfg.get("warm_start")
     budget = {key: OmegaConf.to_container(cfg[key]) for key in ("constraint", "objectives", "hypervolume_reference")
               if cfg.get(key) is not None}  # a run resumed from an older config has none
     return DiscreteRun(**common, evaluator=None if evaluator is None else instantiate(evaluator, _partial_=True),
                        warm_start=None if warm_start is None else instantiate(warm_start, _partial_=True),
-                       selection=instantiate(cfg.selection), hessian=instantiate(cfg.hessian), **budget)
+                       selection=instantiate(cfg.selection), hessian=instantiate(cfg.hessian),
+                       cost_input_size=cfg.get("cost_input_size", 32), **budget)
 
 
 RUN_KINDS = ((DiscreteStrategy, discrete_run), (Strategy, gradient_run))  # the strategy's base class -> its run

@@ -30,7 +30,7 @@ from torch.nn.utils import prune
 
 from darts.context import Context
 from darts.deploy.steps import NETWORK, DeployStep, Source, accuracy, input_record, open_source, test_loader
-from darts.model_stats import count_flops
+from darts.cost.counting import count_network
 from darts.runs.base import EpochRun
 from darts.runs.tensorboard_log import TensorBoardLog
 from darts.schedules import Cosine
@@ -112,22 +112,23 @@ def sparsity(network: nn.Module) -> dict[str, float]:
 @torch.no_grad()
 def nonzero_flops(network: nn.Module, x: torch.Tensor) -> int:
     """FLOPs of one forward pass of x (1, 3, H, W), a pruned weight's multiply-adds left out: the dense count
-    (``count_flops``) less 2 per zero weight per output position of its conv or linear layer."""
+    (``darts.cost.counting``: multiply-accumulates) less one per zero weight per output position of its conv or linear
+    layer."""
     saved = []
-    hooks = [m.register_forward_hook(lambda m, i, out: saved.append(2 * (out[0, 0].numel() if out.dim() == 4 else 1)
+    hooks = [m.register_forward_hook(lambda m, i, out: saved.append((out[0, 0].numel() if out.dim() == 4 else 1)
                                                                     * int((m.weight == 0).sum())))
              for m in network.modules() if isinstance(m, PRUNABLE)]
     network.eval()(x)
     for hook in hooks:
         hook.remove()
-    return count_flops(network, x) - sum(saved)
+    return count_network(network, x).flops - sum(saved)
 
 
 def measure(network: nn.Module, x: torch.Tensor, test: Any) -> dict[str, float]:
     """Sparsity, params, FLOPs and test accuracy of the network."""
     network.eval()
     flops = nonzero_flops(network, x)
-    return {**sparsity(network), "flops": flops, "madds": flops // 2, "test_accuracy": accuracy(network, test)}
+    return {**sparsity(network), "flops": flops / 1e6, "test_accuracy": accuracy(network, test)}
 
 
 def pruned(source: Any, amount: float, structured: bool) -> nn.Module:
@@ -223,7 +224,7 @@ class Pruning(DeployStep, EpochRun):
         self.outcome = {**after, "before": self.before, "after_pruning": self.after_pruning, "amount": self.amount,
                         "structure": self.kind, "finetune_epochs": self.epochs, "lr": self.lr, "network": NETWORK}
         self.record = input_record(self.data, tuple(self.example.shape[1:]))
-        self.measured = {"sparsity": after["sparsity"], "params_M": after["params"], "madds_M": after["madds"] / 1e6,
+        self.measured = {"sparsity": after["sparsity"], "params_M": after["params"], "flops_M": after["flops"],
                          "test_accuracy": after["test_accuracy"], "test_accuracy_before": self.before["test_accuracy"],
                          "test_accuracy_pruned": self.after_pruning["test_accuracy"]}
         return super().finish(board)

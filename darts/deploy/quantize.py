@@ -30,7 +30,7 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (X86InductorQuantizer,
                                                                         get_default_x86_inductor_quantization_config)
 
-from darts.model_stats import count_parameters
+from darts.cost.counting import count_parameters
 from darts.runs.tensorboard_log import TensorBoardLog
 from darts.deploy.steps import (PROGRAM, DeployStep, Source, accuracy, export_program, input_record,
                                    latency_ms, open_source, program_bytes, save_program, test_loader)

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from darts.context import Context
+from darts.data.search_split import SearchData
 from darts.settings import integer
 from search_spaces.base import SearchSpace
 
@@ -81,6 +82,11 @@ class Evaluator(ABC):
         start = time.perf_counter()
         result = self.evaluate(candidate[1], candidate[0], fidelity)
         return result, time.perf_counter() - start
+
+    def network_classes(self, data: SearchData | None) -> int | None:
+        """Classes of the networks it scores (their exact cost is counted for them): the run's data's (None without
+        data: then no cost is counted)."""
+        return None if data is None else data.num_classes
 
     def report(self, genotype: Any) -> dict[str, float]:
         """What the evaluator knows about the final genotype beyond its score (the table's test accuracies)."""

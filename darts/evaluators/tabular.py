@@ -23,6 +23,7 @@ from search_spaces.base import SearchSpace
 
 _TABLES: dict[tuple, Table | NATSArchive] = {}
 TRIALS = ("mean", "random")
+CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16": 120}  # a column's dataset (its name's prefix) -> classes
 NOT_SCORES = ("_params", "_flops", "_latency")  # an architecture's costs (a NATS-Bench archive's <data>_params...)
 # how to get per-epoch validation columns for NB201 (NATS-Bench topology API, nats_bench.create)
 EXPORT = ("point evaluator.path at the NATS-Bench archive directory NATS-tss-v1_0-3ffb9-simple (docs/nats.md), or "
@@ -119,6 +120,15 @@ class TabularEvaluator(Evaluator):
         seed = seeds[np.random.default_rng(candidate_seed(self.seed, index)).integers(len(seeds))]
         cost = self.benchmark.query(genotype, timing, seed=seed) if self.benchmark.knows(timing) else 0.0
         return Evaluation(self.benchmark.query(genotype, column, seed=seed), cost, {"trial_seed": float(seed)})
+
+    def network_classes(self, data: SearchData | None) -> int:
+        """The classes of the score column's dataset (``cifar10_*``: 10, ``cifar100_*``: 100, ``imagenet16_*``: 120):
+        a table lookup loads no data."""
+        name = self.column.split("_")[0]
+        if name not in CLASSES:
+            raise ValueError(f"evaluator.column={self.column!r}: no known dataset to count its networks' cost for; "
+                             f"the column should start with one of {', '.join(CLASSES)}")
+        return CLASSES[name]
 
     def report(self, genotype: Any) -> dict[str, float]:
         """The benchmark's summary: every column of a table; a NATS-Bench archive's accuracies at the end of each

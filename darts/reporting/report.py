@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 RESULT_METRICS = {  # each kind's final metrics in result.json (docs/run-directories.md)
     "search": ("valid_acc", "train_acc"),
     "discrete": ("score", "evaluations"),
-    "final": ("test_accuracy", "best_valid_accuracy", "params", "madds"),
-    "deploy": ("test_accuracy", "params", "madds", "sparsity", "size_mb", "latency_ms_b1", "latency_ms_b64"),
+    "final": ("test_accuracy", "best_valid_accuracy"),
+    "deploy": ("test_accuracy", "params", "flops", "sparsity", "size_mb", "latency_ms_b1", "latency_ms_b64"),
 }
 COST = "search_cost_s"
 SKIP = "skip_connect"
@@ -91,6 +91,7 @@ class ReportedRun(Run):
         """Final metrics: the kind's ``result.json`` values, the benchmark columns and the search cost (s)."""
         out = {k: float(self.result[k]) for k in RESULT_METRICS[self.kind] if self.result.get(k) is not None}
         out.update({k: float(v) for k, v in (self.result.get("benchmark") or {}).items()})
+        out.update({k: float(v) for k, v in (self.result.get("cost") or {}).items()})  # params, flops[, latency]
         cost = self.search_cost()
         return out if cost is None else {**out, COST: cost}
 

@@ -13,8 +13,9 @@ interrupted run, or one given a larger ``strategy.budget``, ends with the same h
 one. The result is the best candidate at a final fidelity (``DiscreteStrategy.final``: any fidelity for
 random search and evolution, the top one for Hyperband and BOHB).
 
-With a cost function (``cost(genotype) -> {"params", "flops"[, "latency"]}``, the exact network cost), each history
-record and the result hold the genotype's cost (``genotype_cost``); a ``constraint`` keeps infeasible genotypes from
+In a space with a cost model (``darts.cost.model.CostModel``; or an injected ``cost(genotype) -> {"params", "flops"[,
+"latency"]}``), each history record holds its genotype's exact cost (``genotype_cost``) and the result the best
+genotype's (``cost``; the evaluations' total seconds are ``evaluation_cost``); a ``constraint`` keeps infeasible genotypes from
 being evaluated (the result counts them: ``rejected``); cost ``objectives`` make the search multi-objective: after
 each generation ``pareto.jsonl`` gets the Pareto front of the evaluations so far (genotypes and objective values) and
 its hypervolume, and the result holds the final ``pareto_front`` and ``hypervolume``. ``pareto.jsonl`` is rebuilt
@@ -31,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 from tqdm import tqdm
 
 from darts.context import Context
+from darts.cost.model import CostModel
 from darts.data.search_split import SearchData
 from darts.data.tabular import TabularBenchmark
 from darts.evaluators import Evaluation, Evaluator
@@ -67,7 +69,9 @@ class DiscreteRun(Run):
         objectives: ``[accuracy]`` (the score alone) or with cost metrics (``[accuracy, flops]``: multi-objective).
         hypervolume_reference: the hypervolume's reference point by objective (default: accuracy 0, a cost metric
             its constraint's limit).
-        cost: genotype -> its exact cost metrics (``params`` M, ``flops`` M MACs[, ``latency`` ms]), or None.
+        cost: genotype -> its exact cost metrics (``params`` M, ``flops`` M MACs[, ``latency`` ms]); None: the
+            space's cost model (``CostModel.measure``) for the evaluator's networks, if the space has one.
+        cost_input_size: the image side the cost model counts at (CIFAR: 32).
     """
 
     what = "the discrete search"
@@ -77,7 +81,8 @@ class DiscreteRun(Run):
                  benchmark: TabularBenchmark | None = None, context: Context = Context(), hparams: dict[str, Any] | None = None, warm_start: Callable[..., list[Any]] | None = None,
                  selection: Selection | None = None, hessian: HessianMonitor | None = None,
                  constraint: Mapping[str, float | None] | None = None, objectives: Sequence[str] = (ACCURACY,),
-                 hypervolume_reference: Mapping[str, float | None] | None = None, cost: Cost | None = None):
+                 hypervolume_reference: Mapping[str, float | None] | None = None, cost: Cost | None = None,
+                 cost_input_size: int = 32):
         if context.dist.world > 1:
             raise ValueError("a discrete search runs in one process, not under torchrun; its evaluator scores "
                              "candidates concurrently instead (evaluator.workers, one GPU each when several are visible)")
@@ -92,7 +97,10 @@ class DiscreteRun(Run):
         self.space, self.benchmark = space, benchmark
         self.evaluator = evaluator(space=space, data=data, context=context)
         warm = [] if warm_start is None else list(warm_start(space=space, data=data))  # deterministic: a resumed
-        self.measure = None if cost is None else cached(cost, space.to_text)  # run replays the same genotypes
+        classes = self.evaluator.network_classes(data) if cost is None and space.costed else None
+        if classes is not None:  # run replays the same genotypes
+            cost = CostModel.measure(space, classes, cost_input_size).cost
+        self.measure = None if cost is None else cached(cost, space.to_text)
         limits = Constraint(constraint, self.measure)
         reference = {**limits.limits, **{k: v for k, v in (hypervolume_reference or {}).items() if v is not None}}
         goals = Objectives(objectives, self.measure, reference)
@@ -104,7 +112,7 @@ class DiscreteRun(Run):
                              "per-epoch validation columns)")
         self.records: list[dict[str, Any]] = []  # the history so far (read back when resuming)
         self.best: tuple[float, int, Any] | None = None  # score, index, genotype of the first best candidate
-        self.cost = 0.0
+        self.cost = 0.0  # seconds of evaluation cost
 
     def state_dict(self) -> dict[str, Any]:
         """The evaluator's state (e.g. a trained supernet) and the strategy's (e.g. a swarm)."""
@@ -248,9 +256,9 @@ class DiscreteRun(Run):
         result = {"genotype": text, "genotype_json": self.space.to_json(genotype), "score": score,
                   "fidelity": self.records[index].get("fidelity"), "best_index": index,
                   "evaluations": len(self.records), "budget": self.strategy.budget,
-                  "cost": self.cost, "elapsed": self.records[-1]["elapsed"]}
+                  "evaluation_cost": self.cost, "elapsed": self.records[-1]["elapsed"]}
         if self.measure is not None:
-            result["genotype_cost"] = dict(self.measure(genotype))
+            result["cost"] = dict(self.measure(genotype))
         if self.strategy.constraint:
             result["rejected"] = self.strategy.constraint.rejected
         if (goals := self.strategy.objectives).multi:
@@ -264,7 +272,7 @@ class DiscreteRun(Run):
         return result
 
     def summary(self, result: dict[str, Any]) -> dict[str, float]:
-        """Score, cost, the hypervolume (cost objectives) and the benchmark's accuracies."""
-        return {"score": result["score"], "cost": result["cost"],
+        """Score, evaluation cost (s), the hypervolume (cost objectives) and the benchmark's accuracies."""
+        return {"score": result["score"], "evaluation_cost": result["evaluation_cost"],
                 **{k: result[k] for k in ("hypervolume",) if k in result},
                 **{f"benchmark/{k}": v for k, v in result.get("benchmark", {}).items()}}

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from darts.context import Context
-from darts.model_stats import count_flops, count_parameters
+from darts.cost.counting import count_network, in_millions
 from darts.runs.base import EpochRun
 from darts.runs.distillation import Distillation
 from darts.runs.network_spec import NetworkSpec
@@ -129,9 +129,9 @@ class FinalRun(EpochRun):
         self.best_valid_acc, self.best_epoch = -math.inf, -1
         self.metrics: dict[str, float] = {}
         x, _ = next(iter(test_loader))  # (B, 3, H, W)
-        self.params, self.flops = count_parameters(self.model), count_flops(self.model, x[:1])
-        log.info("network %s: %.3fM params (without auxiliary head), %.1fM FLOPs (%.1fM mult-adds)",
-                 type(self.model).__name__, self.params / 1e6, self.flops / 1e6, self.flops / 2e6)
+        self.cost = in_millions(count_network(self.model, x[:1]))
+        log.info("network %s: %.3fM params (without auxiliary head), %.1fM FLOPs (multiply-accumulates)",
+                 type(self.model).__name__, self.cost["params"], self.cost["flops"])
 
     def _network(self, network: nn.Module, sync_bn: bool) -> nn.Module:
         """``network`` on the context's device and memory format (SyncBatchNorm when asked), identical on every rank."""
@@ -167,7 +167,7 @@ class FinalRun(EpochRun):
         text = self.dir.write_genotype(self.spec.space, self.spec.genotype)
         board.text("final/genotype", text, self.start_epoch)
         board.cells("final/diagram", self.spec.space.cell_graphs(self.spec.genotype), self.start_epoch)
-        board.scalars("model", {"params_M": self.params / 1e6, "flops_M": self.flops / 1e6}, self.start_epoch)
+        board.scalars("model", {f"{k}_M": v for k, v in self.cost.items()}, self.start_epoch)
         if self.distill is not None:
             self.teacher_acc = evaluate(lambda x: split_output(self.distill.teacher(x))[0], self.test_loader,
                                         self.steps["test"], self.context, "teacher")["acc"]
@@ -208,8 +208,8 @@ class FinalRun(EpochRun):
     def finish(self, board: TensorBoardLog) -> dict[str, Any]:
         """Test accuracy and loss, size, genotype, network, training and validation metrics (and the teacher's)."""
         m, space, genotype = self.metrics, self.spec.space, self.spec.genotype
-        result = {"test_accuracy": m["test_acc"], "test_loss": m["test_loss"], "params": self.params / 1e6,
-                  "flops": self.flops, "madds": self.flops // 2, "genotype": space.to_text(genotype),
+        result = {"test_accuracy": m["test_acc"], "test_loss": m["test_loss"], "params": self.cost["params"],
+                  "cost": self.cost, "genotype": space.to_text(genotype),
                   "genotype_json": space.to_json(genotype), "epochs": self.s.epochs,
                   "network": self.spec.to_dict(), "train_accuracy": m["train_acc"], "train_loss": m["train_loss"]}
         if self.valid_loader is not None:
@@ -218,11 +218,11 @@ class FinalRun(EpochRun):
         if self.distill is not None:
             result.update(distillation=self.distill.record(self.teacher_acc))
         log.info("test accuracy %.2f%% (error %.2f%%) after %d epochs; %.3fM params", m["test_acc"],
-                 100 - m["test_acc"], self.s.epochs, self.params / 1e6)
+                 100 - m["test_acc"], self.s.epochs, self.cost["params"])
         return result
 
     def summary(self, result: dict[str, Any]) -> dict[str, float]:
         """Test accuracy, size (and the best validation accuracy)."""
         return {"test_accuracy": result["test_accuracy"], "params_M": result["params"],
-                "madds_M": result["madds"] / 1e6,
+                "flops_M": result["cost"]["flops"],
                 **({"best_valid_accuracy": result["best_valid_accuracy"]} if "best_valid_accuracy" in result else {})}

@@ -19,7 +19,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from darts.context import Context
+from darts.cost.budget import Budget
+from darts.cost.model import CostModel
 from darts.data.search_split import SearchData
 from darts.data.tabular import TabularBenchmark
 from darts.divergence import Diverged, check_finite
@@ -31,6 +35,7 @@ from darts.selections.hessian import EIGENVALUE, HessianMonitor
 from darts.settings import SGD, integer
 from darts.strategies.base import SearchContext, Strategy, supernet_options
 from darts.strategies.bilevel import search_epoch
+from darts.supernet import Mixing
 from darts.training import evaluate, frozen, set_lr
 from search_spaces.base import SearchSpace
 
@@ -60,6 +65,12 @@ class SearchRun(EpochRun):
         hessian: measures the dominant arch-Hessian eigenvalue of L_val on the epochs it is due
             (``darts.selections.hessian``; default: never), logged as ``arch/hessian_eigenvalue`` and in the epoch's
             genotypes.jsonl record.
+        budget: a cost target the arch objective penalises (``darts.cost.budget``; the space needs a cost model).
+        cost_input_size: the image side costs are counted at (32: CIFAR-sized data).
+
+    In a space with a cost model, each epoch records the exact cost of its genotype (``cost`` in genotypes.jsonl,
+    ``arch/<metric>`` in TensorBoard) and the expected cost under the op weights (``arch/expected_<metric>``), and
+    result.json the final genotype's (``cost``; with a budget, ``budget``: target and whether it is met).
     """
 
     what = "the search"
@@ -68,7 +79,7 @@ class SearchRun(EpochRun):
                  context: Context = Context(), benchmark: TabularBenchmark | None = None, epochs: int = 50,
                  batch_size: int = 64, steps_per_epoch: int | None = None, seed: int = 2, optimizer: SGD = SGD(),
                  hparams: dict[str, Any] | None = None, selection: Selection | None = None,
-                 hessian: HessianMonitor | None = None):
+                 hessian: HessianMonitor | None = None, budget: Budget | None = None, cost_input_size: int = 32):
         integer("epochs", epochs, 1)
         integer("batch_size", batch_size, 1)
         integer("steps_per_epoch", steps_per_epoch, 1, nullable=True)
@@ -81,6 +92,9 @@ class SearchRun(EpochRun):
         self.schedule = Cosine(optimizer.lr_min)  # DARTS train_search.py: CosineAnnealingLR per epoch
         self.supernet = space.build_supernet(data.num_classes, context, supernet_options(strategy))
         self.strategy = strategy(supernet=self.supernet, space=space)
+        self.budget = budget
+        self.costs = cost_model(space, data.num_classes, cost_input_size, budget)
+        self.strategy.budget = budget
         dist.broadcast([*self.supernet.parameters(), *self.supernet.buffers(), *self.strategy.arch_parameters()])
         self._wrap()
         # DARTS train_search.py: both halves use the training augmentation
@@ -100,8 +114,9 @@ class SearchRun(EpochRun):
 
     def state_dict(self) -> dict[str, Any]:
         """Supernet, strategy, optimizer and the last epoch's metrics."""
+        budget = {} if self.budget is None else {"budget": self.budget.state_dict()}
         return {"supernet": self.supernet.state_dict(), "strategy": self.strategy.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "metrics": self.metrics}
+                "optimizer": self.optimizer.state_dict(), "metrics": self.metrics, **budget}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore them, the supernet first brought to the checkpoint's shape (DrNAS's progressive stages)."""
@@ -110,6 +125,8 @@ class SearchRun(EpochRun):
         self.supernet.load_state_dict(state["supernet"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.metrics = state["metrics"]
+        if self.budget is not None:
+            self.budget.load_state_dict(state["budget"])
 
     def start(self, board: TensorBoardLog) -> None:
         """Drop genotypes.jsonl records written after the checkpoint (a kill between the two; a torn last line)."""
@@ -131,6 +148,8 @@ class SearchRun(EpochRun):
                         "valid_acc": valid["acc"], "lr": lr, "epoch_time": time.time() - start}
         genotype = self.strategy.genotype()
         record = {"epoch": epoch, "genotype": self.space.to_text(genotype), **self.metrics}
+        if self.costs is not None:
+            record["cost"] = self.costs.cost(genotype)
         if self.hessian.due(epoch, self.epochs):
             record[EIGENVALUE] = self.hessian.measure(self.strategy, self.supernet, self.valid_loader, self.context.dist)
             board.scalars("arch", {EIGENVALUE: record[EIGENVALUE]}, epoch)
@@ -177,6 +196,10 @@ class SearchRun(EpochRun):
         genotype text and the benchmark's accuracies of the epoch's genotype."""
         board.scalars("search", self.metrics, epoch)
         board.scalars("arch", self.strategy.scalars(), epoch)
+        if self.costs is not None:
+            board.scalars("arch", {**record["cost"], **self._expected_costs()}, epoch)
+        if self.budget is not None:
+            board.scalars("budget", self.budget.scalars(), epoch)
         board.arch(self.strategy.op_weights(), self.space.ops, self.space.cell_graphs(genotype), epoch)
         board.text("arch/genotype", record["genotype"], epoch)
         if self.benchmark is not None:
@@ -184,6 +207,12 @@ class SearchRun(EpochRun):
             board.scalars("benchmark", record["benchmark"], epoch)
             log.info("benchmark accuracy of the epoch's genotype: %s", record["benchmark"])
         board.flush()
+
+    def _expected_costs(self) -> dict[str, float]:
+        """The expected cost of every metric under the strategy's op weights (``expected_<metric>``)."""
+        mixing = {t: Mixing(w) for t, w in self.strategy.op_weights().items()}
+        with torch.no_grad():
+            return {f"expected_{m}": float(self.costs.expected(mixing, m)) for m in self.costs.metrics}
 
     def stop(self) -> bool:
         """The selection's stopping rule after the newest epoch run, never after the last (R-DARTS
@@ -205,8 +234,21 @@ class SearchRun(EpochRun):
                   **metrics}  # finite: the divergence guard stops a run before a non-finite value is reported
         if self.benchmark is not None:
             result["benchmark"] = self.benchmark.query(genotype)
+        if self.costs is not None:
+            result["cost"] = self.costs.cost(genotype)
+        if self.budget is not None:
+            result["budget"] = self._verdict(genotype)
         log.info("final genotype %s", text)
         return result
+
+    def _verdict(self, genotype: Any) -> dict[str, Any]:
+        """The budget's metric, target, the genotype's exact cost and whether it is within the target (logged)."""
+        b = self.budget
+        verdict = {"metric": b.metric, "target": b.target, "cost": self.costs.cost(genotype)[b.metric],
+                   "met": b.meets(genotype)}
+        log.info("%s of the genotype: %.6g against the target %.6g: %s", b.metric, verdict["cost"], b.target,
+                 "within the budget" if verdict["met"] else "OVER the budget")
+        return verdict
 
     def summary(self, result: dict[str, Any]) -> dict[str, float]:
         """Validation accuracy, search time and the benchmark's accuracies."""
@@ -241,3 +283,14 @@ class SearchRun(EpochRun):
         if decisions:
             details.update(search_genotype=searched, decisions=len(decisions))
         return genotype, self.metrics, details
+
+
+def cost_model(space: SearchSpace, num_classes: int, input_size: int, budget: Budget | None) -> CostModel | None:
+    """The space's cost model bound to ``budget`` (None in a space without one, unless a budget asks for it: then
+    the space's one-line error)."""
+    if not space.costed and budget is None:
+        return None
+    model = CostModel.measure(space, num_classes, input_size, latency=None if budget is None else budget.latency())
+    if budget is not None:
+        budget.bind(model)
+    return model

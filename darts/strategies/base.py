@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from darts.context import Context
+from darts.cost.budget import Budget
 from darts.distributed import Distributed
 from darts.supernet import Mixing, Supernet, SupernetOptions
 from darts.training import Batch
@@ -64,6 +65,7 @@ class Strategy(ABC):
     """
 
     samples_paths: bool = False  # whether a weight step may leave weights without a gradient (sampled or pruned ops)
+    budget: Budget | None = None  # a cost target the arch objective penalises (``darts.cost.budget``), set by the run
 
     def __init__(self, supernet: Supernet, space: SearchSpace, arch_start_epoch: int = 0):
         self.supernet = supernet
@@ -125,10 +127,14 @@ class Strategy(ABC):
         return None
 
     def arch_loss(self, valid: Batch) -> torch.Tensor:
-        """The first-order arch objective: L_val plus ``arch_penalty()``."""
-        loss = self.loss(valid)
+        """The first-order arch objective: L_val plus ``arch_penalty()``, under the budget's penalty when there is one
+        (on the expected cost of the same mixing weights)."""
+        x, y = valid
+        mixing = self.mixing()
+        loss = F.cross_entropy(self.supernet(x, mixing), y)
         penalty = self.arch_penalty()
-        return loss if penalty is None else loss + penalty
+        loss = loss if penalty is None else loss + penalty
+        return loss if self.budget is None else self.budget.penalise(loss, mixing)
 
     def one_sample(self) -> AbstractContextManager:
         """Within it, every ``mixing()`` uses the same random draw (a sampling strategy overrides it; the unrolled

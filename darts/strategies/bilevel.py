@@ -25,6 +25,8 @@ def search_epoch(supernet: nn.Module, strategy: Strategy, train_loader: Iterable
     for step, (train, valid) in enumerate(bar):
         if strategy.arch_active:
             strategy.arch_step(train, valid, optimizer)
+            if strategy.budget is not None:  # the derived genotype's exact cost (LightNAS's multiplier follows it)
+                strategy.budget.observe(strategy.genotype())
             meter.note(ARCH, torch.stack([torch.isfinite(a).all() for a in arch]).all())
         x, y = train
         optimizer.zero_grad(set_to_none=True)

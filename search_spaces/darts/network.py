@@ -57,6 +57,7 @@ class Cell(nn.Module):
         else:
             self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0)
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0)
+        self.reduction = reduction
         cell_type = "reduce" if reduction else "normal"
         pairs = list(getattr(genotype, cell_type))
         concat = list(getattr(genotype, f"{cell_type}_concat"))

@@ -18,7 +18,7 @@ from darts.settings import integer
 from search_spaces.base import SearchSpace, randint
 from search_spaces.darts.genotype import Genotype, parse_genotype
 from search_spaces.darts.genotypes import GENOTYPES
-from search_spaces.darts.network import NetworkCIFAR
+from search_spaces.darts.network import Cell, NetworkCIFAR
 from search_spaces.darts.op_sets import NUM_EDGES, op_set
 from search_spaces.darts.supernet import MULTIPLIER, STEPS, DartsSupernet
 
@@ -56,6 +56,7 @@ class DartsSpace(SearchSpace):
     """The DARTS CNN space; ``init_channels``/``layers`` size the supernet and proxy networks, ``ops`` is the op set
     searched (a name of ``search_spaces.darts.op_sets.OP_SETS``, a list of op names, or per cell type and edge)."""
 
+    costed = True
     cell_types = ("normal", "reduce")
     num_edges = NUM_EDGES
 
@@ -186,6 +187,55 @@ class DartsSpace(SearchSpace):
                 index[e] = names.index(op)
             mixing[cell_type] = Mixing(index=index)
         return mixing
+
+    def cost_probes(self) -> list[Genotype]:
+        """Genotypes that together put every searched op but `none` on every edge: each node takes, per genotype, the
+        2 input edges with the most ops not yet placed, each with one of those ops (the standard concat)."""
+        todo = {(t, e): [o for o in row if o != "none"] for t in self.cell_types
+                for e, row in enumerate(self._ops.edges[t])}
+        probes = []
+        while any(todo.values()):
+            cells = {t: self._probe_cell(t, todo) for t in self.cell_types}
+            probes.append(Genotype(normal=cells["normal"], normal_concat=CONCAT, reduce=cells["reduce"],
+                                   reduce_concat=CONCAT))
+        return probes
+
+    def _probe_cell(self, cell_type: str, todo: dict[tuple[str, int], list[str]]) -> list[tuple[str, int]]:
+        """One probe cell: per node the 2 inputs with most ops left to place, each with the next of them (or its
+        edge's first op when none is left); the placed ops leave ``todo``."""
+        gene = []
+        for node in range(STEPS):
+            start = sum(range(2, node + 2))
+            inputs = sorted(range(node + 2), key=lambda j: -len(todo[cell_type, start + j]))[:2]
+            for src in inputs:
+                left = todo[cell_type, start + src]
+                gene.append((left.pop(0) if left else self._searched(cell_type, node, src)[0], src))
+        return gene
+
+    def edge_ops(self, network: nn.Module, genotype: Genotype) -> dict[tuple[str, int, str], list[nn.Module]]:
+        """Each pair's op module in every cell (``Cell._ops``, in genotype order), by its edge."""
+        groups: dict[tuple[str, int, str], list[nn.Module]] = {}
+        cells = [m for m in network.modules() if isinstance(m, Cell)]
+        for cell in cells:
+            cell_type = "reduce" if cell.reduction else "normal"
+            for (t, e, op), module in zip(self._pair_edges(genotype, cell_type), cell._ops):
+                if op != "none":
+                    groups.setdefault((t, e, op), []).append(module)
+        return groups
+
+    def edge_choices(self, genotype: Genotype) -> list[tuple[str, int, str]]:
+        """Every pair's (cell type, edge, op) but `none` ones; ValueError for a concat other than nodes 2-5, whose
+        cells change width with the genotype (the additive model assumes DARTS's fixed concat)."""
+        for t in self.cell_types:
+            if tuple(getattr(genotype, f"{t}_concat")) != tuple(CONCAT):
+                raise ValueError(f"the cost model needs {t}_concat={list(CONCAT)}, got "
+                                 f"{list(getattr(genotype, f'{t}_concat'))}: count the built network instead")
+        return [c for t in self.cell_types for c in self._pair_edges(genotype, t) if c[2] != "none"]
+
+    @staticmethod
+    def _pair_edges(genotype: Genotype, cell_type: str) -> list[tuple[str, int, str]]:
+        """(cell type, edge, op) of each (op, input) pair of a cell, in genotype order."""
+        return [(cell_type, sum(range(2, k // 2 + 2)) + src, op) for k, (op, src) in enumerate(getattr(genotype, cell_type))]
 
     def input_choices(self) -> tuple[tuple[tuple[int, ...], int], ...]:
         """Nodes 1-3 keep 2 of their 3, 4 and 5 input edges (sec. 2.4; node 0 has only 2)."""

@@ -7,6 +7,7 @@ Genotypes are ``NB201Genotype`` values written as the benchmark's strings (``gen
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 
 from darts.diagrams import CellGraph
 from darts.context import Context
@@ -15,7 +16,7 @@ from darts.supernet import Mixing, SupernetOptions
 from search_spaces.base import SearchSpace, randint
 from search_spaces.nb201.genotype import (EDGES, NUM_EDGES, NUM_NODES, PRIMITIVES, Arch, NB201Genotype, as_genotype,
                                           format_arch, parse_arch)
-from search_spaces.nb201.network import TinyNetwork
+from search_spaces.nb201.network import InferCell, TinyNetwork
 from search_spaces.nb201.supernet import NB201Supernet
 
 # The edges (indices into EDGES) of each path from node 0 (input) to node 3 (output): 0->3, 0->1->3, 0->2->3, 0->1->2->3
@@ -27,6 +28,7 @@ class NB201Space(SearchSpace):
     """The NB201 space; ``init_channels``/``cells_per_stage`` size the supernet and networks."""
 
     primitives = PRIMITIVES
+    costed = True
     cell_types = ("cell",)
     num_edges = NUM_EDGES
 
@@ -102,6 +104,24 @@ class NB201Space(SearchSpace):
     def one_hot(self, genotype: Arch) -> dict[str, Mixing]:
         """The genotype's op index on each edge."""
         return {"cell": Mixing(index=[PRIMITIVES.index(op) for op in as_genotype(genotype).ops])}
+
+    def cost_probes(self) -> list[NB201Genotype]:
+        """One cell per op but `none`, that op on all 6 edges."""
+        return [NB201Genotype.from_ops([op] * NUM_EDGES) for op in PRIMITIVES if op != "none"]
+
+    def edge_ops(self, network: nn.Module, genotype: Arch) -> dict[tuple[str, int, str], list[nn.Module]]:
+        """Each edge's op module in every cell of the network (``InferCell.layers``)."""
+        groups: dict[tuple[str, int, str], list[nn.Module]] = {}
+        for cell in network.modules():
+            if isinstance(cell, InferCell):
+                for e, op in enumerate(cell.genotype.ops):
+                    if op != "none":
+                        groups.setdefault(("cell", e, op), []).append(cell.layers[e])
+        return groups
+
+    def edge_choices(self, genotype: Arch) -> list[tuple[str, int, str]]:
+        """The op of every edge but `none` ones."""
+        return [("cell", e, op) for e, op in enumerate(as_genotype(genotype).ops) if op != "none"]
 
     def encode(self, genotype: Arch) -> torch.Tensor:
         """BANANAS's path encoding (White et al., AAAI 2021, sec. 4; naszilla/naszilla nas_bench_201/cell_201.py

@@ -99,14 +99,26 @@ class DARTS(Strategy):
         # IEEE fp32 (TF32, cuDNN's default on Ampere+, measured 11-34% off in float64 tests); one architecture
         # sample for the whole finite difference (a sampling strategy's draws would not cancel otherwise)
         with self.context.exact(), self.one_sample():
-            grads = self._unrolled_gradient(train, valid, weight_optimizer)
+            grads, loss = self._unrolled_gradient(train, valid, weight_optimizer)
+            mixing = self.mixing()
         penalty = self.arch_penalty()
-        if penalty is None:
-            return grads
-        extra = torch.autograd.grad(penalty, self.arch_parameters(), allow_unused=True)
-        return [g if e is None else g + e for g, e in zip(grads, extra)]
+        if penalty is not None:
+            extra = torch.autograd.grad(penalty, self.arch_parameters(), allow_unused=True)
+            grads = [g if e is None else g + e for g, e in zip(grads, extra)]
+            loss = loss + penalty.detach()
+        return grads if self.budget is None else self.budgeted(grads, loss, mixing)
 
-    def _unrolled_gradient(self, train: Batch, valid: Batch, weight_optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    def budgeted(self, grads: list[torch.Tensor], loss: torch.Tensor, mixing: dict[str, Mixing]) -> list[torch.Tensor]:
+        """The hypergradient of the budget's objective B(L, c(alpha)) from that of L (``grads``, at value ``loss``):
+        dB/dL * grads + dB/dc * dc/dalpha, the chain rule through the penalty."""
+        value = loss.detach().requires_grad_(True)
+        objective = self.budget.penalise(value, mixing)
+        d_loss, *d_cost = torch.autograd.grad(objective, [value, *self.arch_parameters()], allow_unused=True)
+        return [d_loss * g + (0 if c is None else c) for g, c in zip(grads, d_cost)]
+
+    def _unrolled_gradient(self, train: Batch, valid: Batch, weight_optimizer: torch.optim.Optimizer,
+                           ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Eq. 7's hypergradient and L_val(w', alpha)."""
         # the weights that train (OLES's frozen ops stay as they are in the virtual step)
         names, w = zip(*[(n, p) for n, p in self.supernet.named_parameters()
                          if not n.startswith("alphas.") and p.requires_grad])
@@ -123,7 +135,7 @@ class DARTS(Strategy):
         g_plus = self._arch_grad(dict(zip(names, w_plus)), train)
         g_minus = self._arch_grad(dict(zip(names, w_minus)), train)
         xi = weight_optimizer.param_groups[0]["lr"]
-        return [d - xi * (gp - gm) / (2 * eps) for d, gp, gm in zip(d_alpha, g_plus, g_minus)]
+        return [d - xi * (gp - gm) / (2 * eps) for d, gp, gm in zip(d_alpha, g_plus, g_minus)], loss.detach()
 
     def _virtual_step(self, names: tuple[str, ...], w: tuple[torch.Tensor, ...], train: Batch,
                       weight_optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:

@@ -118,6 +118,8 @@ class SNAS(Tempered):
         with self.one_sample():
             drawn = self.mixing()
         loss = F.cross_entropy(self.supernet(x, drawn), y)
+        if self.budget is not None:
+            loss = self.budget.penalise(loss, drawn)
         for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
             p.grad = None if g is None else g.detach()
         self.dist.mean_grads(params)  # train_search.py: reduce_tensorgradients, then clip
