@@ -199,3 +199,70 @@ def test_run_records_costs_the_front_per_generation_and_the_result(nb201_csv, tm
     evaluated = {r["genotype"]: r["score"] for r in records}
     assert all(evaluated[p["genotype"]] == p["accuracy"] for p in result["pareto_front"])
     assert result["objectives"] == ["accuracy", "flops"] and result["rejected"] >= 0
+
+
+# ---------------------------------------------------------------- train_search.py and the study report
+
+
+NB201_TABLE = ("search_space=nb201", "evaluator=tabular", "seed=1")
+
+
+@pytest.fixture(scope="module")
+def budget_study(nb201_csv, tmp_path_factory):
+    """Tabular NB201 runs through train_search.py: evolution under constraint.flops=30, random search with objectives
+    [accuracy, flops]."""
+    from conftest import run_entry
+
+    base = tmp_path_factory.mktemp("budget")
+    table = f"evaluator.path={nb201_csv}"
+    run_entry("train_search.py", base / "constrained", *NB201_TABLE, table, "strategy=evolution", "strategy.budget=20",
+              "constraint.flops=30")
+    run_entry("train_search.py", base / "pareto", *NB201_TABLE, table, "strategy=random", "strategy.budget=20",
+              "objectives=[accuracy,flops]", "hypervolume_reference.flops=220")
+    return base
+
+
+def test_entry_point_runs_under_a_constraint_and_with_cost_objectives(budget_study):
+    """constraint.flops=30 gives a feasible genotype with its exact cost and rejections in result.json; objectives
+    [accuracy, flops] write pareto.jsonl and the front; every history record holds its genotype's exact cost (NB201's
+    cell 0 costs NATS-Bench's 15.64737 M FLOPs, 0.129306 M parameters)."""
+    constrained = read_json(budget_study / "constrained" / "result.json")
+    assert constrained["cost"]["flops"] <= 30 and constrained["rejected"] > 0
+    assert all(r["genotype_cost"]["flops"] <= 30 for r in read_jsonl(budget_study / "constrained" / HISTORY))
+    pareto = read_json(budget_study / "pareto" / "result.json")
+    assert pareto["objectives"] == ["accuracy", "flops"] and pareto["hypervolume"] > 0
+    assert pareto["hypervolume_reference"] == {"accuracy": 0.0, "flops": 220.0}
+    assert read_jsonl(budget_study / "pareto" / PARETO)[-1]["pareto_front"] == pareto["pareto_front"]
+    from darts.cost.model import CostModel
+    cell0 = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
+    assert CostModel.measure(NB201Space()).cost(NB201Space().parse(cell0)) == {"params": 0.129306, "flops": 15.64737}
+
+
+@pytest.mark.parametrize("override, match", [
+    ("constraint.flop=3", r"'constraint\.flop': constraint has no such setting; choose one of params, flops, latency"),
+    ("objectives=[accuracy,flop]", r"objectives=\[accuracy, flop\] is not valid"),
+    ("objectives=[accuracy,flops]", r"set hypervolume_reference\.flops"),
+    ("constraint.latency=5", r"constraint\.latency: the cost model gives flops, params only"),
+    ("strategy=hyperband", r"Hyperband takes no constraint")])
+def test_bad_budget_settings_are_one_line_errors_from_the_command_line(nb201_csv, tmp_path, override, match):
+    """Unknown metrics and objectives, a missing reference point, latency without a latency table and a strategy
+    without constraint support end the command with one line naming the setting."""
+    from conftest import run_entry
+
+    extra = ("constraint.flops=30",) if override.startswith("strategy=") else ("strategy=random",)
+    proc = run_entry("train_search.py", tmp_path, *NB201_TABLE, f"evaluator.path={nb201_csv}", override, *extra,
+                     "strategy.budget=5", check=False)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if "Error" in line]
+    assert len(errors) == 1 and __import__("re").search(match, errors[0]), proc.stderr[-2000:]
+
+
+def test_study_report_plots_accuracy_against_cost_with_each_methods_front(budget_study, tmp_path):
+    """The report of runs with exact costs draws accuracy against FLOPs with each method's front, and the fronts the
+    multi-objective search kept."""
+    from darts.reporting.report import write_report
+
+    report = write_report([budget_study], tmp_path).read_text()
+    assert (tmp_path / "accuracy_cost.png").is_file() and (tmp_path / "pareto_fronts.png").is_file()
+    assert "## Accuracy against cost" in report and "## Fronts kept by multi-objective searches" in report
+    assert "| `flops` |" in report

@@ -6,10 +6,11 @@ print several lines and a hint about HYDRA_FULL_ERROR, or fail inside its own er
   default composition holds: the run's own saved configuration is what it resumes with.
 - Plugins (``DARTS_PLUGINS``, ``darts.app.plugins``) add their config folders to the search path.
 - The configuration is composed once here, so that a composition error (a key that does not exist, a bad value
-  syntax) is one line too.
+  syntax) is one line too; a key that its mapping lacks (``constraint.flop=3``) names the mapping's keys.
 """
 from __future__ import annotations
 
+import re
 import sys
 
 from hydra import compose, initialize_config_dir
@@ -17,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from darts.app import plugins
@@ -81,8 +83,28 @@ def precompose(args: list[str], config_name: str) -> list[str]:
             else override.get_value_element_as_str()
         single.append(f"{override.get_key_element()}" + ("" if override.is_delete() and value is None else f"={value}"))
     with initialize_config_dir(str(plugins.CONF), version_base="1.3"):
-        compose(config_name, overrides=single)
+        try:
+            compose(config_name, overrides=single)
+        except HydraException as err:
+            raise unknown_key(err, single, config_name) from None
     return swept
+
+
+def unknown_key(err: HydraException, overrides: list[str], config_name: str) -> Exception:
+    """For an override of a key its mapping lacks (``constraint.flop=3``), a ValueError naming the mapping's keys; else
+    ``err`` itself."""
+    match = re.search(r"Could not override '([^']+)'", str(err))
+    parent, _, name = match.group(1).rpartition(".") if match else ("", "", "")
+    others = [o for o in overrides if o.partition("=")[0] != (match and match.group(1))]
+    try:
+        node = OmegaConf.select(compose(config_name, overrides=others), parent) if parent else None
+    except (HydraException, OmegaConfBaseException):
+        node = None
+    if not isinstance(node, DictConfig) or name in node:
+        return err
+    keys = [str(k) for k in node if not str(k).startswith("_")]
+    return ValueError(f"Could not override '{parent}.{name}': {parent} has no such setting; choose one of "
+                      f"{', '.join(keys)}")
 
 
 def prepare(argv: list[str], outputs: str, config_name: str) -> list[str]:

@@ -163,6 +163,8 @@ def agreement_section(m: MethodReport) -> list[str]:
 FIGURES = {  # figure key (darts.reporting.report.write_figures) -> section title
     "benchmark": "Benchmark accuracy of the current genotype per epoch",
     "skip": "Skip connections per epoch",
+    "cost": "Accuracy against cost",
+    "pareto": "Fronts kept by multi-objective searches",
 }
 
 

@@ -1,13 +1,13 @@
-"""A study report over run directories: final metrics per method over seeds next to the published numbers,
-genotype agreement across seeds, and per-epoch curves (benchmark accuracy, skip connections).
+"""A study report over run directories: final metrics per method over seeds next to the published numbers, genotype
+agreement across seeds, per-epoch curves (benchmark accuracy, skip connections) and accuracy against exact cost.
 
     darts-report multirun/2026-11-30/13-11-20 outputs/final [--out report]
 
 A directory is a run directory (it holds ``config.yaml``) or holds run directories at any depth (a Hydra ``-m`` sweep).
 A method is the strategy (its class, " 2nd order" added for ``order: 2``; ``train_final`` for retraining; a deployment
 chain such as ``train_final + prune 50% + int8``) in a space (its class), e.g. ``GDAS / NB201Space``. Writes
-``report.md``, ``report.csv`` (one row per run) and PNG figures (``darts.reporting.plots``) into ``--out``, by
-default ``report/`` beside the runs (inside the directory given, or the one holding all of them).
+``report.md``, ``report.csv`` (one row per run) and PNG figures (``darts.reporting.plots``, ``fronts``) into ``--out``,
+by default ``report/`` beside the runs (inside the directory given, or the one holding all of them).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from darts.reporting.fronts import cost_figures
 from darts.reporting.plots import (Agreement, EdgeVote, MethodReport, Published, Stat, benchmark_column, epoch_curves,
                                 plot_curves, plot_published, render)
 from darts.runs.reader import Run, run_dirs
@@ -251,12 +252,11 @@ def write_figures(runs: list[ReportedRun], methods: list[MethodReport], out: Pat
         figures["benchmark"] = plot_curves(
             curves, f"{column} (%)", "the epoch's genotype in the table, mean ± std over seeds", out / "benchmark.png")
     if skips := epoch_curves(groups, skip_count):
-        figures["skip"] = plot_curves(
-            skips, f"{SKIP} edges", "skip_connect edges of the epoch's genotype (collapse signal), mean ± std",
-            out / "skip_connections.png")
+        figures["skip"] = plot_curves(skips, f"{SKIP} edges", "skip_connect edges of the epoch's genotype (collapse "
+                                      "signal), mean ± std", out / "skip_connections.png")
     if measured := [m for m in methods if m.published and m.published.metric in m.stats]:
         figures["published"] = plot_published(measured, out / "published.png")
-    return figures
+    return {**figures, **cost_figures(groups, out)}
 
 
 def write_report(dirs: Iterable[str | Path], out: str | Path = "report") -> Path:
@@ -275,8 +275,7 @@ def write_report(dirs: Iterable[str | Path], out: str | Path = "report") -> Path
 def beside(dirs: list[Path]) -> Path:
     """Where a report goes by default: ``report/`` inside the one directory given, or inside the deepest directory
     holding all of them (never the current directory)."""
-    parents = [d.resolve() for d in dirs]
-    return Path(os.path.commonpath(parents) if len(parents) > 1 else parents[0]) / "report"
+    return Path(os.path.commonpath([d.resolve() for d in dirs])) / "report"  # of one directory: that directory
 
 
 def main(argv: list[str] | None = None) -> int:
