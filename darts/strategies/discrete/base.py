@@ -23,7 +23,8 @@ through ``final(fidelity)`` which scores may win: ``best()`` only considers thos
 low-fidelity score never beats a full evaluation.
 
 Under a budget (``darts.strategies.discrete.constraint``), every proposal is feasible: the initial design
-(``_sample``) redraws infeasible samples, and each strategy says how it redraws or repairs its own proposals. With cost
+(``_sample``) redraws infeasible samples, a mutation (``_mutate``) is repaired by further mutations, and each strategy
+says how it treats its own proposals. With cost
 objectives (``darts.strategies.discrete.objectives``), ``front()`` is the Pareto front of what was evaluated and the
 result (``best``) stays its most accurate genotype. A strategy that supports neither (``budgeted = False``) refuses them.
 
@@ -41,6 +42,8 @@ from darts.settings import integer, number
 from darts.strategies.discrete.constraint import Constraint
 from darts.strategies.discrete.objectives import Objectives
 from search_spaces.base import SearchSpace
+
+MUTATION_STEPS = 20  # single mutations a repaired mutation may chain before giving up (under a constraint)
 
 
 class DiscreteStrategy(ABC):
@@ -169,6 +172,20 @@ class DiscreteStrategy(ABC):
         """A genotype of the initial design: the warm start's next one, else a uniform sample of the space; under a
         constraint, the first feasible one of those (infeasible ones are skipped, counted)."""
         return self.constraint.require(lambda: self.warm.pop(0) if self.warm else self.space.sample(self.generator))
+
+    def _mutate(self, parent: Any) -> Any | None:
+        """A single mutation of ``parent`` (``space.mutate``); under a constraint an infeasible one is repaired by
+        mutating it further, a random walk that stops at the first feasible genotype (at most ``MUTATION_STEPS``
+        mutations; None if none is feasible). The repair lets a child trade one costly op for another (two or more
+        edges changed), which single mutations of a parent at the limit cannot: the repair operators of constrained
+        evolutionary search (Coello Coello, "Theoretical and numerical constraint-handling techniques used with
+        evolutionary algorithms: a survey of the state of the art", CMAME 191, 2002, sec. 4)."""
+        child = parent
+        for _ in range(MUTATION_STEPS):
+            child = self.space.mutate(child, self.generator)
+            if self.constraint.admits(child):
+                return child
+        return None
 
     @abstractmethod
     def _propose(self, limit: int) -> list[Any]:

@@ -17,9 +17,10 @@ them concurrently; they then join the population in order, each removing the old
 ``generation=1`` (the default) is exactly Algorithm 1. The number of workers never changes the
 history: only ``generation`` does.
 
-Under a constraint, an infeasible child is mutated again from the same parent (up to ``MUTATION_TRIES`` times: a
-mutation is a local move, so the parent's feasible neighbours are tried first), then replaced by a fresh feasible
-sample; the initial population is sampled feasible. With cost objectives the tournament ranks members by NSGA-II's
+Under a constraint, an infeasible child is repaired by mutating it further until it is feasible (``_mutate``: a random
+walk of at most 20 single mutations), else replaced by a fresh feasible sample; the initial population is sampled
+feasible. (Mutating the same parent again instead keeps every child one edge from its parent, and on NAS-Bench-201 at
+a FLOPs limit that allows one 3x3 convolution it did no better than random search: docs/constrained-search.md.) With cost objectives the tournament ranks members by NSGA-II's
 crowded comparison (Deb, Pratap, Agarwal and Meyarivan, IEEE TEVC 2002, sec. III-B: lower non-dominated rank in the
 population, then larger crowding distance), the rest of Algorithm 1 (aging) unchanged; the Pareto front of every
 evaluated genotype is kept apart from the population.
@@ -33,8 +34,6 @@ from darts.strategies.discrete.base import DiscreteStrategy
 from darts.strategies.discrete.constraint import Constraint
 from darts.strategies.discrete.objectives import Objectives
 from search_spaces.base import SearchSpace, randint
-
-MUTATION_TRIES = 20  # mutations of one parent before a fresh sample (an NB201 cell has 24 single-op neighbours)
 
 
 class RegularizedEvolution(DiscreteStrategy):
@@ -80,9 +79,8 @@ class RegularizedEvolution(DiscreteStrategy):
         return self.population[max(drawn, key=lambda i: fitness[i])][0]
 
     def _child(self, parent: Any) -> Any:
-        """A mutation of ``parent``; under a constraint the first feasible of ``MUTATION_TRIES``, else a feasible
-        sample."""
-        child = self.constraint.first(lambda: self.space.mutate(parent, self.generator), MUTATION_TRIES)
+        """A mutation of ``parent`` (repaired under a constraint), else a feasible sample."""
+        child = self._mutate(parent)
         return self._sample() if child is None else child
 
     def _learn(self, told: list[tuple[Any, float]]) -> None:
