@@ -73,6 +73,20 @@ def test_no_infeasible_genotype_is_proposed_and_rejections_are_counted(name):
         assert strategy.best()[0] in proposals
 
 
+def test_a_mutation_at_the_limit_is_repaired_by_further_mutations():
+    """From a parent at the limit (one 3x3 and one 1x1 conv: toy flops 10), nearly every mutation is repaired within
+    its 20 steps, every repaired one is feasible and differs from the parent; some differ in two or more edges (a costly op traded for another), which single mutations
+    cannot do without leaving the feasible set."""
+    space = NB201Space()
+    parent = space.parse("|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|none~1|avg_pool_3x3~2|")
+    strategy = RandomSearch(space, budget=1, seed=0, constraint=Constraint({"flops": LIMIT}, toy_cost))
+    children = [child for _ in range(300) if (child := strategy._mutate(parent)) is not None]  # None: 20 steps failed
+    assert len(children) > 250
+    edits = [sum(a != b for a, b in zip(parent.ops, child.ops)) for child in children]
+    assert all(toy_cost(c)["flops"] <= LIMIT for c in children) and min(edits) >= 1 and max(edits) >= 2
+    assert strategy.constraint.rejected > 0
+
+
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_the_default_objective_and_no_constraint_change_nothing(name):
     """Passing ``objectives=[accuracy]`` and an empty constraint explicitly gives the history of passing neither."""

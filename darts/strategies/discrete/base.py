@@ -176,14 +176,14 @@ class DiscreteStrategy(ABC):
     def _mutate(self, parent: Any) -> Any | None:
         """A single mutation of ``parent`` (``space.mutate``); under a constraint an infeasible one is repaired by
         mutating it further, a random walk that stops at the first feasible genotype (at most ``MUTATION_STEPS``
-        mutations; None if none is feasible). The repair lets a child trade one costly op for another (two or more
+        mutations; a walk back to ``parent`` goes on; None if none is feasible). The repair lets a child trade one costly op for another (two or more
         edges changed), which single mutations of a parent at the limit cannot: the repair operators of constrained
         evolutionary search (Coello Coello, "Theoretical and numerical constraint-handling techniques used with
         evolutionary algorithms: a survey of the state of the art", CMAME 191, 2002, sec. 4)."""
         child = parent
         for _ in range(MUTATION_STEPS):
             child = self.space.mutate(child, self.generator)
-            if self.constraint.admits(child):
+            if child != parent and self.constraint.admits(child):
                 return child
         return None
 
