@@ -184,7 +184,7 @@ def plot_gaps(runs: list[dict[str, Any]], limits: dict[int, float], path: Path) 
     for ax, (p, limit) in zip(axes, limits.items()):
         for k, method in enumerate(CONSTRAINED):
             rows = [r for r in runs if r["part"] == "constrained" and r["method"] == method and r["limit"] == limit]
-            for dx, key, marker in ((-0.1, "gap_valid", "o"), (0.1, "gap_test", "D")):
+            for dx, key, marker in () if len(rows) < 2 else ((-0.1, "gap_valid", "o"), (0.1, "gap_test", "D")):
                 values = [r[key] for r in rows]
                 ax.errorbar(k + dx, np.mean(values), yerr=np.std(values, ddof=1), fmt=marker, capsize=4,
                             color=f"C{k}", mfc="white" if key == "gap_test" else f"C{k}",

@@ -4,6 +4,7 @@ hypervolume; bad settings are one-line errors; a run records the genotype's cost
 resumes a constrained and a multi-objective search exactly."""
 from __future__ import annotations
 
+import json
 import zlib
 from functools import partial
 
@@ -299,3 +300,20 @@ def test_study_report_plots_accuracy_against_cost_with_each_methods_front(budget
     assert (tmp_path / "accuracy_cost.png").is_file() and (tmp_path / "pareto_fronts.png").is_file()
     assert "## Accuracy against cost" in report and "## Fronts kept by multi-objective searches" in report
     assert "| `flops` |" in report
+
+
+def test_the_budget_benchmark_runs_and_reports_feasible_genotypes(nb201_csv, tmp_path, capsys):
+    """benchmarks/budget.py with 2 seeds (BO left out) writes every run, both figures and the tables; every genotype
+    it reports under a constraint is feasible, and every hypervolume fraction is in (0, 1]."""
+    from benchmarks import budget
+
+    budget.main(["--table", str(nb201_csv), "--seeds", "2", "--bo-seeds", "0", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "budget.json").read_text())
+    constrained = [r for r in data["runs"] if r["part"] == "constrained"]
+    pareto = [r for r in data["runs"] if r["part"] == "pareto"]
+    assert len(constrained) == 2 * 2 * 2 and len(pareto) == 3 * 2
+    assert all(r["feasible"] and r["all_feasible"] and r["flops"] <= r["limit"] for r in constrained)
+    assert all(0 < r["fraction_valid"] <= 1 and 0 < r["fraction_test"] <= 1 for r in pareto)
+    assert data["brute_force"]["feasible"] == {"25": 3942, "50": 7984}
+    assert (tmp_path / "budget_gaps.png").is_file() and (tmp_path / "budget_fronts.png").is_file()
+    assert "| flops <= 19.58 (P25, 3942 cells) | random search | 2 |" in capsys.readouterr().out
