@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from benchmarks import latency as benchmark
 from darts.app.latency import main
 from darts.cost.latency import LatencyTable, default_path
 from darts.cost.model import CostModel, probes
@@ -71,7 +72,7 @@ def test_not_a_table_is_refused(tmp_path, space):
 def test_missing_entry_is_named(table, space):
     """Asking for an op at a shape the table lacks raises a ValueError naming the op and the shape."""
     probe = next(p for p in probes(space, 10, 32) if ("cell", 0, "nor_conv_3x3") in p.units)
-    module, shape = probe.units[("cell", 0, "nor_conv_3x3")][0]
+    shape = probe.units[("cell", 0, "nor_conv_3x3")][0][1]
     partial = LatencyTable(table.key, {k: v for k, v in table.entries.items() if k[1] != shape}, table.fixed)
     with pytest.raises(ValueError, match=rf"ReLUConvBN at input \[{', '.join(map(str, shape))}\]"):
         partial.edge_latency(probe, ("cell", 0, "nor_conv_3x3"))
@@ -108,7 +109,7 @@ def test_timer_fixes_threads_and_restores_them():
     seen = []
     probe = torch.nn.Module()
     probe.forward = lambda x: seen.append(torch.get_num_threads())
-    Timer.of(threads=2, repeats=1, warmup=0)(probe, (1, 3, 4, 4))
+    Timer.of(threads=2, repeats=1, warmup=0).each([(probe, (1, 3, 4, 4))])
     assert seen == [2] and torch.get_num_threads() == before
     for bad in ({"threads": 0}, {"batch": 0}, {"repeats": 0}, {"device": "tpu"}):
         with pytest.raises(ValueError):
@@ -140,3 +141,10 @@ def test_command_refuses_bad_input_in_one_line(args, words, capsys):
         main(args)
     message = str(exit_.value.code)
     assert "\n" not in message and message.startswith("ValueError") and words in message
+
+
+def test_benchmark_reports_the_rank_correlation(capsys):
+    """The benchmark prints a row per random network, Spearman's rho and the mean absolute percentage error."""
+    benchmark.main(["--space", "nb201", "--networks", "3", "--repeats", "1", *(f"model.{k}={v}" for k, v in TINY.items())])
+    out = capsys.readouterr().out
+    assert out.count("\n| ") >= 3 + 1 and "Spearman rho, predicted vs measured" in out and "percentage error" in out

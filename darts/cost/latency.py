@@ -4,17 +4,16 @@ of its networks, saved as a file (built by ``darts-latency``, ``darts.app.latenc
 Entries are keyed by the op module's structure (its ``repr``: class, channels, kernel, stride, dilation...) and its
 input shape, so an op that recurs at the same shape (in several cells, edges or probe networks) is timed once.
 
-Timed alone, an op runs with its weights and input in cache and nothing else between its calls; inside a network it
-does not (the other layers' weights evict its own, outputs are kept for the node sums, a long pass is more often
-preempted on a shared machine), so isolated timings add up to less than the network takes, by an amount that grows
-with the ops' work: on NB201 at C=16, N=5 (one CPU thread, batch 1) the probe that puts conv 3x3 on every edge took
-about 1.9x the sum of its ops' entries, the one of skip connections only its fixed part more. Each probe network is
-therefore also timed end to end, and a line is fitted to the probes by least squares:
-``end-to-end = fixed + scale * sum of its edge ops' entries``. An edge op's latency is then ``scale`` times its
-modules' entries, and the fixed part (stem, preprocessing, reductions, head, the cells' sums) is the intercept; with
-``scale`` = 1 it would be each probe's end-to-end latency less its ops' entries. On that NB201 space and CPU the fit
-predicted 30 random networks with a mean absolute error of 21% against 44% for the median residual alone
-(``docs/latency.md``; the ranking is the same either way, as the scale is one positive number).
+Timed alone, an op runs with its weights and input in cache; inside a network the other layers evict them and
+outputs are kept for the node sums, so isolated timings add up to less than the network takes, by an amount that
+grows with the ops' work. Each probe network is therefore also timed end to end, and a line is fitted to the probes
+by least squares: ``end-to-end = fixed + scale * sum of its edge ops' entries``. An edge op's latency is ``scale``
+times its modules' entries, and the fixed part (stem, preprocessing, reductions, head, the cells' sums) is the
+intercept; with ``scale`` = 1 it would be each probe's end-to-end latency less its ops' entries. On NB201 at C=16,
+N=5 (one CPU thread, batch size 1) the fit gave a scale of 1.25-1.30 and predicted 30 random networks to 9.7% (mean
+absolute error) against 11.2% for scale 1 and the median residual as the fixed part; the ranking is the same either
+way, the scale being one positive number (``docs/latency.md``). Timing the non-edge modules one by one instead would
+miss the cells' own work and the overhead between calls, a sizeable share at batch size 1 on a CPU.
 
 The file's key names what the timings hold for: the device (CPU model or GPU name), CPU threads, batch size, torch
 version, and the space (class, sizes, op set) at its number of classes and input size. Loading a table elsewhere
@@ -25,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -132,24 +130,19 @@ class LatencyTable:
     @classmethod
     def measure(cls, space: KeyedSpace, num_classes: int = 10, input_size: int = 32, timer: Timer | None = None,
                 progress: bool = False) -> LatencyTable:
-        """Time every op module of the space's probe networks once per input shape, then each probe end to end for
-        the fixed part."""
+        """Time every op module of the space's probe networks once per input shape, then each probe end to end, and
+        fit the fixed part and the scale (the module docstring)."""
         timer = timer or Timer.of()
         start = time.perf_counter()
         found = probes(space, num_classes, input_size)
         todo = {entry(m, s): (m, s) for p in found for units in p.units.values() for m, s in units}
-        bar = tqdm(total=len(todo) + len(found), desc="latency table", unit="op", disable=not progress)
-        entries = {}
-        for key, (module, shape) in todo.items():
-            entries[key] = timer(module, shape)
-            bar.update()
-        table = cls(table_key(space, num_classes, input_size, timer), entries, 0.0)
-        edges, totals = [], []
-        for p in found:
-            edges.append(table.edge_sum(p))
-            totals.append(timer(p.network, (1, 3, input_size, input_size)))
-            bar.update()
+        bar = tqdm(total=timer.repeats * (len(todo) + len(found)), desc="latency table", unit="pass",
+                   disable=not progress)
+        key = table_key(space, num_classes, input_size, timer)
+        table = cls(key, dict(zip(todo, timer.each(list(todo.values()), bar))), 0.0)
+        totals = timer.each([(p.network, (1, 3, input_size, input_size)) for p in found], bar)
         bar.close()
+        edges = [table.edge_sum(p) for p in found]
         table.fixed, table.scale = fit(edges, totals)
         table.info = {"repeats": timer.repeats, "warmup": timer.warmup, "probe_ms": totals, "probe_edge_ms": edges,
                       "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": time.perf_counter() - start}

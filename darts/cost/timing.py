@@ -1,7 +1,12 @@
 """How a latency table times a module: inference (eval mode, no grad) on one device, the median of repeated forward
 passes after warm-up; on CPU with a fixed number of threads (``torch.set_num_threads``), on CUDA with
 ``torch.cuda.synchronize`` before and after each pass (kernels run asynchronously: an unsynchronised clock reads
-the launch, not the work)."""
+the launch, not the work). Several modules are timed round-robin (``Timer.each``).
+
+The defaults are one image (batch size 1) and one CPU thread: the latency a budget stands for is the time to
+classify one image on the target device, and a single thread is the setting least disturbed by other work on the
+machine and the same on every machine. A larger batch measures throughput rather than latency; ``--batch`` and
+``--threads`` set both, and both go into the table's key."""
 from __future__ import annotations
 
 import copy
@@ -10,10 +15,11 @@ import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
 from darts.context import pick_device
 from darts.settings import integer
@@ -76,25 +82,35 @@ class Timer:
         integer("warmup", warmup, 0)
         return cls(dev, threads, batch, repeats, warmup)
 
-    def _sync(self) -> None:
+    def _place(self, module: nn.Module) -> nn.Module:
+        """The module in eval mode on the timer's device (a copy off the CPU: the caller's stays where it is)."""
+        return (module if self.device.type == "cpu" else copy.deepcopy(module).to(self.device)).eval()
+
+    def _once(self, module: nn.Module, x: torch.Tensor) -> float:
+        """Seconds of one forward pass, synchronised before and after on CUDA."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        module(x)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start
 
     @torch.no_grad()
-    def __call__(self, module: nn.Module, shape: tuple[int, ...]) -> float:
-        """Median ms of ``module(x)``, x random of ``shape`` (any batch size: B replaces it), over the repeats."""
-        if self.device.type != "cpu":
-            module = copy.deepcopy(module).to(self.device)  # the caller's module stays where it is
-        module.eval()
-        x = torch.randn(self.batch, *shape[1:], device=self.device)
-        times = []
+    def each(self, items: Sequence[tuple[nn.Module, tuple[int, ...]]], bar: tqdm | None = None) -> list[float]:
+        """Median ms of each module's forward pass on a random input of its shape (B replacing the batch size), timed
+        round-robin: every repeat times each module once, so that a change of the machine's load during the
+        measurement touches all of them alike, and each runs with the others' weights passing through the caches
+        between its passes, as inside a network. ``bar`` advances by one per pass."""
+        placed = [(self._place(m), torch.randn(self.batch, *shape[1:], device=self.device)) for m, shape in items]
+        times: list[list[float]] = [[] for _ in placed]
         with fixed_threads(self.threads):
-            for _ in range(self.warmup):
-                module(x)
+            for module, x in placed:
+                for _ in range(self.warmup):
+                    module(x)
             for _ in range(self.repeats):
-                self._sync()
-                start = time.perf_counter()
-                module(x)
-                self._sync()
-                times.append(time.perf_counter() - start)
-        return 1e3 * statistics.median(times)
+                for t, (module, x) in zip(times, placed):
+                    t.append(self._once(module, x))
+                if bar is not None:
+                    bar.update(len(placed))
+        return [1e3 * statistics.median(t) for t in times]
