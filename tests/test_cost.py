@@ -213,7 +213,7 @@ def test_second_order_budget_is_the_chain_rule():
     mixing = strategy.mixing()
     (out,) = strategy.budgeted([g], loss, mixing)
     p = torch.softmax(strategy.supernet.alphas["cell"], -1).detach()
-    cost = float(model.expected(mixing, "flops"))
+    cost = float(model.expected(mixing, "flops").detach())
     r = math.log(cost) / math.log(0.5)
     d_cost = softmax_form(p, model.tables["flops"]["cell"] / 1e6)
     expected = 0.2 * r ** 0.3 * g + 0.2 * 1.7 * 0.3 * r ** -0.7 / (cost * math.log(0.5)) * d_cost
@@ -244,3 +244,19 @@ def test_lightnas_search_ends_within_its_target(unconstrained, cifar_mini, tmp_p
     assert all(set(r["cost"]) == {"params", "flops"} for r in records)
     assert {f"arch/expected_{metric}", f"arch/{metric}", "budget/lambda", f"budget/derived_{metric}"} <= set(
         tensorboard_tags(run)["scalars"])
+
+
+def test_latency_budget_search(cifar_mini, tmp_path):
+    """cost.metric=latency with a latency table of the search's space: the run records the genotype's latency (ms)
+    beside its params and FLOPs, and the verdict."""
+    from darts.cost.latency import LatencyTable
+    from darts.cost.timing import Timer
+
+    table = tmp_path / "latency.json"
+    LatencyTable.measure(NB201Space(4, 1), timer=Timer.of(repeats=3, warmup=1)).save(table)
+    run = tmp_path / "run"
+    run_entry("train_search.py", run, *SEARCH, f"dataset.root={cifar_mini}", "epochs=1", "steps_per_epoch=3",
+              "cost=tfnas", "cost.metric=latency", "cost.target=0.5", f"cost.latency_table={table}")
+    result = read_json(run / "result.json")
+    assert set(result["cost"]) == {"params", "flops", "latency"} and result["cost"]["latency"] > 0
+    assert result["budget"]["metric"] == "latency" and result["budget"]["met"] == (result["cost"]["latency"] <= 0.5)

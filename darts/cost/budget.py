@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import torch
 
+from darts.cost.latency import KeyedSpace, LatencyTable
 from darts.cost.model import UNITS, CostModel, check_metric
 from darts.cost.penalty import Penalty
 from darts.settings import number
@@ -38,11 +39,12 @@ class Budget:
         self.model: CostModel | None = None
         self.derived = float("nan")  # the exact cost of the genotype derived after the last arch step
 
-    def latency(self) -> None:
-        """The latency meter of ``latency_table`` for ``metric=latency`` (None otherwise)."""
+    def latency(self, space: KeyedSpace, num_classes: int, input_size: int) -> LatencyTable | None:
+        """The latency table ``latency_table`` for ``metric=latency`` (None otherwise), refused unless it was measured
+        for this space, classes and input size, on this device and torch (``LatencyTable.load``)."""
         if self.metric != "latency":
             return None
-        raise ValueError("cost.metric=latency: latency tables are not available yet")
+        return LatencyTable.load(self.latency_table, space, num_classes, input_size)
 
     def bind(self, model: CostModel) -> None:
         """Use the space's cost model."""

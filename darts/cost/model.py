@@ -88,7 +88,7 @@ class CostModel:
         check_metric(metric)
         if metric not in self.tables:
             raise ValueError(f"cost metric {metric!r} needs a latency table: build one with darts-latency "
-                             f"(python -m darts.cost.latency); this model has {', '.join(self.metrics)}")
+                             f"(python -m darts.app.latency); this model has {', '.join(self.metrics)}")
         return self.tables[metric]
 
     def raw(self, genotype: Any, metric: str) -> float:
@@ -175,21 +175,18 @@ def probes(space: CostedSpace, num_classes: int, input_size: int) -> list[Probe]
 
 
 def _fill(table: dict[str, torch.Tensor], ops: OpSet, values: Mapping[EdgeOp, float], metric: str) -> None:
-    """Enter each (cell type, edge, op)'s value; ValueError if a probe measured a different value before (not for
-    latency, which is timed anew)."""
+    """Enter each (cell type, edge, op)'s value; ValueError if a probe measured a different value before."""
     for (t, e, op), value in values.items():
         k = ops.names(t, e).index(op)
         old = float(table[t][e, k])
-        if metric != "latency" and old and old != value:
+        if old and old != value:
             raise ValueError(f"{metric} of {op} on {t} edge {e} differs between probes: {old} and {value}")
         table[t][e, k] = value
 
 
 def _agree(fixed: dict[str, float], metric: str, value: float, genotype: Any) -> None:
     """Keep the fixed part; ValueError if a probe's differs (the space's cost is then not additive)."""
-    if metric == "latency":
-        fixed[metric] = min(fixed.get(metric, value), value)  # the least contended of the probes' timings
-    elif fixed.setdefault(metric, value) != value:
+    if fixed.setdefault(metric, value) != value:
         raise ValueError(f"the fixed part's {metric} differs between probe genotypes ({fixed[metric]} and {value} "
                          f"for {genotype}): the space's cost is not additive")
 

@@ -89,10 +89,9 @@ class ReportedRun(Run):
         return self.config.get("seed")
 
     def metrics(self) -> dict[str, float]:
-        """Final metrics: the kind's ``result.json`` values, the benchmark columns and the search cost (s)."""
+        """Final metrics: the kind's ``result.json`` values, the benchmark columns, the cost and the search cost (s)."""
         out = {k: float(self.result[k]) for k in RESULT_METRICS[self.kind] if self.result.get(k) is not None}
-        out.update({k: float(v) for k, v in (self.result.get("benchmark") or {}).items()})
-        out.update({k: float(v) for k, v in (self.result.get("cost") or {}).items()})  # params, flops[, latency]
+        out.update({k: float(v) for part in ("benchmark", "cost") for k, v in (self.result.get(part) or {}).items()})
         cost = self.search_cost()
         return out if cost is None else {**out, COST: cost}
 

@@ -290,7 +290,7 @@ def cost_model(space: SearchSpace, num_classes: int, input_size: int, budget: Bu
     the space's one-line error)."""
     if not space.costed and budget is None:
         return None
-    model = CostModel.measure(space, num_classes, input_size, latency=None if budget is None else budget.latency())
+    model = CostModel.measure(space, num_classes, input_size, latency=None if budget is None else budget.latency(space, num_classes, input_size))
     if budget is not None:
         budget.bind(model)
     return model
