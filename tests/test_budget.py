@@ -9,6 +9,7 @@ import zlib
 from functools import partial
 
 import pytest
+import torch
 
 from conftest import ask_until_done, history_without_timing, read_json
 from darts.evaluators import TabularEvaluator
@@ -317,3 +318,28 @@ def test_the_budget_benchmark_runs_and_reports_feasible_genotypes(nb201_csv, tmp
     assert data["brute_force"]["feasible"] == {"25": 3942, "50": 7984}
     assert (tmp_path / "budget_gaps.png").is_file() and (tmp_path / "budget_fronts.png").is_file()
     assert "| flops <= 19.58 (P25, 3942 cells) | random search | 2 |" in capsys.readouterr().out
+
+
+def test_a_latency_table_gives_latency_constraints_and_objectives(nb201_csv, tmp_path):
+    """With a darts-latency table of the space, a run constrains and optimises latency (ms): every evaluated cell is
+    within the limit, and the history and result hold each genotype's latency beside its params and FLOPs."""
+    from darts.cost.latency import LatencyTable
+    from darts.cost.timing import Timer
+
+    space = NB201Space(init_channels=2, cells_per_stage=1)
+    path = LatencyTable.measure(space, timer=Timer.of(repeats=2, warmup=0)).save(tmp_path / "latency.json")
+    run = DiscreteRun(tmp_path / "run", space, None, partial(RandomSearch, budget=12, seed=0),
+                      partial(TabularEvaluator, path=str(nb201_csv)), latency_table=str(path))
+    latencies = sorted(run.measure(space.sample(torch.Generator().manual_seed(s)))["latency"] for s in range(40))
+    limit = latencies[20]
+    run = DiscreteRun(tmp_path / "limited", space, None, partial(RandomSearch, budget=12, seed=0),
+                      partial(TabularEvaluator, path=str(nb201_csv)), latency_table=str(path),
+                      constraint={"latency": limit}, objectives=["accuracy", "latency"])
+    result = run.run()
+    records = read_jsonl(tmp_path / "limited" / HISTORY)
+    assert all(r["genotype_cost"]["latency"] <= limit for r in records) and result["rejected"] > 0
+    assert set(result["cost"]) == {"params", "flops", "latency"} and result["hypervolume_reference"]["latency"] == limit
+    with pytest.raises(ValueError, match="ToySpace has no cost model"):
+        from search_spaces.toy import ToySpace
+        DiscreteRun(tmp_path / "toy", ToySpace(), None, partial(RandomSearch, budget=2), partial(TabularEvaluator,
+                    path=str(nb201_csv)), latency_table=str(path))

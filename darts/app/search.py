@@ -59,7 +59,8 @@ def discrete_run(cfg: DictConfig, **common) -> DiscreteRun:
     return DiscreteRun(**common, evaluator=None if evaluator is None else instantiate(evaluator, _partial_=True),
                        warm_start=None if warm_start is None else instantiate(warm_start, _partial_=True),
                        selection=instantiate(cfg.selection), hessian=instantiate(cfg.hessian),
-                       cost_input_size=cfg.get("cost_input_size", 32), **budget)
+                       cost_input_size=cfg.get("cost_input_size", 32), latency_table=cfg.get("latency_table"),
+                       **budget)
 
 
 RUN_KINDS = ((DiscreteStrategy, discrete_run), (Strategy, gradient_run))  # the strategy's base class -> its run

@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 from tqdm import tqdm
 
 from darts.context import Context
+from darts.cost.latency import LatencyTable
 from darts.cost.model import CostModel
 from darts.data.search_split import SearchData
 from darts.data.tabular import TabularBenchmark
@@ -72,6 +73,7 @@ class DiscreteRun(Run):
         cost: genotype -> its exact cost metrics (``params`` M, ``flops`` M MACs[, ``latency`` ms]); None: the
             space's cost model (``CostModel.measure``) for the evaluator's networks, if the space has one.
         cost_input_size: the image side the cost model counts at (CIFAR: 32).
+        latency_table: a ``darts-latency`` table of the space, for the cost model's ``latency`` (None: no latency).
     """
 
     what = "the discrete search"
@@ -82,13 +84,15 @@ class DiscreteRun(Run):
                  selection: Selection | None = None, hessian: HessianMonitor | None = None,
                  constraint: Mapping[str, float | None] | None = None, objectives: Sequence[str] = (ACCURACY,),
                  hypervolume_reference: Mapping[str, float | None] | None = None, cost: Cost | None = None,
-                 cost_input_size: int = 32):
+                 cost_input_size: int = 32, latency_table: str | None = None):
         if context.dist.world > 1:
             raise ValueError("a discrete search runs in one process, not under torchrun; its evaluator scores "
                              "candidates concurrently instead (evaluator.workers, one GPU each when several are visible)")
         if evaluator is None:
             raise ValueError("a discrete search scores its candidates with an evaluator: set evaluator=<name> "
                              "(darts-search --help lists them)")
+        if latency_table is not None and not space.costed:
+            raise ValueError(f"latency_table={latency_table}: {type(space).__name__} has no cost model")
         name, every = getattr(selection, "name", "argmax"), getattr(hessian, "every", 0)
         if (selection is not None and selection.gradient_only) or every:
             raise ValueError(f"selection={name} hessian.every={every}: a discrete search has no supernet to select "
@@ -96,16 +100,14 @@ class DiscreteRun(Run):
         super().__init__(run_dir, context, hparams=hparams)
         self.space, self.benchmark = space, benchmark
         self.evaluator = evaluator(space=space, data=data, context=context)
-        warm = [] if warm_start is None else list(warm_start(space=space, data=data))  # deterministic: a resumed
-        classes = self.evaluator.network_classes(data) if cost is None and space.costed else None
-        if classes is not None:  # run replays the same genotypes
-            cost = CostModel.measure(space, classes, cost_input_size).cost
+        cost = cost or self._cost_model(data, cost_input_size, latency_table)
         self.measure = None if cost is None else cached(cost, space.to_text)
         limits = Constraint(constraint, self.measure)
         reference = {**limits.limits, **{k: v for k, v in (hypervolume_reference or {}).items() if v is not None}}
         goals = Objectives(objectives, self.measure, reference)
         budget = {"constraint": limits, "objectives": goals} if limits or goals.multi else {}
-        self.strategy = strategy(space=space, warm=warm, **budget)
+        warm = [] if warm_start is None else list(warm_start(space=space, data=data))  # deterministic: a resumed
+        self.strategy = strategy(space=space, warm=warm, **budget)  # run replays the same genotypes
         if self.strategy.multi_fidelity and not self.evaluator.takes_fidelity:
             raise ValueError(f"{type(self.strategy).__name__} asks for fidelities but {type(self.evaluator).__name__} "
                              "takes no fidelity; use evaluator=train (epochs) or evaluator=tabular (a table with "
@@ -113,6 +115,15 @@ class DiscreteRun(Run):
         self.records: list[dict[str, Any]] = []  # the history so far (read back when resuming)
         self.best: tuple[float, int, Any] | None = None  # score, index, genotype of the first best candidate
         self.cost = 0.0  # seconds of evaluation cost
+
+    def _cost_model(self, data: SearchData, input_size: int, latency_table: str | None) -> Cost | None:
+        """The space's exact cost of the evaluator's networks (with the latency table's latency), if it has a cost
+        model and the run has networks to count (a table lookup: its dataset's; else the run's data)."""
+        classes = self.evaluator.network_classes(data) if self.space.costed else None
+        if classes is None:
+            return None
+        latency = None if latency_table is None else LatencyTable.load(latency_table, self.space, classes, input_size)
+        return CostModel.measure(self.space, classes, input_size, latency=latency).cost
 
     def state_dict(self) -> dict[str, Any]:
         """The evaluator's state (e.g. a trained supernet) and the strategy's (e.g. a swarm)."""
@@ -162,7 +173,7 @@ class DiscreteRun(Run):
                 bar.update()
             self.strategy.tell([score for score, _ in told], [cost for _, cost in told])
             index += len(genotypes)
-            budget = self._budget(index)
+            budget = self._after_generation(index)
             if fresh:  # a replayed generation was logged and checkpointed before the interruption
                 board.scalars("strategy", self.strategy.scalars(), index)
                 board.scalars("budget", budget, index)
@@ -170,7 +181,7 @@ class DiscreteRun(Run):
                 self.save()
         bar.close()
 
-    def _budget(self, evaluations: int) -> dict[str, float]:
+    def _after_generation(self, evaluations: int) -> dict[str, float]:
         """After a generation: with cost objectives, its line of ``pareto.jsonl``; the rejections and hypervolume."""
         scalars = {"rejected": float(self.strategy.constraint.rejected)} if self.strategy.constraint else {}
         if self.strategy.objectives.multi:

@@ -35,7 +35,8 @@ def cached(cost: Cost, key: Callable[[Any], str]) -> Cost:
 def metric(cost: Mapping[str, float], name: str, key: str) -> float:
     """``cost[name]``; ValueError naming the setting ``key`` when the cost function does not give that metric."""
     if name not in cost:
-        raise ValueError(f"{key}: the cost model gives {', '.join(sorted(cost))} only (latency needs a latency table)")
+        raise ValueError(f"{key}: the cost model gives {', '.join(sorted(cost))} only (latency needs "
+                         "latency_table=<a darts-latency table>)")
     return float(cost[name])
 
 
