@@ -301,6 +301,11 @@ def test_study_report_plots_accuracy_against_cost_with_each_methods_front(budget
     assert (tmp_path / "accuracy_cost.png").is_file() and (tmp_path / "pareto_fronts.png").is_file()
     assert "## Accuracy against cost" in report and "## Fronts kept by multi-objective searches" in report
     assert "| `flops` |" in report
+    older = tmp_path / "older"  # a discrete run from before result.json's cost was the genotype's: seconds
+    __import__("shutil").copytree(budget_study / "constrained", older / "run")
+    result = read_json(older / "run" / "result.json")
+    (older / "run" / "result.json").write_text(json.dumps({**result, "cost": 12.5}))
+    assert "Accuracy against cost" not in write_report([older], tmp_path / "older_report").read_text()
 
 
 def test_the_budget_benchmark_runs_and_reports_feasible_genotypes(nb201_csv, tmp_path, capsys):

@@ -91,7 +91,8 @@ class ReportedRun(Run):
     def metrics(self) -> dict[str, float]:
         """Final metrics: the kind's ``result.json`` values, the benchmark columns, the cost and the search cost (s)."""
         out = {k: float(self.result[k]) for k in RESULT_METRICS[self.kind] if self.result.get(k) is not None}
-        out.update({k: float(v) for part in ("benchmark", "cost") for k, v in (self.result.get(part) or {}).items()})
+        parts = [self.result.get(part) for part in ("benchmark", "cost")]  # a discrete run's older cost: seconds
+        out.update({k: float(v) for part in parts if isinstance(part, dict) for k, v in part.items()})
         cost = self.search_cost()
         return out if cost is None else {**out, COST: cost}
 
