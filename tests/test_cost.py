@@ -199,8 +199,8 @@ def test_budget_rejects_bad_settings():
         Budget("macs", 1.0, LightNAS)
     with pytest.raises(ValueError, match="cost.target=0"):
         Budget("flops", 0, LightNAS)
-    with pytest.raises(ValueError, match="needs cost.latency_table"):
-        Budget("latency", 5.0, LightNAS)
+    with pytest.raises(ValueError, match="cost.metric=latency needs latency_table=<file>"):
+        Budget("latency", 5.0, LightNAS).bind(CostModel.measure(NB201Space(4, 1)))
 
 
 def test_second_order_budget_is_the_chain_rule():
@@ -256,7 +256,14 @@ def test_latency_budget_search(cifar_mini, tmp_path):
     LatencyTable.measure(NB201Space(4, 1), timer=Timer.of(repeats=3, warmup=1)).save(table)
     run = tmp_path / "run"
     run_entry("train_search.py", run, *SEARCH, f"dataset.root={cifar_mini}", "epochs=1", "steps_per_epoch=3",
-              "cost=tfnas", "cost.metric=latency", "cost.target=0.5", f"cost.latency_table={table}")
+              "cost=tfnas", "cost.metric=latency", "cost.target=0.5", f"latency_table={table}")
     result = read_json(run / "result.json")
     assert set(result["cost"]) == {"params", "flops", "latency"} and result["cost"]["latency"] > 0
     assert result["budget"]["metric"] == "latency" and result["budget"]["met"] == (result["cost"]["latency"] <= 0.5)
+
+
+def test_gradient_search_refuses_discrete_budget_settings(tmp_path):
+    """constraint.* and objectives belong to discrete searches: a gradient search says so in one line."""
+    proc = run_entry("train_search.py", tmp_path / "run", "dataset=fake", "constraint.flops=10", check=False)
+    assert proc.returncode != 0 and "constraint.flops=10 is for a discrete search" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -40,11 +40,17 @@ def gradient_run(cfg: DictConfig, **common) -> SearchRun:
     """A gradient search with the configuration's loop, optimizer, selection and Hessian monitor."""
     return SearchRun(**common, epochs=cfg.epochs, batch_size=cfg.batch_size, steps_per_epoch=cfg.steps_per_epoch,
                      seed=cfg.seed, optimizer=SGD(**cfg.optimizer), selection=instantiate(cfg.selection),
-                     hessian=instantiate(cfg.hessian), budget=budget(cfg), cost_input_size=cfg.cost_input_size)
+                     hessian=instantiate(cfg.hessian), budget=budget(cfg), cost_input_size=cfg.cost_input_size,
+                     latency_table=cfg.latency_table)
 
 
 def budget(cfg: DictConfig) -> Budget | None:
-    """The cost target of ``cost=<penalty>`` (None without one)."""
+    """The cost target of ``cost=<penalty>`` (None without one); ValueError for a discrete search's settings."""
+    limits = [f"constraint.{k}={v}" for k, v in cfg.constraint.items() if v is not None]
+    if limits or list(cfg.objectives) != ["accuracy"]:
+        raise ValueError(f"{' '.join(limits) or f'objectives={list(cfg.objectives)}'} is for a discrete search "
+                         "(strategy=random|evolution|bo|pso); a gradient search takes cost=<penalty> "
+                         "cost.metric=<metric> cost.target=<budget>")
     return None if cfg.get("cost") is None else instantiate(cfg.cost)
 
 

@@ -11,7 +11,6 @@ from typing import Any, Mapping
 
 import torch
 
-from darts.cost.latency import KeyedSpace, LatencyTable
 from darts.cost.model import UNITS, CostModel, check_metric
 from darts.cost.penalty import Penalty
 from darts.settings import number
@@ -26,28 +25,21 @@ class Budget:
         metric: the cost metric.
         target: the target cost in reported units (> 0).
         penalty: builds the penalty from the target: ``penalty(target=...)`` (a partial from the configuration).
-        latency_table: the latency table file (``darts-latency``), for ``metric=latency``.
     """
 
-    def __init__(self, metric: str, target: float, penalty: Any, latency_table: str | None = None):
+    def __init__(self, metric: str, target: float, penalty: Any):
         self.metric = check_metric(metric)
         number("cost.target", target, 0, low_open=True, unit=f" ({'ms' if metric == 'latency' else 'millions'})")
-        if metric == "latency" and not latency_table:
-            raise ValueError("cost.metric=latency needs cost.latency_table=<file> (build it with darts-latency)")
-        self.target, self.latency_table = float(target), latency_table
+        self.target = float(target)
         self.penalty: Penalty = penalty(target=self.target)
         self.model: CostModel | None = None
         self.derived = float("nan")  # the exact cost of the genotype derived after the last arch step
 
-    def latency(self, space: KeyedSpace, num_classes: int, input_size: int) -> LatencyTable | None:
-        """The latency table ``latency_table`` for ``metric=latency`` (None otherwise), refused unless it was measured
-        for this space, classes and input size, on this device and torch (``LatencyTable.load``)."""
-        if self.metric != "latency":
-            return None
-        return LatencyTable.load(self.latency_table, space, num_classes, input_size)
-
     def bind(self, model: CostModel) -> None:
-        """Use the space's cost model."""
+        """Use the space's cost model; ValueError if it lacks the metric (latency without a latency table)."""
+        if self.metric not in model.metrics:
+            raise ValueError(f"cost.metric={self.metric} needs latency_table=<file>, a darts-latency table of the "
+                             "search's space (docs/latency.md)")
         self.model = model
 
     def expected(self, mixing: Mapping[str, Mixing]) -> torch.Tensor:

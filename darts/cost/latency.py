@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from darts.cost.model import CostedSpace, EdgeOp, Probe, probes
+from darts.cost.model import CostedSpace, CostModel, EdgeOp, Probe, probes
 from darts.cost.timing import Timer, device_name
 
 FORMAT = 1
@@ -222,3 +222,11 @@ def _current_device(device_type: str, saved: str | None) -> str | None:
         return device_name(torch.device("cpu"))
     names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return saved if saved in names else next(iter(names), None)
+
+
+def cost_model(space: KeyedSpace, num_classes: int, input_size: int = 32, latency_table: str | Path | None = None,
+               ) -> CostModel:
+    """The space's cost model for ``num_classes`` and ``input_size``, with latency from ``latency_table`` (a
+    ``darts-latency`` file, checked to be for this space, device and torch) when one is given."""
+    latency = None if latency_table is None else LatencyTable.load(latency_table, space, num_classes, input_size)
+    return CostModel.measure(space, num_classes, input_size, latency=latency)

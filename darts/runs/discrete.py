@@ -32,8 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 from tqdm import tqdm
 
 from darts.context import Context
-from darts.cost.latency import LatencyTable
-from darts.cost.model import CostModel
+from darts.cost.latency import cost_model
 from darts.data.search_split import SearchData
 from darts.data.tabular import TabularBenchmark
 from darts.evaluators import Evaluation, Evaluator
@@ -122,8 +121,7 @@ class DiscreteRun(Run):
         classes = self.evaluator.network_classes(data) if self.space.costed else None
         if classes is None:
             return None
-        latency = None if latency_table is None else LatencyTable.load(latency_table, self.space, classes, input_size)
-        return CostModel.measure(self.space, classes, input_size, latency=latency).cost
+        return cost_model(self.space, classes, input_size, latency_table).cost
 
     def state_dict(self) -> dict[str, Any]:
         """The evaluator's state (e.g. a trained supernet) and the strategy's (e.g. a swarm)."""

@@ -23,6 +23,7 @@ import torch
 
 from darts.context import Context
 from darts.cost.budget import Budget
+from darts.cost.latency import cost_model
 from darts.cost.model import CostModel
 from darts.data.search_split import SearchData
 from darts.data.tabular import TabularBenchmark
@@ -67,6 +68,7 @@ class SearchRun(EpochRun):
             genotypes.jsonl record.
         budget: a cost target the arch objective penalises (``darts.cost.budget``; the space needs a cost model).
         cost_input_size: the image side costs are counted at (32: CIFAR-sized data).
+        latency_table: a ``darts-latency`` table of the space: latency joins the recorded costs (and may be budgeted).
 
     In a space with a cost model, each epoch records the exact cost of its genotype (``cost`` in genotypes.jsonl,
     ``arch/<metric>`` in TensorBoard) and the expected cost under the op weights (``arch/expected_<metric>``), and
@@ -79,7 +81,8 @@ class SearchRun(EpochRun):
                  context: Context = Context(), benchmark: TabularBenchmark | None = None, epochs: int = 50,
                  batch_size: int = 64, steps_per_epoch: int | None = None, seed: int = 2, optimizer: SGD = SGD(),
                  hparams: dict[str, Any] | None = None, selection: Selection | None = None,
-                 hessian: HessianMonitor | None = None, budget: Budget | None = None, cost_input_size: int = 32):
+                 hessian: HessianMonitor | None = None, budget: Budget | None = None, cost_input_size: int = 32,
+                 latency_table: str | None = None):
         integer("epochs", epochs, 1)
         integer("batch_size", batch_size, 1)
         integer("steps_per_epoch", steps_per_epoch, 1, nullable=True)
@@ -93,7 +96,7 @@ class SearchRun(EpochRun):
         self.supernet = space.build_supernet(data.num_classes, context, supernet_options(strategy))
         self.strategy = strategy(supernet=self.supernet, space=space)
         self.budget = budget
-        self.costs = cost_model(space, data.num_classes, cost_input_size, budget)
+        self.costs = costs(space, data.num_classes, cost_input_size, budget, latency_table)
         self.strategy.budget = budget
         dist.broadcast([*self.supernet.parameters(), *self.supernet.buffers(), *self.strategy.arch_parameters()])
         self._wrap()
@@ -285,12 +288,13 @@ class SearchRun(EpochRun):
         return genotype, self.metrics, details
 
 
-def cost_model(space: SearchSpace, num_classes: int, input_size: int, budget: Budget | None) -> CostModel | None:
-    """The space's cost model bound to ``budget`` (None in a space without one, unless a budget asks for it: then
-    the space's one-line error)."""
-    if not space.costed and budget is None:
+def costs(space: SearchSpace, num_classes: int, input_size: int, budget: Budget | None,
+          latency_table: str | None) -> CostModel | None:
+    """The space's cost model bound to ``budget`` (None in a space without one, unless a budget or a latency table
+    asks for it: then the space's one-line error)."""
+    if not space.costed and budget is None and latency_table is None:
         return None
-    model = CostModel.measure(space, num_classes, input_size, latency=None if budget is None else budget.latency(space, num_classes, input_size))
+    model = cost_model(space, num_classes, input_size, latency_table)
     if budget is not None:
         budget.bind(model)
     return model
