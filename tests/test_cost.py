@@ -18,11 +18,15 @@ from darts.cost.counting import count, count_network
 from darts.cost.model import CostModel
 from darts.cost.penalty import FBNet, LightNAS, ProxylessAddLinear, ProxylessMulLog, TFNAS
 from darts.data.nats import NATSArchive
+from darts.strategies.gradient.beta_darts import BetaDARTS
 from darts.strategies.gradient.darts import DARTS
+from darts.strategies.gradient.darts_minus import DARTSMinus
 from darts.strategies.gradient.drnas import DrNAS
 from darts.strategies.gradient.fair_darts import FairDARTS
 from darts.strategies.gradient.gdas import GDAS, gumbel_noise
+from darts.strategies.gradient.lambda_darts import LambdaDARTS
 from darts.strategies.gradient.pcdarts import PCDARTS
+from darts.strategies.gradient.sdarts import SDARTS
 from darts.strategies.gradient.snas import SNAS, capped_gumbel_noise
 from darts.supernet import Mixing
 from search_spaces.darts import DartsSpace
@@ -115,14 +119,21 @@ def softmax_form(p: torch.Tensor, c: torch.Tensor, tau: float = 1.0) -> torch.Te
     return p * (c - (p * c).sum(-1, keepdim=True)) / tau
 
 
-def test_expected_cost_gradient_darts_and_fair_darts():
-    """DARTS (softmax): p (c - p.c); FairDARTS (sigmoid): s (1 - s) c, in float64."""
-    strategy, model = tiny(DARTS)
+@pytest.mark.parametrize("cls", [DARTS, BetaDARTS, DARTSMinus, SDARTS, LambdaDARTS])
+def test_expected_cost_gradient_softmax(cls):
+    """The softmax family (DARTS, beta-DARTS, DARTS- (its auxiliary skip costs nothing in the derived network), SDARTS,
+    Lambda-DARTS): p (c - p.c), in float64."""
+    strategy, model = tiny(cls)
     c = model.tables["flops"]["cell"] / 1e6
     (grad,) = gradient(strategy, model, 0)
     torch.testing.assert_close(grad, softmax_form(torch.softmax(strategy.supernet.alphas["cell"], -1), c),
                                rtol=1e-12, atol=1e-15)
+
+
+def test_expected_cost_gradient_fair_darts():
+    """FairDARTS (sigmoid): s (1 - s) c, in float64."""
     strategy, model = tiny(FairDARTS)
+    c = model.tables["flops"]["cell"] / 1e6
     (grad,) = gradient(strategy, model, 0)
     s = torch.sigmoid(strategy.supernet.alphas["cell"])
     torch.testing.assert_close(grad, s * (1 - s) * c, rtol=1e-12, atol=1e-15)
