@@ -102,6 +102,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+CHECKPOINTS = ("none", "cells")  # activation checkpointing of the supernet (Context.checkpoint)
 _EXACT: ContextVar[bool] = ContextVar("exact", default=False)  # inside Context.exact(): IEEE fp32, no autocast
 
 
@@ -118,6 +119,8 @@ class Context:
         compile: ``torch.compile`` the module.
         dist: this process's place among the ranks of a torchrun run (``darts.distributed``).
         progress: progress bars (shown on rank 0 only); off unless asked for (the commands' ``progress=true``).
+        checkpoint: activation checkpointing of the supernet: ``none``, or ``cells`` (each search cell's activations
+            recomputed in backward instead of kept: less memory, one more cell forward per backward).
     """
 
     device: torch.device = torch.device("cpu")
@@ -127,14 +130,20 @@ class Context:
     compile: bool = False
     dist: Distributed = SINGLE
     progress: bool = False
+    checkpoint: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.checkpoint not in CHECKPOINTS:
+            raise ValueError(f"memory.checkpoint={self.checkpoint!r} is not valid; choose one of {', '.join(CHECKPOINTS)}")
 
     @classmethod
     def of(cls, device: str = "auto", precision: str = "auto", channels_last: bool | str = "auto", fast: bool = True,
-           compile: bool = False, dist: Distributed = SINGLE, progress: bool = False) -> Context:
+           compile: bool = False, dist: Distributed = SINGLE, progress: bool = False,
+           checkpoint: str = "none") -> Context:
         """The context the configuration's values name (``device``, ``precision``, ``channels_last``: see the docs)."""
         dev = pick_device(device)
         amp = amp_dtype(precision, dev)
-        return cls(dev, amp, use_channels_last(channels_last, dev, amp), fast, compile, dist, progress)
+        return cls(dev, amp, use_channels_last(channels_last, dev, amp), fast, compile, dist, progress, checkpoint)
 
     @property
     def bars(self) -> bool:

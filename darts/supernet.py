@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from darts.context import Context
 from darts.mixed_op import MixedOp, PartialChannels, SharedInput, run_op
@@ -152,17 +155,25 @@ class CellDAG(nn.Module):
     """
 
     def __init__(self, num_inputs: int, num_nodes: int, make_edge: Callable[[int, int], nn.Module],
-                 make_skip: Callable[[int, int], nn.Module] | None = None):
+                 make_skip: Callable[[int, int], nn.Module] | None = None, checkpoint: bool = False):
         super().__init__()
-        self.num_inputs, self.num_nodes = num_inputs, num_nodes
+        self.num_inputs, self.num_nodes, self.checkpoint = num_inputs, num_nodes, checkpoint
         pairs = [(i, j) for j in range(num_nodes) for i in range(num_inputs + j)]
         self.edges = nn.ModuleList(make_edge(i, j) for i, j in pairs)
         self.skips = None if make_skip is None else nn.ModuleList(make_skip(i, j) for i, j in pairs)
 
     def forward(self, inputs: list[torch.Tensor], mixing: Mixing) -> list[torch.Tensor]:
-        """Return all states (inputs, then the num_nodes intermediate nodes)."""
-        if mixing.per_cell is not None:
+        """Return all states (inputs, then the num_nodes intermediate nodes); with ``checkpoint``, the nodes are
+        recomputed in backward (the same mixing, so the same sampled ops; the random stream of noise ops replayed)."""
+        if mixing.per_cell is not None:  # once per cell, outside the recomputed part
             mixing = mixing.per_cell(mixing)
+        if self.checkpoint and torch.is_grad_enabled() and not _PLAIN.get():
+            recompute = lambda: (nullcontext(), frozen_statistics(self))  # noqa: E731
+            return [*inputs, *checkpoint(self.nodes, inputs, mixing, use_reentrant=False, context_fn=recompute)]
+        return [*inputs, *self.nodes(inputs, mixing)]
+
+    def nodes(self, inputs: list[torch.Tensor], mixing: Mixing) -> list[torch.Tensor]:
+        """The num_nodes intermediate nodes of the cell on ``inputs``."""
         if mixing.skip_weight is not None and self.skips is None:
             raise ValueError("a skip_weight needs a supernet built with auxiliary skips (SupernetOptions)")
         states = list(inputs)
@@ -179,7 +190,7 @@ class CellDAG(nn.Module):
                 raise ValueError(f"intermediate node {j} has no used input edge in this mixing")
             states.append(node)
             shared.append(SharedInput(node))
-        return states
+        return states[len(inputs):]
 
     def edge(self, e: int, x: torch.Tensor, shared: SharedInput | None, m: Mixing) -> torch.Tensor:
         """Edge e on x: its mixed op, plus the weighted auxiliary skip, scaled by the edge weight."""
@@ -188,6 +199,36 @@ class CellDAG(nn.Module):
         if m.skip_weight is not None:
             y = y + m.skip_weight * run_op(self.skips[e], x, shared if self.edges[e].fast else None)
         return y if m.edge_weights is None else m.edge_weights[e].to(y.dtype) * y
+
+
+_PLAIN: ContextVar[bool] = ContextVar("plain", default=False)  # inside plain_cells(): no checkpointing
+
+
+@contextmanager
+def plain_cells() -> Iterator[None]:
+    """No activation checkpointing for the duration: for passes whose weights are swapped in (``functional_call``),
+    which a recomputation after the swap would not see."""
+    token = _PLAIN.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN.reset(token)
+
+
+@contextmanager
+def frozen_statistics(module: nn.Module) -> Iterator[None]:
+    """Batch norms of ``module`` that do not update their running statistics (momentum 0, batch count restored): the
+    recomputation of a checkpointed cell must not count its batch twice."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, count) in zip(norms, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(count)
 
 
 class Supernet(nn.Module, ABC):

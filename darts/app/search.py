@@ -33,7 +33,8 @@ register_run_dir("run_dir", OUTPUTS)
 
 def context(cfg: DictConfig, dist: Distributed = SINGLE) -> Context:
     """The run's execution context from its settings."""
-    return Context.of(cfg.device, cfg.precision, cfg.channels_last, cfg.fast, cfg.compile, dist, cfg.progress)
+    return Context.of(cfg.device, cfg.precision, cfg.channels_last, cfg.fast, cfg.compile, dist, cfg.progress,
+                      cfg.memory.checkpoint)
 
 
 def gradient_run(cfg: DictConfig, **common) -> SearchRun:

@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from darts.distributed import SINGLE, Distributed
 from darts.strategies.base import Strategy
+from darts.supernet import plain_cells
 from darts.training import Batch
 
 Vector = list[torch.Tensor]  # one tensor per arch parameter, shaped like it
@@ -122,7 +123,8 @@ class HessianMonitor:
         saved = [b.detach().clone() for b in supernet.buffers()]
         device = next(supernet.parameters()).device
         supernet.train()
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), strategy.one_sample():
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), strategy.one_sample(), \
+                plain_cells():  # second derivatives through the cells as they are, not through their recomputation
             try:
                 value = dominant_eigenvalue(lambda: sum(strategy.loss(b) for b in batches) / len(batches),
                                             strategy.arch_parameters(), self.iterations)

@@ -22,7 +22,7 @@ from torch.func import functional_call
 from darts.strategies.base import Strategy
 from darts.strategies.gradient.oles import OLES
 from darts.training import Batch
-from darts.supernet import Mixing, Supernet
+from darts.supernet import Mixing, Supernet, plain_cells
 from search_spaces.base import SearchSpace
 
 ORDERS = (1, 2)
@@ -98,7 +98,7 @@ class DARTS(Strategy):
         ``arch_penalty()`` depends on the arch parameters alone, so its gradient adds to the hypergradient."""
         # IEEE fp32 (TF32, cuDNN's default on Ampere+, measured 11-34% off in float64 tests); one architecture
         # sample for the whole finite difference (a sampling strategy's draws would not cancel otherwise)
-        with self.context.exact(), self.one_sample():
+        with self.context.exact(), self.one_sample(), plain_cells():  # the unrolled passes swap weights in
             grads, loss = self._unrolled_gradient(train, valid, weight_optimizer)
             mixing = self.mixing()
         penalty = self.arch_penalty()
