@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from dataclasses import asdict
@@ -31,7 +30,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.timing import ROOT, PeakMemory, environment, spread, time_steps
+from benchmarks.timing import ROOT, PeakMemory, environment, in_fresh_process, spread, time_steps
 from benchmarks.workloads import (CASES, MODIFIERS, Case, describe_data, load_data, parse_variant, retrain_step,
                                   search_step, sizes_of)
 from darts.context import pick_device
@@ -90,12 +89,8 @@ def measure(case_name: str, variant_name: str, args: argparse.Namespace, isolate
 
 def measure_isolated(case_name: str, variant_name: str, argv: list[str]) -> dict[str, Any]:
     """``measure`` in a fresh process (clean peak memory, caches and compiled code)."""
-    cmd = [sys.executable, "-m", "benchmarks.speed", *argv, "--one", case_name, variant_name]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode == 0:
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-    return {"case": case_name, "variant": variant_name, "status": "error", "reason": f"exit {proc.returncode}: {tail}"}
+    row = in_fresh_process("benchmarks.speed", [*argv, "--one", case_name, variant_name])
+    return row if row.get("status") != "error" else {"case": case_name, "variant": variant_name, **row}
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> None:

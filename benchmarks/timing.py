@@ -9,10 +9,12 @@ would otherwise hide the next one's.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from functools import partial
@@ -56,6 +58,15 @@ class PeakMemory:
             return None
         peak = torch.cuda.max_memory_allocated(self.device) if not self.cpu else _proc_kb("VmHWM") * 1024
         return (peak - self.start) / 2**20
+
+
+def in_fresh_process(module: str, argv: list[str]) -> dict[str, Any]:
+    """Run ``python -m module *argv`` and return the JSON object it prints last, or an error row (exit code, stderr tail)."""
+    proc = subprocess.run([sys.executable, "-m", module, *argv], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode == 0:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+    return {"status": "error", "reason": f"exit {proc.returncode}: {tail}"}
 
 
 def time_steps(step: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> tuple[list[float], float]:

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks import speed, workloads
+from benchmarks import memory, speed, workloads
 from darts.data.datasets import fake
 from darts.runs.final import FinalRun, FinalSettings
 from darts.runs.network_spec import NetworkSpec
@@ -269,3 +269,14 @@ def test_isolated_variant_reports_peak_memory_and_inapplicable_variants_are_list
                          "plain_ops,bf16+channels_last", "--out", str(tmp_path / "speed.json")])
     assert [(r["variant"], r["status"]) for r in result["results"]] == [
         ("plain", "ok"), ("fast", "ok"), ("plain_ops", "n/a"), ("bf16+channels_last", "n/a")]  # the last: refused on CPU
+
+
+def test_memory_benchmark_reports_a_positive_peak_for_a_tiny_case_of_ours(tmp_path):
+    """The memory benchmark's child path (``measure``) reports a positive absolute peak above a positive baseline
+    for one tiny search step of ours; the table shows it and marks the absent original with '-'."""
+    args = memory.parse_args(["--size", "ci", "--steps", "1", "--cases", "darts-1st", "--out", str(tmp_path / "m.json")])
+    row = memory.measure("ours", "darts-1st", args)
+    assert row["status"] == "ok" and row["peak_mib"] >= row["baseline_mib"] > 0, row
+    assert "| darts-1st | 8 |" in memory.table([row], []) and "| - |" in memory.table([row], [])
+    with pytest.raises(ValueError, match="darts-3rd.*darts-1st"):
+        memory.parse_args(["--cases", "darts-3rd"])
