@@ -30,7 +30,7 @@ import torch
 
 from benchmarks import original_darts
 from benchmarks.timing import PeakMemory, environment, in_fresh_process
-from benchmarks.workloads import CASES, FAST, load_data, retrain_step, search_step, sizes_of
+from benchmarks.workloads import CASES, load_data, parse_variant, retrain_step, search_step, sizes_of
 from darts.context import pick_device
 
 log = logging.getLogger("benchmarks.memory")
@@ -44,12 +44,12 @@ def _sizes(case: str, size: str, batch: int | None) -> dict[str, int]:
     return {**sizes_of(CASES[case], size), **({"batch": batch} if batch else {})}
 
 
-def _ours(case: str, sizes: dict[str, int], device: torch.device, run_dir: Path) -> Callable[[], Any]:
-    """Our step of the case with the library's defaults."""
+def _ours(case: str, sizes: dict[str, int], device: torch.device, run_dir: Path, variant: str) -> Callable[[], Any]:
+    """Our step of the case with the library's defaults changed by ``variant`` (e.g. ``fast+checkpoint``)."""
     data = load_data("synthetic", 16 * sizes["batch"])
     if CASES[case].kind == "retrain":
-        return retrain_step(sizes, FAST, data, device, 0, run_dir)
-    return search_step(CASES[case], sizes, FAST, data, device, 0, run_dir)
+        return retrain_step(sizes, parse_variant(variant), data, device, 0, run_dir)
+    return search_step(CASES[case], sizes, parse_variant(variant), data, device, 0, run_dir)
 
 
 def _original(case: str, sizes: dict[str, int], device: torch.device, path: str) -> Callable[[], Any]:
@@ -66,7 +66,7 @@ def measure(code: str, case: str, args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     memory = PeakMemory(device, isolated=True)  # after the imports: its start is the baseline
     with tempfile.TemporaryDirectory() as run_dir:
-        step = _ours(case, sizes, device, Path(run_dir)) if code == "ours" else _original(case, sizes, device, args.original)
+        step = _ours(case, sizes, device, Path(run_dir), args.variant) if code == "ours" else _original(case, sizes, device, args.original)
         for _ in range(args.steps):
             step()
     row = {"code": code, "case": case, "sizes": sizes, "status": "ok", "method": memory.method,
@@ -78,7 +78,8 @@ def measure(code: str, case: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def measure_isolated(code: str, case: str, args: argparse.Namespace, batch: int | None = None) -> dict[str, Any]:
     """``measure`` in a fresh process."""
-    argv = ["--device", args.device, "--size", args.size, "--steps", str(args.steps), "--one", code, case]
+    argv = ["--device", args.device, "--size", args.size, "--steps", str(args.steps), "--variant", args.variant,
+            "--one", code, case]
     argv += ["--batch", str(batch or args.batch)] if batch or args.batch else []
     argv += ["--original", args.original] if args.original else []
     row = in_fresh_process("benchmarks.memory", argv)
@@ -150,6 +151,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--size", choices=("full", "ci"), default="full", help="paper sizes or tiny CI sizes")
     p.add_argument("--batch", type=int, default=None, help="batch of every case (default: each case's paper batch)")
     p.add_argument("--steps", type=int, default=2, help="steps per measurement")
+    p.add_argument("--variant", default="fast", help="ours: fast (the defaults) or fast's modifiers joined by '+', "
+                   "e.g. checkpoint (memory.checkpoint=cells; benchmarks.workloads MODIFIERS)")
     p.add_argument("--budget-mib", type=float, default=4096, help="memory budget of the largest-batch search (0: skip)")
     p.add_argument("--probes", type=int, default=6, help="most processes the largest-batch search runs per code")
     p.add_argument("--out", default="memory.json", help="the JSON result file")

@@ -65,20 +65,21 @@ CASES = {
 
 @dataclass(frozen=True)
 class Variant:
-    """How a case runs: op computation, precision, data loader, memory format, compilation."""
+    """How a case runs: op computation, precision, data loader, memory format, compilation, activation checkpointing."""
 
     fast: bool
     precision: str
     loader: str  # "device" (DeviceLoader) or "plain" (PlainLoader: DataLoader + CPU workers)
     channels_last: bool | str  # True, False or "auto" (darts.context.use_channels_last)
     compile: bool
+    checkpoint: str = "none"  # darts.context.Context.checkpoint (memory.checkpoint)
 
 
 PLAIN = Variant(fast=False, precision="fp32", loader="plain", channels_last=False, compile=False)
 FAST = Variant(fast=True, precision="auto", loader="device", channels_last="auto", compile=False)  # conf/search.yaml
 MODIFIERS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}, "channels_last": {"channels_last": True},
              "contiguous": {"channels_last": False}, "compile": {"compile": True}, "plain_ops": {"fast": False},
-             "plain_loader": {"loader": "plain"}}
+             "plain_loader": {"loader": "plain"}, "checkpoint": {"checkpoint": "cells"}}
 
 
 def parse_variant(name: str) -> Variant:
@@ -150,7 +151,8 @@ class _VariantData:
 
 
 def _context(variant: Variant, device: torch.device) -> Context:
-    return Context.of(device.type, variant.precision, variant.channels_last, variant.fast, variant.compile)
+    return Context.of(device.type, variant.precision, variant.channels_last, variant.fast, variant.compile,
+                      checkpoint=variant.checkpoint)
 
 
 def search_step(case: Case, sizes: dict[str, int], variant: Variant, data: Datasets, device: torch.device,

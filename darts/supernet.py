@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
-from contextlib import contextmanager, nullcontext
-from contextvars import ContextVar
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
+from darts.checkpointing import plain, recomputed
 from darts.context import Context
 from darts.mixed_op import MixedOp, PartialChannels, SharedInput, run_op
 
@@ -167,9 +165,8 @@ class CellDAG(nn.Module):
         recomputed in backward (the same mixing, so the same sampled ops; the random stream of noise ops replayed)."""
         if mixing.per_cell is not None:  # once per cell, outside the recomputed part
             mixing = mixing.per_cell(mixing)
-        if self.checkpoint and torch.is_grad_enabled() and not _PLAIN.get():
-            recompute = lambda: (nullcontext(), frozen_statistics(self))  # noqa: E731
-            return [*inputs, *checkpoint(self.nodes, inputs, mixing, use_reentrant=False, context_fn=recompute)]
+        if self.checkpoint and torch.is_grad_enabled() and not plain():
+            return [*inputs, *recomputed(self, self.nodes, inputs, mixing)]
         return [*inputs, *self.nodes(inputs, mixing)]
 
     def nodes(self, inputs: list[torch.Tensor], mixing: Mixing) -> list[torch.Tensor]:
@@ -199,36 +196,6 @@ class CellDAG(nn.Module):
         if m.skip_weight is not None:
             y = y + m.skip_weight * run_op(self.skips[e], x, shared if self.edges[e].fast else None)
         return y if m.edge_weights is None else m.edge_weights[e].to(y.dtype) * y
-
-
-_PLAIN: ContextVar[bool] = ContextVar("plain", default=False)  # inside plain_cells(): no checkpointing
-
-
-@contextmanager
-def plain_cells() -> Iterator[None]:
-    """No activation checkpointing for the duration: for passes whose weights are swapped in (``functional_call``),
-    which a recomputation after the swap would not see."""
-    token = _PLAIN.set(True)
-    try:
-        yield
-    finally:
-        _PLAIN.reset(token)
-
-
-@contextmanager
-def frozen_statistics(module: nn.Module) -> Iterator[None]:
-    """Batch norms of ``module`` that do not update their running statistics (momentum 0, batch count restored): the
-    recomputation of a checkpointed cell must not count its batch twice."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
-    for m in norms:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, (momentum, count) in zip(norms, saved):
-            m.momentum = momentum
-            m.num_batches_tracked.copy_(count)
 
 
 class Supernet(nn.Module, ABC):

@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 
 from darts.distributed import SINGLE, Distributed
+from darts.checkpointing import plain_cells
 from darts.strategies.base import Strategy
-from darts.supernet import plain_cells
 from darts.training import Batch
 
 Vector = list[torch.Tensor]  # one tensor per arch parameter, shaped like it

@@ -22,7 +22,8 @@ from torch.func import functional_call
 from darts.strategies.base import Strategy
 from darts.strategies.gradient.oles import OLES
 from darts.training import Batch
-from darts.supernet import Mixing, Supernet, plain_cells
+from darts.checkpointing import plain_cells
+from darts.supernet import Mixing, Supernet
 from search_spaces.base import SearchSpace
 
 ORDERS = (1, 2)
