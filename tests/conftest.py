@@ -40,6 +40,22 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def counted_time() -> Iterator[None]:
+    """Latency tables timed by work instead of the clock: each timed pass "takes" 10 us plus 1 ns per multiply-
+    accumulate (``darts.cost.counting``), so tests of the tables' structure do not hang on this machine's load (a
+    noisy two-repeat timing can make the probes' latencies look unrelated to their ops)."""
+    from darts.cost.counting import count
+    from darts.cost.timing import Timer
+
+    def once(timer: Timer, module: torch.nn.Module, x: torch.Tensor) -> float:
+        return 1e-5 + count(module, x)[0].flops * 1e-9
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Timer, "_once", once)
+        yield
+
+
 @pytest.fixture(scope="session")
 def cifar_mini() -> Path:
     """The real CIFAR-10 subset in ImageFolder layout (../shared/data/cifar10-mini)."""

@@ -325,7 +325,7 @@ def test_the_budget_benchmark_runs_and_reports_feasible_genotypes(nb201_csv, tmp
     assert "| flops <= 19.58 (P25, 3942 cells) | random search | 2 |" in capsys.readouterr().out
 
 
-def test_a_latency_table_gives_latency_constraints_and_objectives(nb201_csv, tmp_path):
+def test_a_latency_table_gives_latency_constraints_and_objectives(nb201_csv, tmp_path, counted_time):
     """With a darts-latency table of the space, a run constrains and optimises latency (ms): every evaluated cell is
     within the limit, and the history and result hold each genotype's latency beside its params and FLOPs."""
     from darts.cost.latency import LatencyTable

@@ -257,7 +257,7 @@ def test_lightnas_search_ends_within_its_target(unconstrained, cifar_mini, tmp_p
         tensorboard_tags(run)["scalars"])
 
 
-def test_latency_budget_search(cifar_mini, tmp_path):
+def test_latency_budget_search(cifar_mini, tmp_path, counted_time):
     """cost.metric=latency with a latency table of the search's space: the run records the genotype's latency (ms)
     beside its params and FLOPs, and the verdict."""
     from darts.cost.latency import LatencyTable

@@ -20,6 +20,9 @@ TINY = {"init_channels": 2, "cells_per_stage": 1}
 QUICK = Timer.of(repeats=2, warmup=0)
 
 
+pytestmark = pytest.mark.usefixtures("counted_time")  # real timings: the benchmark, not the tests
+
+
 @pytest.fixture(scope="module")
 def space() -> NB201Space:
     return NB201Space(**TINY)
