@@ -6,9 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
+from darts.reporting.plots import new_figure, save_figure
 from darts.strategies.discrete.pareto import non_dominated
 
 COSTS = {"flops": "FLOPs (M multiply-accumulates)", "params": "parameters (M)", "latency": "latency (ms)"}
@@ -64,9 +62,7 @@ def front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 def plot_fronts(points: Points, metric: str, ylabel: str, title: str, path: Path) -> Path:
     """Each method's points and its front (a staircase), accuracy against cost."""
-    fig = Figure(figsize=(6.4, 4.0), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = new_figure()
     for k, (method, values) in enumerate(points.items()):
         ax.scatter([c for c, _ in values], [a for _, a in values], s=10, alpha=0.4, color=f"C{k}")
         best = front(values)
@@ -74,12 +70,7 @@ def plot_fronts(points: Points, metric: str, ylabel: str, title: str, path: Path
                 label=f"{method} ({len(values)} points, front of {len(best)})")
     ax.set_xlabel(COSTS[metric])
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return save_figure(fig, ax, title, path)
 
 
 def cost_figures(groups: dict[str, list[Any]], out: Path) -> dict[str, Path]:

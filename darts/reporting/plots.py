@@ -191,14 +191,14 @@ def render(methods: list[MethodReport], metrics: list[str], sources: list[str], 
     return "\n".join(lines)
 
 
-def _figure() -> tuple[Figure, Any]:
+def new_figure() -> tuple[Figure, Any]:
     """A figure on an Agg canvas and its single axes."""
     fig = Figure(figsize=(6.4, 3.8), dpi=120)
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
 
 
-def _save(fig: Figure, ax: Any, title: str, path: Path) -> Path:
+def save_figure(fig: Figure, ax: Any, title: str, path: Path) -> Path:
     """Title, grid, legend, tight layout; write ``path``."""
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
@@ -210,19 +210,19 @@ def _save(fig: Figure, ax: Any, title: str, path: Path) -> Path:
 
 def plot_curves(curves: dict[str, Curve], ylabel: str, title: str, path: Path) -> Path:
     """Each method's mean against the epoch (1-based, as the log counts), with a mean ± std band (two runs or more)."""
-    fig, ax = _figure()
+    fig, ax = new_figure()
     for method, c in curves.items():
         (line,) = ax.plot(c.epochs + 1, c.mean, marker="o", markersize=3, label=method)
         ax.fill_between(c.epochs + 1, c.mean - c.std, c.mean + c.std, color=line.get_color(), alpha=0.2)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
-    return _save(fig, ax, title, path)
+    return save_figure(fig, ax, title, path)
 
 
 def plot_published(methods: list[MethodReport], path: Path) -> Path:
     """Per method, the measured mean ± std of its published metric beside the published value ± std."""
-    fig, ax = _figure()
+    fig, ax = new_figure()
     x = np.arange(len(methods))
     stats = [m.stats[m.published.metric] for m in methods]
     ax.errorbar(x - 0.1, [s.mean for s in stats], yerr=[s.std or 0.0 for s in stats], fmt="o", capsize=4,
@@ -232,4 +232,4 @@ def plot_published(methods: list[MethodReport], path: Path) -> Path:
     ax.set_xticks(x, [m.method for m in methods], rotation=15, ha="right", fontsize=7)
     ax.set_xlim(-0.5, len(methods) - 0.5)
     ax.set_ylabel(" / ".join(dict.fromkeys(m.published.metric for m in methods)), fontsize=8)
-    return _save(fig, ax, "final genotype against the published result (mean ± std over seeds)", path)
+    return save_figure(fig, ax, "final genotype against the published result (mean ± std over seeds)", path)
