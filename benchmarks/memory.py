@@ -1,4 +1,5 @@
-"""Peak memory of search and retraining steps, ours against the original DARTS code, each in a fresh process (issue 25).
+"""Peak memory and step time of search and retraining steps, ours in each memory setting against the original DARTS
+code, each in a fresh process.
 
     python -m benchmarks.memory --original /tmp/darts_original            # every case, ours and the original
     python -m benchmarks.memory --cases darts-1st --batch 32 --budget-mib 4096 --device cuda
@@ -10,19 +11,25 @@ darts-1st, darts-2nd (``Architect.step`` unrolled=False/True, then the weight st
 other cases have no original driver. Ours reads synthetic uint8 images (``darts.data.datasets.fake``), the
 original random float tensors of the same shape: memory does not depend on pixel values.
 
-Each (case, code) runs ``--steps`` steps in a process of its own. CPU: the peak resident set (VmHWM, reset to the
+Ours runs in each of ``--variants`` (default: ``no_recompute``, ``memory.checkpoint=none``, the plain step;
+``fast``, the defaults, ``norms``; ``checkpoint``, ``cells``); the time of each as a ratio to the plain step's is
+the median step after the first (a warm-up), in the same process as its memory. Each (case, code, variant) runs
+``--steps`` steps in a process of its own. CPU: the peak resident set (VmHWM, reset to the
 RSS after the imports by ``benchmarks.timing.PeakMemory``), reported absolute, with the baseline (the RSS after
 imports) beside it. CUDA: ``torch.cuda.max_memory_allocated`` (absolute) and ``max_memory_reserved``. The largest
-batch within ``--budget-mib`` (of the absolute peak) is searched for darts-1st, each probe a fresh process: a
-linear extrapolation from the last fitting probe, then bisection, at most ``--probes`` probes per code.
+batch within ``--budget-mib`` (of the absolute peak) is searched for darts-1st (ours in each variant, and the
+original), each probe a fresh process: a linear extrapolation from the last fitting probe, then bisection, at most
+``--probes`` probes per code.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,6 +43,8 @@ from darts.context import pick_device
 log = logging.getLogger("benchmarks.memory")
 ORIGINAL_CASES = {"darts-1st", "darts-2nd", "retrain-darts_v2"}  # the cases benchmarks.original_darts can run
 DEFAULT_CASES = ("darts-1st", "darts-2nd", "nb201-1st", "pcdarts", "retrain-darts_v2")
+VARIANTS = ("no_recompute", "fast", "checkpoint")  # memory.checkpoint none (the plain step), norms (default), cells
+PLAIN_STEP = "no_recompute"
 BATCH_STEP = 8  # the budget search's batch granularity
 
 
@@ -61,29 +70,37 @@ def _original(case: str, sizes: dict[str, int], device: torch.device, path: str)
 
 
 def measure(code: str, case: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Run ``--steps`` steps of one code (ours | original) on one case in this process; its memory row."""
+    """Run ``--steps`` steps of one code (ours in ``--variant`` | original) on one case in this process; its row:
+    peak memory, and the median step time after the first."""
     device, sizes = pick_device(args.device), _sizes(case, args.size, args.batch)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
     memory = PeakMemory(device, isolated=True)  # after the imports: its start is the baseline
+    times = []
     with tempfile.TemporaryDirectory() as run_dir:
         step = _ours(case, sizes, device, Path(run_dir), args.variant) if code == "ours" else _original(case, sizes, device, args.original)
         for _ in range(args.steps):
+            start = time.perf_counter()
             step()
-    row = {"code": code, "case": case, "sizes": sizes, "status": "ok", "method": memory.method,
+            sync()
+            times.append(time.perf_counter() - start)
+    row = {"code": code, "case": case, "variant": args.variant if code == "ours" else "", "sizes": sizes,
+           "status": "ok", "method": memory.method, "step_s": statistics.median(times[1:] or times),
            "baseline_mib": memory.start / 2**20, "peak_mib": memory.start / 2**20 + memory.peak_mb()}
     if device.type == "cuda":
         row["reserved_mib"] = torch.cuda.max_memory_reserved(device) / 2**20
     return row
 
 
-def measure_isolated(code: str, case: str, args: argparse.Namespace, batch: int | None = None) -> dict[str, Any]:
-    """``measure`` in a fresh process."""
-    argv = ["--device", args.device, "--size", args.size, "--steps", str(args.steps), "--variant", args.variant,
+def measure_isolated(code: str, case: str, args: argparse.Namespace, variant: str = "fast",
+                     batch: int | None = None) -> dict[str, Any]:
+    """``measure`` in a fresh process (ours in ``variant``)."""
+    argv = ["--device", args.device, "--size", args.size, "--steps", str(args.steps), "--variant", variant,
             "--one", code, case]
     argv += ["--batch", str(batch or args.batch)] if batch or args.batch else []
     argv += ["--original", args.original] if args.original else []
     row = in_fresh_process("benchmarks.memory", argv)
-    return row if row.get("status") != "error" else {"code": code, "case": case, **row}
+    return row if row.get("status") != "error" else {"code": code, "case": case, "variant": variant, **row}
 
 
 def _next_probe(fits: int, fails: int | None, last: dict[str, Any]) -> int:
@@ -95,11 +112,11 @@ def _next_probe(fits: int, fails: int | None, last: dict[str, Any]) -> int:
     return (fits + fails) // 2 // BATCH_STEP * BATCH_STEP
 
 
-def largest_batch(code: str, args: argparse.Namespace) -> dict[str, Any]:
+def largest_batch(code: str, args: argparse.Namespace, variant: str = "") -> dict[str, Any]:
     """The largest darts-1st batch (a multiple of BATCH_STEP) whose peak is within --budget-mib, and the probes."""
     fits, fails, batch, probes = 0, None, _sizes("darts-1st", args.size, args.batch)["batch"], []
     while len(probes) < args.probes and batch > 0 and (fails is None or fails - fits > BATCH_STEP):
-        row = measure_isolated(code, "darts-1st", args, batch)
+        row = measure_isolated(code, "darts-1st", args, variant, batch)
         probes.append({"batch": batch, "peak_mib": row.get("peak_mib"), "status": row["status"]})
         if row["status"] == "ok" and row["peak_mib"] <= args.budget_mib:
             fits, last = batch, {**row, "budget_mib": args.budget_mib}
@@ -107,26 +124,30 @@ def largest_batch(code: str, args: argparse.Namespace) -> dict[str, Any]:
         else:
             fails = batch if fails is None else min(fails, batch)
             batch = _next_probe(fits, fails, {}) if fits else batch // 2 // BATCH_STEP * BATCH_STEP
-    return {"code": code, "budget_mib": args.budget_mib, "largest_batch": fits, "exact": fails is not None
-            and fails - fits <= BATCH_STEP, "probes": probes}
+    return {"code": code, "variant": variant, "budget_mib": args.budget_mib, "largest_batch": fits,
+            "exact": fails is not None and fails - fits <= BATCH_STEP, "probes": probes}
 
 
 def table(rows: list[dict[str, Any]], budgets: list[dict[str, Any]]) -> str:
-    """A Markdown table of ours against the original per case, then the budget search."""
-    by = {(r["code"], r["case"]): r for r in rows}
-    lines = ["| case | batch | ours MiB | original MiB | ours / original | baseline ours / original MiB |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for case in dict.fromkeys(r["case"] for r in rows):
-        ours, orig = by.get(("ours", case)), by.get(("original", case))
-        cells = [_mib(r, "peak_mib") for r in (ours, orig)]
-        ratio = f"{ours['peak_mib'] / orig['peak_mib']:.2f}x" if _ok(ours) and _ok(orig) else "-"
-        batch = (ours or orig).get("sizes", {}).get("batch", "")
-        lines.append(f"| {case} | {batch} | {cells[0]} | {cells[1]} | {ratio} | "
-                     f"{_mib(ours, 'baseline_mib')} / {_mib(orig, 'baseline_mib')} |")
+    """A Markdown table of ours (each variant) against the original per case, then the budget search."""
+    orig = {r["case"]: r for r in rows if r["code"] == "original"}
+    plain = {r["case"]: r for r in rows if r["code"] == "ours" and r["variant"] == PLAIN_STEP}
+    lines = ["| case | batch | ours | ours MiB | original MiB | ours / original | step s | time / plain step |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (list(dict.fromkeys(x["case"] for x in rows)).index(r["case"]),
+                                         r["code"] == "original")):
+        o, p = orig.get(r["case"]), plain.get(r["case"])
+        ratio = f"{r['peak_mib'] / o['peak_mib']:.2f}x" if _ok(r) and _ok(o) and r is not o else "-"
+        slower = f"{r['step_s'] / p['step_s']:.2f}x" if _ok(r) and _ok(p) and r["code"] == "ours" else "-"
+        lines.append(f"| {r['case']} | {r.get('sizes', {}).get('batch', '')} | {r['variant'] or '(original)'} | "
+                     f"{_mib(r, 'peak_mib')} | {_mib(o, 'peak_mib')} | {ratio} | "
+                     f"{r['step_s']:.2f} | {slower} |" if _ok(r) else f"| {r['case']} | | {r['variant']} | "
+                     f"{_mib(r, 'peak_mib')} | | | | |")
     for b in budgets:
         probes = ", ".join(f"{p['batch']}: {p['peak_mib']:.0f}" if p["peak_mib"] else f"{p['batch']}: {p['status']}"
                            for p in b["probes"])
-        lines.append(f"\nlargest darts-1st batch within {b['budget_mib']} MiB, {b['code']}: {b['largest_batch']}"
+        who = b["code"] + (f" ({b['variant']})" if b["variant"] else "")
+        lines.append(f"\nlargest darts-1st batch within {b['budget_mib']} MiB, {who}: {b['largest_batch']}"
                      f"{'' if b['exact'] else ' (not bracketed within the probes)'} (probes, batch: MiB: {probes})")
     return "\n".join(lines)
 
@@ -151,14 +172,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--size", choices=("full", "ci"), default="full", help="paper sizes or tiny CI sizes")
     p.add_argument("--batch", type=int, default=None, help="batch of every case (default: each case's paper batch)")
     p.add_argument("--steps", type=int, default=2, help="steps per measurement")
-    p.add_argument("--variant", default="fast", help="ours: fast (the defaults) or fast's modifiers joined by '+', "
-                   "e.g. checkpoint (memory.checkpoint=cells; benchmarks.workloads MODIFIERS)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="ours, comma-separated: fast (the defaults) or "
+                   "fast's modifiers joined by '+', e.g. checkpoint (memory.checkpoint=cells), no_recompute "
+                   "(memory.checkpoint=none, the plain step the times are compared with; benchmarks.workloads MODIFIERS)")
+    p.add_argument("--variant", default="fast", help=argparse.SUPPRESS)  # a child's one variant
     p.add_argument("--budget-mib", type=float, default=4096, help="memory budget of the largest-batch search (0: skip)")
     p.add_argument("--probes", type=int, default=6, help="most processes the largest-batch search runs per code")
     p.add_argument("--out", default="memory.json", help="the JSON result file")
     p.add_argument("--one", nargs=2, metavar=("CODE", "CASE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.case_list = [c for c in args.cases.split(",") if c]
+    args.variant_list = [v for v in args.variants.split(",") if v]
+    for v in args.variant_list:
+        parse_variant(v)  # a bad name: ValueError naming it and the valid modifiers
     bad = [c for c in args.case_list if c not in CASES]
     if bad or not (args.case_list or args.budget_mib > 0):
         raise ValueError(f"--cases {args.cases!r} is not valid; choose among {', '.join(CASES)} (empty: only the budget search)")
@@ -174,15 +200,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(measure(*args.one, args)))
         return {}
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    codes = ["ours", "original"] if args.original else ["ours"]
     if not args.original:
         log.info("no --original: the original DARTS code's rows are skipped")
+    runs = [("ours", v) for v in args.variant_list] + [("original", "")] * bool(args.original)
     rows = []
     for case in args.case_list:
-        for code in codes if case in ORIGINAL_CASES else ["ours"]:
-            log.info("measuring %s / %s", case, code)
-            rows.append(measure_isolated(code, case, args))
-    budgets = [largest_batch(code, args) for code in codes] if args.budget_mib > 0 else []
+        for code, variant in runs:
+            if code == "ours" or case in ORIGINAL_CASES:
+                log.info("measuring %s / %s %s", case, code, variant)
+                rows.append(measure_isolated(code, case, args, variant))
+    budgets = [largest_batch(code, args, variant) for code, variant in runs] if args.budget_mib > 0 else []
     result = {"benchmark": "memory", "steps": args.steps, "environment": environment(pick_device(args.device)),
               "results": rows, "largest_batch": budgets}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -72,14 +72,15 @@ class Variant:
     loader: str  # "device" (DeviceLoader) or "plain" (PlainLoader: DataLoader + CPU workers)
     channels_last: bool | str  # True, False or "auto" (darts.context.use_channels_last)
     compile: bool
-    checkpoint: str = "none"  # darts.context.Context.checkpoint (memory.checkpoint)
+    checkpoint: str = "norms"  # darts.context.Context.checkpoint (memory.checkpoint)
 
 
-PLAIN = Variant(fast=False, precision="fp32", loader="plain", channels_last=False, compile=False)
+PLAIN = Variant(fast=False, precision="fp32", loader="plain", channels_last=False, compile=False, checkpoint="none")
 FAST = Variant(fast=True, precision="auto", loader="device", channels_last="auto", compile=False)  # conf/search.yaml
 MODIFIERS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}, "channels_last": {"channels_last": True},
              "contiguous": {"channels_last": False}, "compile": {"compile": True}, "plain_ops": {"fast": False},
-             "plain_loader": {"loader": "plain"}, "checkpoint": {"checkpoint": "cells"}}
+             "plain_loader": {"loader": "plain"}, "checkpoint": {"checkpoint": "cells"},
+             "no_recompute": {"checkpoint": "none"}}
 
 
 def parse_variant(name: str) -> Variant:

@@ -1,27 +1,35 @@
-"""Activation checkpointing of the supernet's cells (``memory.checkpoint=cells``, ``darts.context.Context``).
+"""Less memory for the same numbers (``memory.checkpoint``, ``darts.context.Context``): recomputation in backward.
 
-A checkpointed cell keeps only its inputs in forward and recomputes its nodes in backward (non-reentrant
-``torch.utils.checkpoint``, which replays the random stream of ops such as RobustDARTS's noise). The recomputation
-runs with the same mixing weights, so a sampling strategy's ops are the same; its batch norms do not update their
-running statistics a second time. Passes whose weights are swapped in (``functional_call``: DARTS's unrolled step) or
-that take second derivatives (the Hessian monitor) run the cells plainly (``plain_cells``).
+Levels, each including the one before:
+- ``norms`` (the default): a mixed op's sum ``sum_k w_k * norm_k(z_k)`` keeps each op's input to its last affine-free
+  batch norm, not the norm's output, and recomputes the normalisation in backward (``norm_sum``). The batch norm
+  stores that input anyway, so each such op's output is not kept a second time for ``w_k``'s gradient.
+- ``cells``: a checkpointed cell keeps only its inputs in forward and recomputes its nodes in backward (non-reentrant
+  ``torch.utils.checkpoint``, which replays the random stream of ops such as RobustDARTS's noise). The recomputation
+  runs with the same mixing weights, so a sampling strategy's ops are the same; its batch norms do not update their
+  running statistics a second time. A retraining network's cells are checkpointed the same way (``checkpoint_each``;
+  their drop-path masks replayed).
+Passes whose weights are swapped in (``functional_call``: DARTS's unrolled step) or that take second derivatives (the
+Hessian monitor) run plainly (``plain_cells``).
 """
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-_PLAIN: ContextVar[bool] = ContextVar("plain", default=False)  # inside plain_cells(): no checkpointing
+_PLAIN: ContextVar[bool] = ContextVar("plain", default=False)  # inside plain_cells(): no recomputation
 
 
 @contextmanager
 def plain_cells() -> Iterator[None]:
-    """No activation checkpointing for the duration: for passes whose weights are swapped in (``functional_call``),
-    which a recomputation after the swap would not see."""
+    """No recomputation for the duration: for passes whose weights are swapped in (``functional_call``), which a
+    recomputation after the swap would not see, and for passes differentiated twice."""
     token = _PLAIN.set(True)
     try:
         yield
@@ -46,10 +54,91 @@ def frozen_statistics(module: nn.Module) -> Iterator[None]:
 
 
 def plain() -> bool:
-    """Whether checkpointing is off here (inside ``plain_cells``)."""
+    """Whether recomputation is off here (inside ``plain_cells``)."""
     return _PLAIN.get()
 
 
 def recomputed(module: nn.Module, fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)`` with its activations recomputed in backward; ``module``'s batch norms count the batch once."""
     return checkpoint(fn, *args, use_reentrant=False, context_fn=lambda: (nullcontext(), frozen_statistics(module)))
+
+
+Term = tuple[int, "nn.BatchNorm2d | None"]  # (op index k, the affine-free norm applied to z_k, or None: z_k is y_k)
+
+
+def norm_sum(weights: torch.Tensor, terms: Sequence[Term], zs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``sum_k weights[k] * norm_k(z_k)`` over ``terms`` (in order), keeping the z_k, not the norms' outputs; the
+    batch norms update their running statistics once, in forward, as when called plainly.
+
+    Args:
+        weights: [K] mixing weights of the edge.
+        terms: (k, norm) per term; norm None adds ``weights[k] * z_k`` (an output kept alive anyway, e.g. a shared
+            pool's or the identity's).
+        zs: (B, C, H, W) per term, the norm's input.
+    """
+    device = zs[0].device.type
+    amp = (device, torch.get_autocast_dtype(device), torch.is_autocast_enabled(device))
+    return _NormSum.apply(weights, list(terms), amp, *zs)
+
+
+class _NormSum(torch.autograd.Function):
+    """``norm_sum``'s autograd: backward recomputes the normalisations and differentiates the same sum."""
+
+    @staticmethod
+    def forward(ctx: Any, weights: torch.Tensor, terms: list[Term], amp: tuple, *zs: torch.Tensor) -> torch.Tensor:
+        ctx.terms, ctx.amp = terms, amp
+        ctx.modes = [None if norm is None else _mode(norm) for _, norm in terms]
+        ctx.save_for_backward(weights, *zs)
+        return _weighted(weights, terms, [z if norm is None else norm(z) for (_, norm), z in zip(terms, zs)])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:
+        weights, *zs = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        with torch.enable_grad(), torch.autocast(ctx.amp[0], dtype=ctx.amp[1], enabled=ctx.amp[2]):
+            w = weights.detach().requires_grad_(needs[0])
+            xs = [z.detach().requires_grad_(need) for z, need in zip(zs, needs[3:])]
+            ys = [x if mode is None else _normalise(x, norm, mode)
+                  for (_, norm), mode, x in zip(ctx.terms, ctx.modes, xs)]
+            out = _weighted(w, ctx.terms, ys)
+            wanted = [t for t in (w, *xs) if t.requires_grad]
+            found = iter(torch.autograd.grad(out, wanted, grad) if wanted else ())
+        return (next(found) if needs[0] else None, None, None, *(next(found) if n else None for n in needs[3:]))
+
+
+def _weighted(weights: torch.Tensor, terms: Sequence[Term], ys: Sequence[torch.Tensor]) -> torch.Tensor:
+    """sum over terms of weights[k] * y, in the mixed op's order and dtype (bf16 under autocast)."""
+    out = None
+    for (k, _), y in zip(terms, ys):
+        y = weights[k].to(y.dtype) * y
+        out = y if out is None else out + y
+    return out
+
+
+def _mode(norm: nn.BatchNorm2d) -> tuple[bool, torch.Tensor | None, torch.Tensor | None]:
+    """How ``norm`` normalises now: (batch statistics?, the running statistics it uses otherwise)."""
+    batch = norm.training or norm.running_mean is None
+    return batch, None if batch else norm.running_mean.clone(), None if batch else norm.running_var.clone()
+
+
+def _normalise(z: torch.Tensor, norm: nn.BatchNorm2d, mode: tuple) -> torch.Tensor:
+    """``norm(z)`` as it was computed in forward, without touching its running statistics."""
+    batch, mean, var = mode
+    if batch and norm.running_mean is not None:  # the same kernel path as forward's (which had running statistics)
+        mean, var = norm.running_mean.clone(), norm.running_var.clone()
+    return F.batch_norm(z, mean, var, None, None, batch, 0.0, norm.eps)
+
+
+def checkpoint_each(modules: nn.ModuleList) -> None:
+    """Recompute each module of ``modules`` (a network's ``cells``) in backward while gradients are on, in place: its
+    forward is wrapped, its parameters and state-dict keys unchanged. Drop-path masks are replayed (the random stream
+    is restored for the recomputation) and batch norms count the batch once (``recomputed``)."""
+    for module in modules:
+        module.forward = _recomputing(module, module.forward)
+
+
+def _recomputing(module: nn.Module, forward: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward``, recomputed in backward when gradients are on and recomputation is not turned off."""
+    def call(*args: Any) -> Any:
+        return recomputed(module, forward, *args) if torch.is_grad_enabled() and not plain() else forward(*args)
+    return call

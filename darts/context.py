@@ -102,7 +102,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-CHECKPOINTS = ("none", "cells")  # activation checkpointing of the supernet (Context.checkpoint)
+CHECKPOINTS = ("none", "norms", "cells")  # recomputation in backward, each level including the one before (Context)
 _EXACT: ContextVar[bool] = ContextVar("exact", default=False)  # inside Context.exact(): IEEE fp32, no autocast
 
 
@@ -119,8 +119,9 @@ class Context:
         compile: ``torch.compile`` the module.
         dist: this process's place among the ranks of a torchrun run (``darts.distributed``).
         progress: progress bars (shown on rank 0 only); off unless asked for (the commands' ``progress=true``).
-        checkpoint: activation checkpointing of the supernet: ``none``, or ``cells`` (each search cell's activations
-            recomputed in backward instead of kept: less memory, one more cell forward per backward).
+        checkpoint: what the supernet recomputes in backward instead of keeping (``darts.checkpointing``): ``none``;
+            ``norms`` (default), the mixed ops' last affine-free batch norms; ``cells``, besides, every search cell
+            (activation checkpointing: one more cell forward per backward).
     """
 
     device: torch.device = torch.device("cpu")
@@ -130,7 +131,7 @@ class Context:
     compile: bool = False
     dist: Distributed = SINGLE
     progress: bool = False
-    checkpoint: str = "none"
+    checkpoint: str = "norms"
 
     def __post_init__(self) -> None:
         if self.checkpoint not in CHECKPOINTS:
@@ -139,7 +140,7 @@ class Context:
     @classmethod
     def of(cls, device: str = "auto", precision: str = "auto", channels_last: bool | str = "auto", fast: bool = True,
            compile: bool = False, dist: Distributed = SINGLE, progress: bool = False,
-           checkpoint: str = "none") -> Context:
+           checkpoint: str = "norms") -> Context:
         """The context the configuration's values name (``device``, ``precision``, ``channels_last``: see the docs)."""
         dev = pick_device(device)
         amp = amp_dtype(precision, dev)
@@ -149,6 +150,16 @@ class Context:
     def bars(self) -> bool:
         """Whether this process shows progress bars (asked for, and rank 0)."""
         return self.progress and self.dist.main
+
+    @property
+    def recompute_norms(self) -> bool:
+        """Whether mixed ops recompute their last affine-free batch norms in backward (``norms`` and ``cells``)."""
+        return self.checkpoint != "none"
+
+    @property
+    def checkpoint_cells(self) -> bool:
+        """Whether search cells are recomputed in backward (``cells``)."""
+        return self.checkpoint == "cells"
 
     @property
     def memory_format(self) -> torch.memory_format:

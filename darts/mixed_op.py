@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from darts.checkpointing import Term, norm_sum, plain
+from darts.context import Context
 from darts.ops import FactorizedReduce, Identity, Zero, head_split
 
 OpTable = Mapping[str, Callable[[int, int, bool], nn.Module]]  # name -> factory(C, stride, affine)
@@ -114,17 +116,35 @@ def run_op(op: nn.Module, x: torch.Tensor, shared: SharedInput | None) -> torch.
     return y if split.tail is None else split.tail(y)
 
 
+def norm_input(op: nn.Module, x: torch.Tensor, shared: SharedInput) -> tuple[torch.Tensor, nn.BatchNorm2d | None]:
+    """(z, norm) with op(x) == norm(z) when the op's tail ends in an affine-free batch norm; else (op(x), None)."""
+    split = head_split(op)
+    tail = None if split is None else split.tail
+    if isinstance(tail, nn.Sequential) and len(tail):
+        body, tail = tail[:-1], tail[-1]
+    else:
+        body = None
+    if isinstance(tail, nn.BatchNorm2d) and not tail.affine:
+        y = shared.get(split.key, split.head)
+        return (y if body is None else body(y)), tail
+    return run_op(op, x, shared), None
+
+
 class MixedOp(nn.Module):
     """All candidate ops of one edge; output = sum_k w_k * op_k(x) (DARTS eq. 2; cnn/model_search.py ``MixedOp``).
 
     ``ops`` is the space's op table; search ops are built without affine BN parameters. ``fast`` (default): `none`
     (``darts.ops.Zero``) is never computed (it adds exactly zero, value and gradient) and the parameter-free heads
-    come from a ``SharedInput``; ``fast=False`` is the reference's plain computation of every op.
+    come from a ``SharedInput``; ``fast=False`` is the reference's plain computation of every op. ``recompute_norms``
+    (with ``fast``): the ops' last affine-free batch norms are recomputed in backward inside the weighted sum
+    (``darts.checkpointing.norm_sum``) instead of their outputs being kept.
     """
 
-    def __init__(self, C: int, stride: int, primitives: Sequence[str], ops: OpTable, fast: bool = True):
+    def __init__(self, C: int, stride: int, primitives: Sequence[str], ops: OpTable, fast: bool = True,
+                 recompute_norms: bool = False):
         super().__init__()
         self.C, self.stride, self.primitives, self.fast, self.table = C, stride, tuple(primitives), fast, ops
+        self.recompute_norms = recompute_norms
         self._ops = nn.ModuleList(ops[name](C, stride, False) for name in self.primitives)
         self.computed = [k for k, op in enumerate(self._ops) if not (fast and isinstance(op, Zero))]
 
@@ -139,8 +159,13 @@ class MixedOp(nn.Module):
         shared = shared if self.fast else None
         if index is not None:
             return self._single(x, weights, index, shared)
+        computed = self.computed if kept is None else [k for k in self.computed if k in kept]
+        if computed and shared is not None and self.recompute_norms and torch.is_grad_enabled() and not plain():
+            pairs = [norm_input(self._ops[k], x, shared) for k in computed]  # (z_k, norm_k)
+            terms: list[Term] = [(k, norm) for k, (_, norm) in zip(computed, pairs)]
+            return norm_sum(weights, terms, [z for z, _ in pairs])
         out = None
-        for k in self.computed if kept is None else [k for k in self.computed if k in kept]:
+        for k in computed:
             y = run_op(self._ops[k], x, shared)
             y = weights[k].to(y.dtype) * y  # bf16 under autocast; gradients still reach the fp32 arch parameters
             out = y if out is None else out + y
@@ -163,12 +188,13 @@ class PartialChannels(nn.Module):
     first C/K channels go through a mixed op built for them, the rest bypass it (max-pooled at stride 2), then a
     channel shuffle."""
 
-    def __init__(self, C: int, stride: int, k: int, primitives: Sequence[str], ops: OpTable, fast: bool = True):
+    def __init__(self, C: int, stride: int, k: int, primitives: Sequence[str], ops: OpTable, fast: bool = True,
+                 recompute_norms: bool = False):
         super().__init__()
         if C % k:
             raise ValueError(f"partial_channels={k} must divide the channels C={C}")
         self.C, self.stride, self.k, self.fast = C, stride, k, fast
-        self.mixed = MixedOp(C // k, stride, primitives, ops, fast)
+        self.mixed = MixedOp(C // k, stride, primitives, ops, fast, recompute_norms)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None, index: int | None = None,
                 shared: SharedInput | None = None, kept: Sequence[int] | None = None) -> torch.Tensor:
@@ -193,7 +219,7 @@ class PartialChannels(nn.Module):
         if self.C % k or self.k % k:
             raise ValueError(f"partial_channels={k} must divide C={self.C} and the current K={self.k}")
         old, self.k = self.mixed, k
-        new = MixedOp(self.C // k, old.stride, old.primitives, old.table, old.fast)
+        new = MixedOp(self.C // k, old.stride, old.primitives, old.table, old.fast, old.recompute_norms)
         like = next(old.parameters(), None)
         if like is not None:
             new.to(like.device, memory_format=torch.channels_last if any(
@@ -207,11 +233,12 @@ class PartialChannels(nn.Module):
 
 
 def mixed_op(C: int, stride: int, primitives: Sequence[str], ops: OpTable, partial_channels: int = 1,
-             fast: bool = True) -> nn.Module:
-    """An edge's mixed op: over all C channels, or C/K of them for ``partial_channels`` K > 1 (PC-DARTS)."""
+             context: Context = Context()) -> nn.Module:
+    """An edge's mixed op: over all C channels, or C/K of them for ``partial_channels`` K > 1 (PC-DARTS); the
+    context's fast path and memory setting."""
     if partial_channels == 1:
-        return MixedOp(C, stride, primitives, ops, fast)
-    return PartialChannels(C, stride, partial_channels, primitives, ops, fast)
+        return MixedOp(C, stride, primitives, ops, context.fast, context.recompute_norms)
+    return PartialChannels(C, stride, partial_channels, primitives, ops, context.fast, context.recompute_norms)
 
 
 def auxiliary_skip(C: int, stride: int) -> nn.Module:

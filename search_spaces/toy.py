@@ -80,9 +80,9 @@ class ToySupernet(Supernet):
     def __init__(self, C: int = 8, num_classes: int = 10, context: Context = Context(),
                  options: SupernetOptions = SupernetOptions()):
         super().__init__(OpSet.uniform(("cell",), NUM_EDGES, PRIMITIVES), 1, NUM_NODES, context, options)
-        make_edge = lambda i, j: mixed_op(C, 1, PRIMITIVES, OPS, options.partial_channels, context.fast)  # noqa: E731
+        make_edge = lambda i, j: mixed_op(C, 1, PRIMITIVES, OPS, options.partial_channels, context)  # noqa: E731
         dag = CellDAG(1, NUM_NODES, make_edge,
-                      (lambda i, j: auxiliary_skip(C, 1)) if options.auxiliary_skip else None)
+                      (lambda i, j: auxiliary_skip(C, 1)) if options.auxiliary_skip else None, context.checkpoint_cells)
         self.net = _Skeleton(C, num_classes, dag)
 
     def logits(self, x: torch.Tensor, mixing: dict[str, Mixing]) -> torch.Tensor:

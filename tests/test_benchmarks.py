@@ -273,10 +273,18 @@ def test_isolated_variant_reports_peak_memory_and_inapplicable_variants_are_list
 
 def test_memory_benchmark_reports_a_positive_peak_for_a_tiny_case_of_ours(tmp_path):
     """The memory benchmark's child path (``measure``) reports a positive absolute peak above a positive baseline
-    for one tiny search step of ours; the table shows it and marks the absent original with '-'."""
-    args = memory.parse_args(["--size", "ci", "--steps", "1", "--cases", "darts-1st", "--out", str(tmp_path / "m.json")])
-    row = memory.measure("ours", "darts-1st", args)
-    assert row["status"] == "ok" and row["peak_mib"] >= row["baseline_mib"] > 0, row
-    assert "| darts-1st | 8 |" in memory.table([row], []) and "| - |" in memory.table([row], [])
+    and a step time for tiny search steps of ours; the table shows them, the time as a ratio to the plain step
+    (``no_recompute``), and marks the absent original with '-'; a bad case or setting is refused by name."""
+    args = memory.parse_args(["--size", "ci", "--steps", "2", "--cases", "darts-1st", "--out", str(tmp_path / "m.json")])
+    rows = []
+    for variant in ("no_recompute", "fast"):
+        args.variant = variant
+        rows.append(memory.measure("ours", "darts-1st", args))
+        assert rows[-1]["status"] == "ok" and rows[-1]["peak_mib"] >= rows[-1]["baseline_mib"] > 0, rows[-1]
+        assert rows[-1]["variant"] == variant and rows[-1]["step_s"] > 0
+    text = memory.table(rows, [])
+    assert "| darts-1st | 8 | no_recompute |" in text and "| 1.00x |" in text and "| - |" in text
     with pytest.raises(ValueError, match="darts-3rd.*darts-1st"):
         memory.parse_args(["--cases", "darts-3rd"])
+    with pytest.raises(ValueError, match="'cells'.*no_recompute"):
+        memory.parse_args(["--variants", "fast,cells"])

@@ -280,7 +280,8 @@ def test_nb201_retraining_end_to_end(cifar_mini, tmp_path):
     count, which equals the reference TinyNetwork's at C=16, N=5."""
     run = tmp_path / "run"
     run_entry("train_final.py", run, "search_space=nb201", f"genotype='{ACCEPTANCE_ARCH}'", "dataset=imagefolder",
-              f"dataset.root={cifar_mini}", "epochs=2", "steps_per_epoch=2", "batch_size=16", "device=cpu")
+              f"dataset.root={cifar_mini}", "epochs=2", "steps_per_epoch=2", "batch_size=16", "device=cpu",
+              "memory.checkpoint=cells")  # the cells recomputed in backward (tests/test_memory.py: same numbers)
     result = read_json(run / "result.json")
     assert 0 <= result["test_accuracy"] <= 100 and result["genotype"] == ACCEPTANCE_ARCH
     assert result["params"] * 1e6 == pytest.approx(reference_tiny_network_params(ACCEPTANCE_ARCH), abs=0.5)

@@ -25,6 +25,7 @@ from darts.runs.reader import resolve_genotype
 from darts.settings import SGD, integer
 
 log = logging.getLogger("train_final")
+RETRAIN_CHECKPOINTS = ("none", "cells")  # a retraining network has no mixed ops (no `norms`)
 OUTPUTS = "outputs/final"  # apart from searches: resume=true never picks a search run
 register_run_dir("final_run_dir", OUTPUTS)
 
@@ -40,7 +41,11 @@ def build_run(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE) -> Fin
     integer("seed", cfg.seed, 0)
     integer("batch_size", cfg.batch_size, 1)
     integer("cutout", cfg.cutout, 0)
-    context = Context.of(cfg.device, cfg.precision, cfg.channels_last, dist=dist, progress=cfg.progress)
+    if cfg.memory.checkpoint not in RETRAIN_CHECKPOINTS:
+        raise ValueError(f"memory.checkpoint={cfg.memory.checkpoint!r} is not valid for a retraining; choose one of "
+                         f"{', '.join(RETRAIN_CHECKPOINTS)}")
+    context = Context.of(cfg.device, cfg.precision, cfg.channels_last, dist=dist, progress=cfg.progress,
+                         checkpoint=cfg.memory.checkpoint)
     seed_everything(cfg.seed)
     data = instantiate(cfg.dataset, _partial_=True)()  # called here: a missing dataset is reported unwrapped
     distill = distillation(data.num_classes, **cfg.get("distill", {}))  # None without a teacher (or a distill block)

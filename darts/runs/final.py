@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from darts.checkpointing import checkpoint_each
 from darts.context import Context
 from darts.cost.counting import count_network, in_millions
 from darts.runs.base import EpochRun
@@ -110,6 +111,11 @@ class FinalRun(EpochRun):
         self.spec, self.s = spec, settings
         self.test_loader, self.valid_loader = test_loader, valid_loader
         self.model = self._network(spec.build(), sync_bn)
+        if context.checkpoint_cells:  # memory.checkpoint=cells: each cell recomputed in backward
+            if not isinstance(getattr(self.model, "cells", None), nn.ModuleList):
+                raise ValueError(f"memory.checkpoint=cells needs a network with a `cells` list; "
+                                 f"{type(self.model).__name__} has none (choose memory.checkpoint=none)")
+            checkpoint_each(self.model.cells)
         if settings.drop_path_prob > 0 and not hasattr(self.model, "drop_path_prob"):
             raise ValueError(f"drop_path_prob={settings.drop_path_prob} but {type(self.model).__name__} has no drop "
                              "path; set drop_path_prob=0")

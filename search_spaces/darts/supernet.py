@@ -23,11 +23,11 @@ MULTIPLIER = 4  # how many of the last nodes are concatenated into the cell outp
 
 class SearchCell(nn.Module):
     """A DARTS search cell: preprocess both inputs, 14 mixed edges (edge e searching ``primitives[e]``), concat of
-    the 4 nodes; with ``checkpoint`` its nodes are recomputed in backward (``CellDAG``)."""
+    the 4 nodes; what it recomputes in backward as ``context`` says (``CellDAG``, ``darts.checkpointing``)."""
 
     def __init__(self, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
                  primitives: tuple[tuple[str, ...], ...], options: SupernetOptions = SupernetOptions(),
-                 fast: bool = True, checkpoint: bool = False):
+                 context: Context = Context()):
         super().__init__()
         self.reduction = reduction
         # model_search.py Cell: FactorizedReduce after a reduction, else a 1x1 ReLUConvBN
@@ -36,8 +36,9 @@ class SearchCell(nn.Module):
         stride = lambda i: 2 if reduction and i < 2 else 1  # noqa: E731  (the edges from the two inputs reduce)
         edge = lambda i, j: sum(range(2, j + 2)) + i  # noqa: E731  (edges ordered by node, then input)
         self.dag = CellDAG(2, STEPS, lambda i, j: mixed_op(C, stride(i), primitives[edge(i, j)], SEARCH_OPS,
-                                                          options.partial_channels, fast),
-                           (lambda i, j: auxiliary_skip(C, stride(i))) if options.auxiliary_skip else None, checkpoint)
+                                                          options.partial_channels, context),
+                           (lambda i, j: auxiliary_skip(C, stride(i))) if options.auxiliary_skip else None,
+                           context.checkpoint_cells)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, mixing: Mixing) -> torch.Tensor:
         """(B, C_pp, H', W'), (B, C_p, H, W) -> (B, 4C, H/r, W/r)."""
@@ -63,8 +64,7 @@ class DartsSupernet(Supernet):
             if reduction:
                 C_curr *= 2
             self.cells.append(SearchCell(C_pp, C_p, C_curr, reduction, reduction_prev,
-                                         ops.edges["reduce" if reduction else "normal"], options, context.fast,
-                                         context.checkpoint == "cells"))
+                                         ops.edges["reduce" if reduction else "normal"], options, context))
             reduction_prev = reduction
             C_pp, C_p = C_p, MULTIPLIER * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)

@@ -13,16 +13,17 @@ from search_spaces.nb201.ops import nb201_ops
 
 
 class SearchCell(nn.Module):
-    """An NB201 search cell: a mixed op on each of the 6 edges (search_cells.py NAS201SearchCell); with ``checkpoint``
-    its nodes are recomputed in backward (``CellDAG``)."""
+    """An NB201 search cell: a mixed op on each of the 6 edges (search_cells.py NAS201SearchCell); what it
+    recomputes in backward as ``context`` says (``CellDAG``, ``darts.checkpointing``)."""
 
     def __init__(self, C: int, options: SupernetOptions = SupernetOptions(), track_running_stats: bool = False,
-                 fast: bool = True, checkpoint: bool = False):
+                 context: Context = Context()):
         super().__init__()
         ops = nb201_ops(track_running_stats)
-        make_edge = lambda i, j: mixed_op(C, 1, PRIMITIVES, ops, options.partial_channels, fast)  # noqa: E731
+        make_edge = lambda i, j: mixed_op(C, 1, PRIMITIVES, ops, options.partial_channels, context)  # noqa: E731
         self.dag = CellDAG(1, NUM_NODES, make_edge,
-                           (lambda i, j: auxiliary_skip(C, 1)) if options.auxiliary_skip else None, checkpoint)
+                           (lambda i, j: auxiliary_skip(C, 1)) if options.auxiliary_skip else None,
+                           context.checkpoint_cells)
 
     def forward(self, x: torch.Tensor, mixing: Mixing) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W): node 3 of the DAG."""
@@ -43,8 +44,7 @@ class NB201Supernet(Supernet):
                  context: Context = Context(), options: SupernetOptions = SupernetOptions()):
         super().__init__(OpSet.uniform(("cell",), NUM_EDGES, PRIMITIVES), 1, NUM_NODES, context, options)
         add_skeleton(self, C, N, num_classes,
-                     lambda width: SearchCell(width, options, track_running_stats, context.fast,
-                                              context.checkpoint == "cells"))
+                     lambda width: SearchCell(width, options, track_running_stats, context))
 
     def logits(self, x: torch.Tensor, mixing: dict[str, Mixing]) -> torch.Tensor:
         """(B, 3, H, W) -> (B, num_classes) with ``mixing["cell"]`` on every search cell."""
