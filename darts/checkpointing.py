@@ -9,11 +9,12 @@ Levels, each including the one before:
   runs with the same mixing weights, so a sampling strategy's ops are the same; its batch norms do not update their
   running statistics a second time. A retraining network's cells are checkpointed the same way (``checkpoint_each``;
   their drop-path masks replayed).
-Passes whose weights are swapped in (``functional_call``: DARTS's unrolled step) or that take second derivatives (the
-Hessian monitor) run plainly (``plain_cells``).
+Passes whose weights are swapped in (``functional_call``: DARTS's unrolled step) run their cells plainly
+(``plain_cells``); passes that take second derivatives (the Hessian monitor) recompute nothing (``no_recomputation``).
 """
 from __future__ import annotations
 
+import contextlib
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator, Sequence
@@ -23,18 +24,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-_PLAIN: ContextVar[bool] = ContextVar("plain", default=False)  # inside plain_cells(): no recomputation
+_PLAIN: ContextVar[int] = ContextVar("plain", default=0)  # 1: cells run plainly (plain_cells); 2: nothing recomputed
 
 
 @contextmanager
-def plain_cells() -> Iterator[None]:
-    """No recomputation for the duration: for passes whose weights are swapped in (``functional_call``), which a
-    recomputation after the swap would not see, and for passes differentiated twice."""
-    token = _PLAIN.set(True)
+def _plain(level: int) -> Iterator[None]:
+    """Recomputation turned off up to ``level`` for the duration."""
+    token = _PLAIN.set(max(level, _PLAIN.get()))
     try:
         yield
     finally:
         _PLAIN.reset(token)
+
+
+def plain_cells() -> contextlib.AbstractContextManager[None]:
+    """Cells computed plainly for the duration: for passes whose weights are swapped in (``functional_call``), which
+    a cell's recomputation after the swap would not see (the norms' recomputation holds no weights: it stays on)."""
+    return _plain(1)
+
+
+def no_recomputation() -> contextlib.AbstractContextManager[None]:
+    """Nothing recomputed for the duration: for passes differentiated twice (the Hessian monitor), whose second
+    derivatives must run through the plain computation."""
+    return _plain(2)
 
 
 @contextmanager
@@ -53,9 +65,14 @@ def frozen_statistics(module: nn.Module) -> Iterator[None]:
             m.num_batches_tracked.copy_(count)
 
 
-def plain() -> bool:
-    """Whether recomputation is off here (inside ``plain_cells``)."""
-    return _PLAIN.get()
+def cells_plain() -> bool:
+    """Whether cells run plainly here (inside ``plain_cells`` or ``no_recomputation``)."""
+    return _PLAIN.get() >= 1
+
+
+def norms_plain() -> bool:
+    """Whether the norms are kept rather than recomputed here (inside ``no_recomputation``)."""
+    return _PLAIN.get() >= 2
 
 
 def recomputed(module: nn.Module, fn: Callable[..., Any], *args: Any) -> Any:
@@ -95,14 +112,17 @@ class _NormSum(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:
         weights, *zs = ctx.saved_tensors
         needs = ctx.needs_input_grad
+        # create_graph: recompute on aliases of the saved tensors, which stay differentiable (an alias, not the tensor,
+        # so that a z computed from another z, a shared pool of an identity's input, gets only its own path)
+        twice = torch.is_grad_enabled()
         with torch.enable_grad(), torch.autocast(ctx.amp[0], dtype=ctx.amp[1], enabled=ctx.amp[2]):
-            w = weights.detach().requires_grad_(needs[0])
-            xs = [z.detach().requires_grad_(need) for z, need in zip(zs, needs[3:])]
+            w = weights.view_as(weights) if twice else weights.detach().requires_grad_(needs[0])
+            xs = [z.view_as(z) if twice else z.detach().requires_grad_(need) for z, need in zip(zs, needs[3:])]
             ys = [x if mode is None else _normalise(x, norm, mode)
                   for (_, norm), mode, x in zip(ctx.terms, ctx.modes, xs)]
             out = _weighted(w, ctx.terms, ys)
-            wanted = [t for t in (w, *xs) if t.requires_grad]
-            found = iter(torch.autograd.grad(out, wanted, grad) if wanted else ())
+            wanted = [t for t, need in zip((w, *xs), (needs[0], *needs[3:])) if need]
+            found = iter(torch.autograd.grad(out, wanted, grad, create_graph=twice, allow_unused=True) if wanted else ())
         return (next(found) if needs[0] else None, None, None, *(next(found) if n else None for n in needs[3:]))
 
 
@@ -140,5 +160,5 @@ def checkpoint_each(modules: nn.ModuleList) -> None:
 def _recomputing(module: nn.Module, forward: Callable[..., Any]) -> Callable[..., Any]:
     """``forward``, recomputed in backward when gradients are on and recomputation is not turned off."""
     def call(*args: Any) -> Any:
-        return recomputed(module, forward, *args) if torch.is_grad_enabled() and not plain() else forward(*args)
+        return recomputed(module, forward, *args) if torch.is_grad_enabled() and not cells_plain() else forward(*args)
     return call

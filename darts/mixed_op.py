@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darts.checkpointing import Term, norm_sum, plain
+from darts.checkpointing import Term, norm_sum, norms_plain
 from darts.context import Context
 from darts.ops import FactorizedReduce, Identity, Zero, head_split
 
@@ -160,7 +160,8 @@ class MixedOp(nn.Module):
         if index is not None:
             return self._single(x, weights, index, shared)
         computed = self.computed if kept is None else [k for k in self.computed if k in kept]
-        if computed and shared is not None and self.recompute_norms and torch.is_grad_enabled() and not plain():
+        lean = shared is not None and self.recompute_norms and torch.is_grad_enabled() and not norms_plain()
+        if computed and lean:
             pairs = [norm_input(self._ops[k], x, shared) for k in computed]  # (z_k, norm_k)
             terms: list[Term] = [(k, norm) for k, (_, norm) in zip(computed, pairs)]
             return norm_sum(weights, terms, [z for z, _ in pairs])

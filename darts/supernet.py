@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darts.checkpointing import plain, recomputed
+from darts.checkpointing import cells_plain, recomputed
 from darts.context import Context
 from darts.mixed_op import MixedOp, PartialChannels, SharedInput, run_op
 
@@ -165,7 +165,7 @@ class CellDAG(nn.Module):
         recomputed in backward (the same mixing, so the same sampled ops; the random stream of noise ops replayed)."""
         if mixing.per_cell is not None:  # once per cell, outside the recomputed part
             mixing = mixing.per_cell(mixing)
-        if self.checkpoint and torch.is_grad_enabled() and not plain():
+        if self.checkpoint and torch.is_grad_enabled() and not cells_plain():
             return [*inputs, *recomputed(self, self.nodes, inputs, mixing)]
         return [*inputs, *self.nodes(inputs, mixing)]
 

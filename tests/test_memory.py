@@ -149,3 +149,23 @@ def test_recomputation_under_channels_last_and_autocast(level):
     logits, grads = supernet_gradients(level, amp_dtype=torch.bfloat16)
     assert torch.equal(logits, plain_logits)
     assert relative_error(grads, fp32) < 1.1 * relative_error(plain, fp32)
+
+
+def test_second_derivatives_through_recomputed_norms():
+    """Second derivatives through the recomputed norms (a double backward) equal memory.checkpoint=none's, and inside
+    ``no_recomputation`` (the Hessian monitor's pass) too."""
+    from darts.checkpointing import no_recomputation
+
+    def hessian_vector(level: str) -> torch.Tensor:
+        torch.manual_seed(0)
+        net = SPACES["nb201"]().build_supernet(10, Context(checkpoint=level), DARTS.supernet_options()).double()
+        loss = net(torch.randn(2, 3, 8, 8, dtype=torch.float64)).square().sum()
+        (g,) = torch.autograd.grad(loss, net.alphas["cell"], create_graph=True)
+        v = torch.randn(g.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+        return torch.autograd.grad((g * v).sum(), net.alphas["cell"])[0]  # H v
+
+    plain = hessian_vector("none")
+    assert plain.abs().max() > 1e-3
+    torch.testing.assert_close(hessian_vector("norms"), plain, rtol=1e-12, atol=1e-14)
+    with no_recomputation():
+        torch.testing.assert_close(hessian_vector("norms"), plain, rtol=1e-12, atol=1e-14)

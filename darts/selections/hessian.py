@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from darts.distributed import SINGLE, Distributed
-from darts.checkpointing import plain_cells
+from darts.checkpointing import no_recomputation
 from darts.strategies.base import Strategy
 from darts.training import Batch
 
@@ -124,7 +124,7 @@ class HessianMonitor:
         device = next(supernet.parameters()).device
         supernet.train()
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), strategy.one_sample(), \
-                plain_cells():  # second derivatives through the cells as they are, not through their recomputation
+                no_recomputation():  # second derivatives through the plain computation, not through a recomputation
             try:
                 value = dominant_eigenvalue(lambda: sum(strategy.loss(b) for b in batches) / len(batches),
                                             strategy.arch_parameters(), self.iterations)
