@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call
 
-from conftest import read_json, run_entry, tensorboard_tags
+import darts.training as training
+from conftest import ROOT, read_json, run_entry, tensorboard_tags
 from darts.context import Context
 from darts.hypergradients.base import direction
 from darts.hypergradients.descent import HypergradientDescent
@@ -248,6 +249,37 @@ def test_retraining_adapts_lr_and_weight_decay_on_the_held_out_split(cifar_mini,
     message = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0 and "hypergradient=unrolled needs a held-out split" in message
     assert "valid_portion" in message
+
+
+def test_a_resumed_retraining_continues_with_its_learned_rate(cifar_mini, tmp_path, monkeypatch):
+    """A retraining with hypergradient=hd stopped after epoch 1 of 2 resumes with its learned rate and last direction
+    (from the checkpoint) and ends with the uninterrupted run's rates."""
+    from hydra import compose, initialize_config_dir
+
+    from darts.app.retrain import build_run
+
+    with initialize_config_dir(config_dir=str(ROOT / "darts" / "conf"), version_base="1.3"):
+        cfg = compose(config_name="final", overrides=[*TINY_FINAL, f"dataset.root={cifar_mini}", "progress=false",
+                                                      "hypergradient=hd", "hypergradient.beta=0.01"])
+    reference = build_run(cfg, tmp_path / "reference").run()["hypergradient"]
+    real_train_epoch, calls = training.train_epoch, []
+
+    def stop_at_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", stop_at_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        build_run(cfg, tmp_path / "resumed").run()
+    monkeypatch.undo()
+    run = build_run(cfg, tmp_path / "resumed")
+    run.resume()
+    resumed = run.run()["hypergradient"]
+    assert reference["lr"] != 0.025 and [e["epoch"] for e in resumed["epochs"]] == [0, 1]
+    for got, expected in zip(resumed["epochs"], reference["epochs"]):
+        assert got == pytest.approx(expected, rel=1e-6)
 
 
 def test_search_steps_per_layer_weight_decay_with_the_architecture(cifar_mini, tmp_path):

@@ -84,9 +84,13 @@ class Hypergradient:
         return [index[id(p)] for p in self.w]
 
     def current_direction(self) -> list[torch.Tensor]:
-        """The direction the optimizer's next step takes from ``.grad`` and its momentum buffers (``direction``)."""
+        """The direction the optimizer's next step takes from ``.grad`` and its momentum buffers (``direction``); 0
+        for a weight without a gradient, which torch's SGD leaves alone (no decay, no momentum)."""
         out = []
         for p, g in zip(self.w, self.groups()):
+            if p.grad is None:
+                out.append(torch.zeros_like(p))
+                continue
             buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
             out += direction([p.detach()], [p.grad], g["weight_decay"], g["momentum"], g["nesterov"], [buf])
         return out

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from darts.distributed import SINGLE, Distributed
-from darts.hypergradients.base import Hypergradient, LossOf, direction, dot
+from darts.hypergradients.base import Hypergradient, LossOf, dot
 from darts.settings import number
 from darts.training import Batch
 
@@ -52,8 +52,8 @@ class HypergradientDescent(Hypergradient):
         """h_t from the gradient in ``.grad`` and the last direction, the rate's step, then this step's direction."""
         d = self.current_direction()
         if self.previous is not None and lr > 0:
-            decays = [g["weight_decay"] for g in self.groups()]
-            grad_f = direction([p.detach() for p in self.w], [p.grad for p in self.w], decays)
+            grad_f = [torch.zeros_like(p) if p.grad is None else p.grad + g["weight_decay"] * p.detach()
+                      for p, g in zip(self.w, self.groups())]  # grad f, the optimizer's objective (0: no gradient)
             (h,) = self.averaged([-dot(grad_f, self.previous)])
             self.note(lr=h)
             self.scale *= hd_rate(lr, self.beta, h) / lr

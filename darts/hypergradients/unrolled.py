@@ -102,7 +102,8 @@ class Unrolled(Hypergradient):
         d = self.current_direction()
         unrolled = [(p - lr * x).requires_grad_(True) for p, x in zip(w, d)]
         v = _grads(self.loss_of(dict(zip(self.names, unrolled)), valid), unrolled)
-        d_lr, d_wd = self.averaged(closed_form(v, w, d, lr, group["momentum"], group["nesterov"]))
+        decayed = [p if q.grad is not None else torch.zeros_like(p) for p, q in zip(w, self.w)]  # what SGD decays
+        d_lr, d_wd = self.averaged(closed_form(v, decayed, d, lr, group["momentum"], group["nesterov"]))
         self.note(lr=d_lr, weight_decay=d_wd)
         if "lr" in self.adapt:
             self.scale *= math.exp(-self.hyper_lr * lr * d_lr)

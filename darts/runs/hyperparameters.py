@@ -3,6 +3,7 @@ function of the weights (``functional_call``, as the second-order arch step), th
 per-epoch record."""
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
@@ -53,6 +54,7 @@ class HyperRecord:
     def __init__(self, method: Hypergradient | None):
         self.method = method
         self.history: list[dict[str, Any]] = []
+        self.held_out: Iterator[Batch] | None = None  # this epoch's held-out batches (restarted every epoch)
 
     def around(self, valid_loader: Any) -> AroundStep | None:
         """What wraps each weight step of a training loop on its batch, the method reading ``valid_loader``'s batches
@@ -63,8 +65,15 @@ class HyperRecord:
         if hyper.needs_validation and valid_loader is None:
             raise ValueError(f"hypergradient={hyper.name} needs a held-out split of the training set (the test set "
                              "is never used): set valid_portion, e.g. valid_portion=0.1, or hypergradient=none")
-        held_out = batches(valid_loader) if hyper.needs_validation else None
-        return lambda train: hyper.update(train, None if held_out is None else next(held_out))
+        if not hyper.needs_validation:
+            return lambda train: hyper.update(train, None)
+
+        def around(train: Batch) -> AbstractContextManager:
+            if self.held_out is None:  # from the split's first batch every epoch: a resumed run reads the same
+                self.held_out = batches(valid_loader)
+            return hyper.update(train, next(self.held_out))
+
+        return around
 
     def bind(self, named: Sequence[tuple[str, nn.Parameter]], optimizer: torch.optim.Optimizer, loss_of: LossOf,
              dist: Distributed) -> None:
@@ -80,7 +89,8 @@ class HyperRecord:
         self.bind(named, optimizer, supernet_loss(supernet, strategy), dist)
 
     def log(self, board: TensorBoardLog, epoch: int) -> None:
-        """The epoch's values to TensorBoard and the history."""
+        """The epoch's values to TensorBoard and the history; the next epoch's held-out batches start over."""
+        self.held_out = None
         if self.method is not None:
             values = self.method.scalars()
             board.scalars("hyper", values, epoch)
