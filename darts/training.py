@@ -6,7 +6,7 @@ so the hot loop has no host syncs.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -25,6 +25,7 @@ REFRESH = 50  # steps between progress-bar refreshes (each one is a host sync)
 ARCH = "arch parameters"  # what a search step notes when an arch step leaves them non-finite
 Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, 3, H, W), labels (B,)
 Loss = Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # (network output, labels) -> (loss, logits)
+AroundStep = Callable[[Batch], AbstractContextManager]  # wraps the optimizer's step on a batch (hypergradients)
 
 
 class Meter:
@@ -105,10 +106,12 @@ def cross_entropy(output: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, 
 
 def train_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.optim.Optimizer, steps: int,
                 context: Context, loss_fn: Loss = cross_entropy, grad_clip: float | None = None, desc: str = "train",
-                lr_at_step: Callable[[int], float] | None = None) -> dict[str, float]:
+                lr_at_step: Callable[[int], float] | None = None, around_step: AroundStep | None = None,
+                ) -> dict[str, float]:
     """One epoch of plain training; ``loss_fn(model_output, y) -> (loss, logits)``; the forward and the loss
     run under the context's autocast (weights, gradients and optimizer stay fp32); ``lr_at_step(step)``, when given,
-    sets the learning rate before each step (per-step schedules); with several ranks ``model`` is the
+    sets the learning rate before each step (per-step schedules); ``around_step((x, y))``, when given, wraps each
+    optimizer step (a hypergradient method's ``update``); with several ranks ``model`` is the
     DistributedDataParallel wrapper, which averages the gradients before clipping."""
     model.train()
     meter = Meter(context.device, context.dist)
@@ -123,7 +126,8 @@ def train_epoch(model: nn.Module, loader: Iterable[Batch], optimizer: torch.opti
         loss.backward()
         if grad_clip:
             nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
+        with nullcontext() if around_step is None else around_step((x, y)):
+            optimizer.step()
         meter.update(loss, logits, y)
         if context.bars and step % REFRESH == 0:
             bar.set_postfix(meter.running())
@@ -162,6 +166,7 @@ class Trainer:
         grad_clip: gradient-norm clipping (None = none).
         watched: the module whose weights must stay finite (default: ``model``).
         desc: the progress bar's label.
+        around_step: wraps each optimizer step on its batch (``train_epoch``; default: nothing).
     """
 
     model: nn.Module
@@ -176,6 +181,7 @@ class Trainer:
     grad_clip: float | None = None
     watched: nn.Module | None = None
     desc: str = "epoch"
+    around_step: AroundStep | None = None
 
     def epoch(self, epoch: int) -> dict[str, float]:
         """Train epoch ``epoch``: its learning rate, its shuffle, one pass; Diverged (without the epoch: the caller
@@ -187,7 +193,7 @@ class Trainer:
             per_step = lambda step: self.schedule(self.lr, epoch + step / self.steps, self.epochs)  # noqa: E731
         self.loader.set_epoch(epoch)
         metrics = train_epoch(self.model, self.loader, self.optimizer, self.steps, self.context, self.loss,
-                              self.grad_clip, f"{self.desc} {epoch}", per_step)
+                              self.grad_clip, f"{self.desc} {epoch}", per_step, self.around_step)
         check_finite((self.watched or self.model).named_parameters())
         return {**metrics, "lr": rate}
 

@@ -198,3 +198,16 @@ def test_every_space_has_a_cifar10_recipe_and_retrains(space, tmp_path):
     cfg.genotype = genotype_text
     result = train_final.build_run(cfg, tmp_path).run()
     assert 0 <= result["test_accuracy"] <= 100 and result["genotype"] == genotype_text
+
+
+@pytest.mark.parametrize("method", options("hypergradient"))
+def test_every_hypergradient_composes_in_search_and_retraining(method):
+    """Each hypergradient option composes in a search and a retraining and builds its method (``none``: no method),
+    whose config name is the option's."""
+    from darts.app.config import hypergradient
+
+    for name in ("search", "final"):
+        cfg = compose_config(name, [f"hypergradient={method}"])
+        check_targets(cfg)
+        built = hypergradient(cfg)
+        assert (built is None) if method == "none" else built.name == method

@@ -13,12 +13,14 @@ from typing import Iterator
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.utils import instantiate
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from darts.app import plugins
 from darts.app.rundir import swept_keys
 from darts.context import configure_backends
 from darts.distributed import SINGLE, Distributed, from_environment
+from darts.hypergradients.base import Hypergradient
 from darts.runs import lock
 from darts.runs.directory import CHECKPOINT, CONFIG
 
@@ -155,3 +157,7 @@ def hparams(cfg: DictConfig) -> dict[str, bool | int | float | str]:
     return {**{k: flat[k] for k in first}, **flat}
 
 
+def hypergradient(cfg: DictConfig) -> Hypergradient | None:
+    """The method of ``hypergradient=<method>`` (conf/hypergradient/); None for ``none`` (or a run from before it)."""
+    node = cfg.get("hypergradient")
+    return instantiate(node) if node else None

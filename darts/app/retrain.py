@@ -13,7 +13,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
 from darts.app.arguments import prepare
-from darts.app.config import CONF, hparams, running
+from darts.app.config import CONF, hparams, hypergradient, running
 from darts.app.errors import reporting
 from darts.app.rundir import register_run_dir
 from darts.context import Context, seed_everything
@@ -59,7 +59,7 @@ def build_run(cfg: DictConfig, run_dir: Path, dist: Distributed = SINGLE) -> Fin
                                                               indices=dist.shard(valid_idx))
     test = data.test.loader(cfg.batch_size, device, train=False, indices=dist.shard(torch.arange(len(data.test))))
     return FinalRun(run_dir, spec, train, test, settings, instantiate(cfg.scheduler), context, valid, hparams(cfg),
-                    cfg.sync_bn, distill)
+                    cfg.sync_bn, distill, hypergradient(cfg))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="final")

@@ -12,7 +12,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from darts.app.arguments import prepare
-from darts.app.config import CONF, hparams, running
+from darts.app.config import CONF, hparams, hypergradient, running
 from darts.app.errors import reporting
 from darts.app.rundir import register_run_dir
 from darts.context import Context, seed_everything
@@ -42,7 +42,7 @@ def gradient_run(cfg: DictConfig, **common) -> SearchRun:
     return SearchRun(**common, epochs=cfg.epochs, batch_size=cfg.batch_size, steps_per_epoch=cfg.steps_per_epoch,
                      seed=cfg.seed, optimizer=SGD(**cfg.optimizer), selection=instantiate(cfg.selection),
                      hessian=instantiate(cfg.hessian), budget=budget(cfg), cost_input_size=cfg.cost_input_size,
-                     latency_table=cfg.latency_table)
+                     latency_table=cfg.latency_table, hypergradient=hypergradient(cfg))
 
 
 def budget(cfg: DictConfig) -> Budget | None:
@@ -57,6 +57,10 @@ def budget(cfg: DictConfig) -> Budget | None:
 
 def discrete_run(cfg: DictConfig, **common) -> DiscreteRun:
     """A discrete search with the configuration's evaluator, warm start, constraint and objectives."""
+    method = hypergradient(cfg)
+    if method is not None:
+        raise ValueError(f"hypergradient={method.name} steps a gradient search's weight optimizer; a discrete search "
+                         "trains no supernet: hypergradient=none")
     if cfg.get("cost") is not None:
         raise ValueError(f"cost={cfg.cost.penalty._target_.rsplit('.', 1)[-1]} penalises a gradient search's arch "
                          "loss; a discrete search never evaluates what is over a budget: constraint.<metric>=<max>")

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import torch
 
+from darts.cost.latency import KeyedSpace, cost_model
 from darts.cost.model import UNITS, CostModel, check_metric
 from darts.cost.penalty import Penalty
 from darts.settings import number
@@ -74,3 +75,15 @@ class Budget:
         """Restore what ``state_dict`` saved."""
         self.penalty.load_state_dict(state["penalty"])
         self.derived = state["derived"]
+
+
+def costs(space: KeyedSpace, num_classes: int, input_size: int, budget: Budget | None,
+          latency_table: str | None) -> CostModel | None:
+    """A search's cost model: the space's bound to ``budget`` (None in a space without one, unless a budget or a
+    latency table asks for it: then the space's one-line error)."""
+    if not space.costed and budget is None and latency_table is None:
+        return None
+    model = cost_model(space, num_classes, input_size, latency_table)
+    if budget is not None:
+        budget.bind(model)
+    return model

@@ -24,8 +24,10 @@ import torch.nn.functional as F
 from darts.checkpointing import checkpoint_each
 from darts.context import Context
 from darts.cost.counting import count_network, in_millions
+from darts.hypergradients.base import Hypergradient
 from darts.runs.base import EpochRun
 from darts.runs.distillation import Distillation
+from darts.runs.hyperparameters import HyperRecord, network_loss
 from darts.runs.network_spec import NetworkSpec
 from darts.runs.tensorboard_log import TensorBoardLog
 from darts.schedules import Schedule
@@ -96,17 +98,22 @@ class FinalRun(EpochRun):
         hparams: the run's settings for TensorBoard's HParams tab (the entry point passes the configuration's).
         sync_bn: SyncBatchNorm (batch statistics over all ranks; CUDA only).
         distill: a teacher to distill from (``darts.runs.distillation``); None trains on the labels alone.
+        hypergradient: adapts training hyperparameters along their hypergradients (``darts.hypergradients``), on
+            ``valid_loader``'s batches where the method needs held-out data.
     """
 
     what = "the retraining"
 
     def __init__(self, run_dir: str | Path, spec: NetworkSpec, train_loader: Any, test_loader: Any,
                  settings: FinalSettings, schedule: Schedule, context: Context = Context(), valid_loader: Any = None,
-                 hparams: dict[str, Any] | None = None, sync_bn: bool = False, distill: Distillation | None = None):
+                 hparams: dict[str, Any] | None = None, sync_bn: bool = False, distill: Distillation | None = None,
+                 hypergradient: Hypergradient | None = None):
         if settings.auxiliary_weight > 0 and not spec.auxiliary:
             raise ValueError(f"auxiliary_weight={settings.auxiliary_weight} needs a network with an auxiliary head")
         if sync_bn and (context.dist.world == 1 or context.device.type != "cuda"):
             raise ValueError("sync_bn=true needs torchrun on GPUs (PyTorch's SyncBatchNorm runs on CUDA only)")
+        self.hyper = HyperRecord(hypergradient)
+        around_step = self.hyper.around(valid_loader)  # refuses a method that needs held-out data without any
         super().__init__(run_dir, context, settings.epochs, hparams)
         self.spec, self.s = spec, settings
         self.test_loader, self.valid_loader = test_loader, valid_loader
@@ -125,13 +132,14 @@ class FinalRun(EpochRun):
         trained = context.dist.wrap(self.model)  # DistributedDataParallel with several ranks: gradients averaged
         # DARTS cnn/train.py: SGD on all weights (auxiliary head included); NB201 200E.config: Nesterov
         self.optimizer = settings.optimizer.build(self.model.parameters())
+        self.hyper.bind(list(self.model.named_parameters()), self.optimizer, network_loss(self.model), context.dist)
         cap = settings.steps_per_epoch or math.inf
         self.steps = {name: min(len(loader), cap) for name, loader in [("train", train_loader), *self._evaluated()]}
         loss = partial(final_loss, auxiliary_weight=settings.auxiliary_weight, label_smoothing=settings.label_smoothing,
                        distill=distill)
         self.trainer = Trainer(trained if distill is None else distill.wrap(trained), self.optimizer, train_loader,
                                self.steps["train"], settings.epochs, settings.optimizer.lr, schedule, context, loss,
-                               settings.optimizer.grad_clip, watched=self.model)
+                               settings.optimizer.grad_clip, watched=self.model, around_step=around_step)
         self.best_valid_acc, self.best_epoch = -math.inf, -1
         self.metrics: dict[str, float] = {}
         x, _ = next(iter(test_loader))  # (B, 3, H, W)
@@ -157,7 +165,8 @@ class FinalRun(EpochRun):
     def state_dict(self) -> dict[str, Any]:
         """Spec, weights, optimizer, the epoch's metrics and the best validation accuracy so far."""
         return {"spec": self.spec.to_dict(), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "metrics": self.metrics, "best_valid_acc": self.best_valid_acc, "best_epoch": self.best_epoch}
+                "metrics": self.metrics, "best_valid_acc": self.best_valid_acc, "best_epoch": self.best_epoch,
+                **self.hyper.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore them (the spec must be this run's)."""
@@ -167,6 +176,7 @@ class FinalRun(EpochRun):
         self.optimizer.load_state_dict(state["optimizer"])
         self.best_valid_acc, self.best_epoch = state["best_valid_acc"], state["best_epoch"]
         self.metrics = state["metrics"]
+        self.hyper.load_state_dict(state)
 
     def start(self, board: TensorBoardLog) -> None:
         """The genotype files, the network's text, diagram and size, and the teacher's test accuracy."""
@@ -197,6 +207,7 @@ class FinalRun(EpochRun):
         self.context.dist.broadcast(list(self.model.buffers()))  # BN statistics as rank 0's: one state to save
         self.metrics = {**metrics, "lr": train["lr"], "drop_path_prob": drop_prob, "epoch_time": time.time() - start}
         board.scalars("final", self.metrics, epoch)
+        self.hyper.log(board, epoch)
         board.flush()
         if "valid_acc" in metrics and metrics["valid_acc"] > self.best_valid_acc:
             self.best_valid_acc, self.best_epoch = metrics["valid_acc"], epoch
@@ -217,7 +228,8 @@ class FinalRun(EpochRun):
         result = {"test_accuracy": m["test_acc"], "test_loss": m["test_loss"], "params": self.cost["params"],
                   "cost": self.cost, "genotype": space.to_text(genotype),
                   "genotype_json": space.to_json(genotype), "epochs": self.s.epochs,
-                  "network": self.spec.to_dict(), "train_accuracy": m["train_acc"], "train_loss": m["train_loss"]}
+                  "network": self.spec.to_dict(), "train_accuracy": m["train_acc"], "train_loss": m["train_loss"],
+                  **self.hyper.result()}
         if self.valid_loader is not None:
             result.update(valid_accuracy=m["valid_acc"], best_valid_accuracy=self.best_valid_acc,
                           best_epoch=self.best_epoch)

@@ -22,13 +22,13 @@ from typing import Any, Callable
 import torch
 
 from darts.context import Context
-from darts.cost.budget import Budget
-from darts.cost.latency import cost_model
-from darts.cost.model import CostModel
+from darts.cost.budget import Budget, costs
 from darts.data.search_split import SearchData
 from darts.data.tabular import TabularBenchmark
 from darts.divergence import Diverged, check_finite
+from darts.hypergradients.base import Hypergradient
 from darts.runs.base import EpochRun
+from darts.runs.hyperparameters import HyperRecord
 from darts.runs.tensorboard_log import TensorBoardLog
 from darts.schedules import Cosine
 from darts.selections.base import Argmax, EarlyStop, Selection
@@ -69,6 +69,7 @@ class SearchRun(EpochRun):
         budget: a cost target the arch objective penalises (``darts.cost.budget``; the space needs a cost model).
         cost_input_size: the image side costs are counted at (32: CIFAR-sized data).
         latency_table: a ``darts-latency`` table of the space: latency joins the recorded costs (and may be budgeted).
+        hypergradient: steps the weights' training hyperparameters on the arch step's batches (``darts.hypergradients``).
 
     In a space with a cost model, each epoch records the exact cost of its genotype (``cost`` in genotypes.jsonl,
     ``arch/<metric>`` in TensorBoard) and the expected cost under the op weights (``arch/expected_<metric>``), and
@@ -82,7 +83,7 @@ class SearchRun(EpochRun):
                  batch_size: int = 64, steps_per_epoch: int | None = None, seed: int = 2, optimizer: SGD = SGD(),
                  hparams: dict[str, Any] | None = None, selection: Selection | None = None,
                  hessian: HessianMonitor | None = None, budget: Budget | None = None, cost_input_size: int = 32,
-                 latency_table: str | None = None):
+                 latency_table: str | None = None, hypergradient: Hypergradient | None = None):
         integer("epochs", epochs, 1)
         integer("batch_size", batch_size, 1)
         integer("steps_per_epoch", steps_per_epoch, 1, nullable=True)
@@ -104,6 +105,8 @@ class SearchRun(EpochRun):
         self.train_loader = data.weight_loader(batch_size, seed)
         self.valid_loader = data.arch_loader(batch_size, seed + 1)
         self.optimizer = optimizer.build(self.supernet.weight_parameters())
+        self.hyper = HyperRecord(hypergradient)
+        self.hyper.bind_search(self.supernet, self.strategy, self.optimizer, self.context.dist)
         self.steps = min(len(self.train_loader), len(self.valid_loader), steps_per_epoch or math.inf)
         self.metrics: dict[str, float] = {}
         self.history: list[dict[str, Any]] = []  # the genotypes.jsonl records of the epochs run
@@ -116,10 +119,10 @@ class SearchRun(EpochRun):
             self.weight_model = self.context.dist.wrap(self.supernet, self.strategy.samples_paths)
 
     def state_dict(self) -> dict[str, Any]:
-        """Supernet, strategy, optimizer and the last epoch's metrics."""
+        """Supernet, strategy, optimizer, the last epoch's metrics (and the budget's and hypergradients' state)."""
         budget = {} if self.budget is None else {"budget": self.budget.state_dict()}
         return {"supernet": self.supernet.state_dict(), "strategy": self.strategy.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "metrics": self.metrics, **budget}
+                "optimizer": self.optimizer.state_dict(), "metrics": self.metrics, **budget, **self.hyper.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore them, the supernet first brought to the checkpoint's shape (DrNAS's progressive stages)."""
@@ -130,6 +133,7 @@ class SearchRun(EpochRun):
         self.metrics = state["metrics"]
         if self.budget is not None:
             self.budget.load_state_dict(state["budget"])
+        self.hyper.load_state_dict(state)
 
     def start(self, board: TensorBoardLog) -> None:
         """Drop genotypes.jsonl records written after the checkpoint (a kill between the two; a torn last line)."""
@@ -170,6 +174,7 @@ class SearchRun(EpochRun):
             return
         self.optimizer = optimizer
         self._wrap()
+        self.hyper.bind_search(self.supernet, self.strategy, self.optimizer, self.context.dist)
         log.info("supernet reshaped for epoch %d: %.3fM weights", epoch,
                  sum(p.numel() for p in self.supernet.weight_parameters()) / 1e6)
 
@@ -177,7 +182,7 @@ class SearchRun(EpochRun):
         """The epoch's search steps and its evaluation on the arch half; Diverged if a loss, a weight or an arch
         parameter is not finite."""
         train = search_epoch(self.weight_model, self.strategy, self.train_loader, self.valid_loader, self.optimizer,
-                             self.sgd.grad_clip, self.steps, f"epoch {epoch}")
+                             self.sgd.grad_clip, self.steps, f"epoch {epoch}", self.hyper.method)
         named = dict(self.supernet.named_parameters())
         check_finite([(n, p) for n, p in named.items() if not n.startswith("alphas.")])
         check_finite([(n, p) for n, p in named.items() if n.startswith("alphas.")], arch=True)
@@ -199,6 +204,7 @@ class SearchRun(EpochRun):
         genotype text and the benchmark's accuracies of the epoch's genotype."""
         board.scalars("search", self.metrics, epoch)
         board.scalars("arch", self.strategy.scalars(), epoch)
+        self.hyper.log(board, epoch)
         if self.costs is not None:
             board.scalars("arch", {**record["cost"], **self._expected_costs()}, epoch)
         if self.budget is not None:
@@ -234,7 +240,7 @@ class SearchRun(EpochRun):
         text = self.dir.write_genotype(self.space, genotype)
         result = {"genotype": text, "genotype_json": self.space.to_json(genotype), "epochs": len(self.history),
                   "search_time": sum(r["epoch_time"] for r in self.history), "selection": selection,
-                  **metrics}  # finite: the divergence guard stops a run before a non-finite value is reported
+                  **self.hyper.result(), **metrics}  # finite: the divergence guard stops a run before a non-finite value is reported
         if self.benchmark is not None:
             result["benchmark"] = self.benchmark.query(genotype)
         if self.costs is not None:
@@ -287,14 +293,3 @@ class SearchRun(EpochRun):
             details.update(search_genotype=searched, decisions=len(decisions))
         return genotype, self.metrics, details
 
-
-def costs(space: SearchSpace, num_classes: int, input_size: int, budget: Budget | None,
-          latency_table: str | None) -> CostModel | None:
-    """The space's cost model bound to ``budget`` (None in a space without one, unless a budget or a latency table
-    asks for it: then the space's one-line error)."""
-    if not space.costed and budget is None and latency_table is None:
-        return None
-    model = cost_model(space, num_classes, input_size, latency_table)
-    if budget is not None:
-        budget.bind(model)
-    return model

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from darts.hypergradients.base import direction
 from darts.strategies.base import Strategy
 from darts.strategies.gradient.oles import OLES
 from darts.training import Batch
@@ -144,15 +145,10 @@ class DARTS(Strategy):
         group = weight_optimizer.param_groups[0]
         xi, momentum, wd = group["lr"], group.get("momentum", 0.0), group.get("weight_decay", 0.0)
         grads = torch.autograd.grad(self.loss(train), w, allow_unused=True)
-        out = []
-        with torch.no_grad():
-            for p, g in zip(w, grads):
-                step = wd * p if g is None else g + wd * p
-                buf = weight_optimizer.state.get(p, {}).get("momentum_buffer")
-                if buf is not None:
-                    step = step + momentum * buf
-                out.append((p - xi * step).requires_grad_(True))
-        return out
+        buffers = [weight_optimizer.state.get(p, {}).get("momentum_buffer") for p in w]
+        with torch.no_grad():  # the step direction the training hyperparameters' hypergradients use too
+            steps = direction(w, grads, wd, momentum, False, buffers)
+            return [(p - xi * step).requires_grad_(True) for p, step in zip(w, steps)]
 
     def _functional_loss(self, weights: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
         """Cross-entropy of the supernet with its weights replaced (alphas and buffers are its own)."""
