@@ -13,7 +13,8 @@ original random float tensors of the same shape: memory does not depend on pixel
 
 Ours runs in each of ``--variants`` (default: ``no_recompute``, ``memory.checkpoint=none``, the plain step;
 ``fast``, the defaults, ``norms``; ``checkpoint``, ``cells``); the time of each as a ratio to the plain step's is
-the median step after the first (a warm-up), in the same process as its memory. Each (case, code, variant) runs
+the median step after the first (a warm-up), in the same process as its memory: on CPU the process's CPU time
+(with ``--threads 1``, what other load on the machine changes least), on CUDA the synchronised wall time. Each (case, code, variant) runs
 ``--steps`` steps in a process of its own. CPU: the peak resident set (VmHWM, reset to the
 RSS after the imports by ``benchmarks.timing.PeakMemory``), reported absolute, with the baseline (the RSS after
 imports) beside it. CUDA: ``torch.cuda.max_memory_allocated`` (absolute) and ``max_memory_reserved``. The largest
@@ -76,16 +77,20 @@ def measure(code: str, case: str, args: argparse.Namespace) -> dict[str, Any]:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
     memory = PeakMemory(device, isolated=True)  # after the imports: its start is the baseline
-    times = []
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    times, cpu = [], []
     with tempfile.TemporaryDirectory() as run_dir:
         step = _ours(case, sizes, device, Path(run_dir), args.variant) if code == "ours" else _original(case, sizes, device, args.original)
         for _ in range(args.steps):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             step()
             sync()
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
     row = {"code": code, "case": case, "variant": args.variant if code == "ours" else "", "sizes": sizes,
            "status": "ok", "method": memory.method, "step_s": statistics.median(times[1:] or times),
+           "step_cpu_s": statistics.median(cpu[1:] or cpu), "threads": torch.get_num_threads(),
            "baseline_mib": memory.start / 2**20, "peak_mib": memory.start / 2**20 + memory.peak_mb()}
     if device.type == "cuda":
         row["reserved_mib"] = torch.cuda.max_memory_reserved(device) / 2**20
@@ -96,7 +101,7 @@ def measure_isolated(code: str, case: str, args: argparse.Namespace, variant: st
                      batch: int | None = None) -> dict[str, Any]:
     """``measure`` in a fresh process (ours in ``variant``)."""
     argv = ["--device", args.device, "--size", args.size, "--steps", str(args.steps), "--variant", variant,
-            "--one", code, case]
+            "--threads", str(args.threads), "--one", code, case]
     argv += ["--batch", str(batch or args.batch)] if batch or args.batch else []
     argv += ["--original", args.original] if args.original else []
     row = in_fresh_process("benchmarks.memory", argv)
@@ -132,16 +137,18 @@ def table(rows: list[dict[str, Any]], budgets: list[dict[str, Any]]) -> str:
     """A Markdown table of ours (each variant) against the original per case, then the budget search."""
     orig = {r["case"]: r for r in rows if r["code"] == "original"}
     plain = {r["case"]: r for r in rows if r["code"] == "ours" and r["variant"] == PLAIN_STEP}
-    lines = ["| case | batch | ours | ours MiB | original MiB | ours / original | step s | time / plain step |",
+    lines = ["| case | batch | ours | ours MiB | original MiB | ours / original | step s (CPU: process time) | "
+             "time / plain step |",
              "|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (list(dict.fromkeys(x["case"] for x in rows)).index(r["case"]),
                                          r["code"] == "original")):
         o, p = orig.get(r["case"]), plain.get(r["case"])
         ratio = f"{r['peak_mib'] / o['peak_mib']:.2f}x" if _ok(r) and _ok(o) and r is not o else "-"
-        slower = f"{r['step_s'] / p['step_s']:.2f}x" if _ok(r) and _ok(p) and r["code"] == "ours" else "-"
+        key = "step_cpu_s" if r.get("method", "").startswith("peak RSS") else "step_s"  # CPU: the process's time
+        slower = f"{r[key] / p[key]:.2f}x" if _ok(r) and _ok(p) and r["code"] == "ours" else "-"
         lines.append(f"| {r['case']} | {r.get('sizes', {}).get('batch', '')} | {r['variant'] or '(original)'} | "
                      f"{_mib(r, 'peak_mib')} | {_mib(o, 'peak_mib')} | {ratio} | "
-                     f"{r['step_s']:.2f} | {slower} |" if _ok(r) else f"| {r['case']} | | {r['variant']} | "
+                     f"{r[key]:.2f} | {slower} |" if _ok(r) else f"| {r['case']} | | {r['variant']} | "
                      f"{_mib(r, 'peak_mib')} | | | | |")
     for b in budgets:
         probes = ", ".join(f"{p['batch']}: {p['peak_mib']:.0f}" if p["peak_mib"] else f"{p['batch']}: {p['status']}"
@@ -176,6 +183,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "fast's modifiers joined by '+', e.g. checkpoint (memory.checkpoint=cells), no_recompute "
                    "(memory.checkpoint=none, the plain step the times are compared with; benchmarks.workloads MODIFIERS)")
     p.add_argument("--variant", default="fast", help=argparse.SUPPRESS)  # a child's one variant
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of each process (0: torch's default); the "
+                   "time column is the process's CPU time on CPU (robust to other load with 1 thread), wall on CUDA")
     p.add_argument("--budget-mib", type=float, default=4096, help="memory budget of the largest-batch search (0: skip)")
     p.add_argument("--probes", type=int, default=6, help="most processes the largest-batch search runs per code")
     p.add_argument("--out", default="memory.json", help="the JSON result file")
