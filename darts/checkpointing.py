@@ -99,31 +99,48 @@ def norm_sum(weights: torch.Tensor, terms: Sequence[Term], zs: Sequence[torch.Te
 
 
 class _NormSum(torch.autograd.Function):
-    """``norm_sum``'s autograd: backward recomputes the normalisations and differentiates the same sum."""
+    """``norm_sum``'s autograd. Backward recomputes each norm's output from its input and the batch statistics kept
+    from forward (one elementwise pass: no second reduction) for the weight's gradient, and the input's gradient is
+    the batch norm's own backward kernel; differentiated twice, it recomputes the sum differentiably."""
 
     @staticmethod
     def forward(ctx: Any, weights: torch.Tensor, terms: list[Term], amp: tuple, *zs: torch.Tensor) -> torch.Tensor:
         ctx.terms, ctx.amp = terms, amp
         ctx.modes = [None if norm is None else _mode(norm) for _, norm in terms]
+        normed = [None if norm is None else _batch_norm(norm, z) for (_, norm), z in zip(terms, zs)]
+        ctx.stats = [None if n is None else n[1:] for n in normed]  # (mean [C], inverse std [C]) of each batch
         ctx.save_for_backward(weights, *zs)
-        return _weighted(weights, terms, [z if norm is None else norm(z) for (_, norm), z in zip(terms, zs)])
+        return _weighted(weights, terms, [z if n is None else n[0] for n, z in zip(normed, zs)])
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:
+        if torch.is_grad_enabled():  # create_graph: a second derivative will follow
+            return _recomputed_backward(ctx, grad)
         weights, *zs = ctx.saved_tensors
-        needs = ctx.needs_input_grad
-        # create_graph: recompute on aliases of the saved tensors, which stay differentiable (an alias, not the tensor,
-        # so that a z computed from another z, a shared pool of an identity's input, gets only its own path)
-        twice = torch.is_grad_enabled()
-        with torch.enable_grad(), torch.autocast(ctx.amp[0], dtype=ctx.amp[1], enabled=ctx.amp[2]):
-            w = weights.view_as(weights) if twice else weights.detach().requires_grad_(needs[0])
-            xs = [z.view_as(z) if twice else z.detach().requires_grad_(need) for z, need in zip(zs, needs[3:])]
-            ys = [x if mode is None else _normalise(x, norm, mode)
-                  for (_, norm), mode, x in zip(ctx.terms, ctx.modes, xs)]
-            out = _weighted(w, ctx.terms, ys)
-            wanted = [t for t, need in zip((w, *xs), (needs[0], *needs[3:])) if need]
-            found = iter(torch.autograd.grad(out, wanted, grad, create_graph=twice, allow_unused=True) if wanted else ())
-        return (next(found) if needs[0] else None, None, None, *(next(found) if n else None for n in needs[3:]))
+        grad_w = torch.zeros_like(weights) if ctx.needs_input_grad[0] else None
+        grads = []
+        for (k, norm), mode, stats, z, need in zip(ctx.terms, ctx.modes, ctx.stats, zs, ctx.needs_input_grad[3:]):
+            if grad_w is not None:
+                y = z if norm is None else _output(z, norm.eps, mode, stats)
+                grad_w[k] += (grad * y).sum().to(weights.dtype)  # d/dw_k of w_k * y_k
+            g = grad * weights[k].to(grad.dtype) if need else None  # (B, C, H, W): d/dy_k
+            grads.append(g if g is None or norm is None else _norm_backward(g, z, norm.eps, mode, stats))
+        return (grad_w, None, None, *grads)
+
+
+def _recomputed_backward(ctx: Any, grad: torch.Tensor) -> tuple:
+    """The backward as autograd of the recomputed sum, on aliases of the saved tensors, which stay differentiable (an
+    alias, not the tensor, so that a z computed from another z, a shared pool of an identity's input, gets only its
+    own path): what a second derivative needs."""
+    weights, *zs = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    with torch.enable_grad(), torch.autocast(ctx.amp[0], dtype=ctx.amp[1], enabled=ctx.amp[2]):
+        w, xs = weights.view_as(weights), [z.view_as(z) for z in zs]
+        ys = [x if mode is None else _normalise(x, norm, mode) for (_, norm), mode, x in zip(ctx.terms, ctx.modes, xs)]
+        out = _weighted(w, ctx.terms, ys)
+        wanted = [t for t, need in zip((w, *xs), (needs[0], *needs[3:])) if need]
+        found = iter(torch.autograd.grad(out, wanted, grad, create_graph=True, allow_unused=True) if wanted else ())
+    return (next(found) if needs[0] else None, None, None, *(next(found) if n else None for n in needs[3:]))
 
 
 def _weighted(weights: torch.Tensor, terms: Sequence[Term], ys: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -162,3 +179,31 @@ def _recomputing(module: nn.Module, forward: Callable[..., Any]) -> Callable[...
     def call(*args: Any) -> Any:
         return recomputed(module, forward, *args) if torch.is_grad_enabled() and not cells_plain() else forward(*args)
     return call
+
+
+def _batch_norm(norm: nn.BatchNorm2d, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(norm(z), batch mean [C], batch inverse std [C]): the kernel ``nn.BatchNorm2d.forward`` calls on CPU, with its
+    running statistics and batch count updated as there (torch/nn/modules/batchnorm.py ``_BatchNorm.forward``)."""
+    factor = 0.0 if norm.momentum is None else norm.momentum
+    if norm.training and norm.track_running_stats and norm.num_batches_tracked is not None:
+        norm.num_batches_tracked.add_(1)
+        factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+    batch = norm.training or (norm.running_mean is None and norm.running_var is None)
+    track = not norm.training or norm.track_running_stats
+    return torch.native_batch_norm(z, None, None, norm.running_mean if track else None,
+                                   norm.running_var if track else None, batch, factor, norm.eps)
+
+
+def _output(z: torch.Tensor, eps: float, mode: tuple, stats: tuple) -> torch.Tensor:
+    """The norm's output (z - mean) * invstd again, from the statistics it used: the batch's, or the running ones."""
+    batch, running_mean, running_var = mode
+    mean, invstd = stats if batch else (running_mean, torch.rsqrt(running_var + eps))
+    return (z - mean.view(1, -1, 1, 1)) * invstd.view(1, -1, 1, 1)
+
+
+def _norm_backward(grad: torch.Tensor, z: torch.Tensor, eps: float, mode: tuple, stats: tuple) -> torch.Tensor:
+    """d/dz of an affine-free batch norm, given d/dy (the kernel autograd runs for it)."""
+    batch, running_mean, running_var = mode
+    mean, invstd = stats
+    return torch.ops.aten.native_batch_norm_backward(grad, z, None, running_mean, running_var, mean, invstd, batch,
+                                                     eps, [True, False, False])[0]

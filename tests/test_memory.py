@@ -169,3 +169,20 @@ def test_second_derivatives_through_recomputed_norms():
     torch.testing.assert_close(hessian_vector("norms"), plain, rtol=1e-12, atol=1e-14)
     with no_recomputation():
         torch.testing.assert_close(hessian_vector("norms"), plain, rtol=1e-12, atol=1e-14)
+
+
+def test_recomputed_norms_in_eval_mode():
+    """In eval mode (running statistics, tracked by the DARTS space's norms) the recomputed norms' gradients equal the
+    plain ones (float64)."""
+    grads = {}
+    for level in ("none", "norms"):
+        torch.manual_seed(0)
+        net = SPACES["darts"]().build_supernet(10, Context(checkpoint=level), DARTS.supernet_options()).double()
+        x = torch.randn(4, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        net(x)  # one training pass: running statistics away from their initial values
+        net.eval()
+        net(x).logsumexp(1).sum().backward()
+        grads[level] = {n: p.grad for n, p in net.named_parameters() if p.grad is not None}
+    assert grads["none"].keys() == grads["norms"].keys()
+    for name, g in grads["none"].items():
+        torch.testing.assert_close(grads["norms"][name], g, rtol=1e-12, atol=1e-14, msg=name)
