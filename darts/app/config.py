@@ -6,6 +6,7 @@ reaches every value derived from it.
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +22,7 @@ from darts.context import configure_backends
 from darts.distributed import SINGLE, Distributed, from_environment
 from darts.runs import lock
 from darts.runs.directory import CHECKPOINT, CONFIG
+from darts.tuning.trial import VARIABLE as TRIAL
 
 CONF = plugins.CONF
 COMPOSED = "composed.yaml"
@@ -89,6 +91,8 @@ def _run_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     saved = next((run_dir / name for name in (COMPOSED, CONFIG) if (run_dir / name).is_file()), None)
     overrides = list(HydraConfig.get().overrides.task)
+    if cfg.resume is None and os.environ.get(TRIAL):  # a tuning trial an interrupted sweep runs again: continue it
+        cfg.resume = "auto"
     if cfg.resume and saved is not None:  # CONFIG alone: a run directory from before composed.yaml existed
         started = run_dir / OVERRIDES
         cfg = resumed_config(OmegaConf.load(saved), overrides,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from darts.tuning.algorithms import choose, nevergrad_optimizer
 from darts.tuning.space import Param, check, format_value, nevergrad_parameter, optuna_distribution
@@ -61,11 +61,23 @@ def metric_value(result: dict[str, Any], name: str) -> float:
     raise ValueError(f"objective {name!r} is not a number of the run's result.json; choose one of {', '.join(known)}")
 
 
-class OptunaProposer:
-    """Proposals from an Optuna sampler, which reads the study itself (nothing to tell or replay)."""
+def resumed_seed(seed: int | None, trials: int) -> int | None:
+    """The seed of a sampler reopened on a study of ``trials`` trials: another stream than the first run's (the same
+    seed would propose the first run's settings again), and the same on every rerun of the same state."""
+    return None if seed is None else (seed * 1_000_003 + trials) % 2**32
 
-    def __init__(self, sampler: Any):
-        self.sampler = sampler
+
+class OptunaProposer:
+    """Proposals from an Optuna sampler, built by ``make(seed)``, which reads the study itself (nothing to tell or
+    replay)."""
+
+    def __init__(self, make: Callable[[int | None], Any], seed: int | None):
+        self.make, self.seed = make, seed
+        self.sampler = make(seed)
+
+    def resume(self, trials: int) -> None:
+        """Reseed for a study reopened with ``trials`` trials (``resumed_seed``)."""
+        self.sampler = self.make(resumed_seed(self.seed, trials))
 
     def ask(self, study: Any, distributions: dict[str, Any]) -> Asked:
         """A new trial of ``study`` with the sampler's settings."""
@@ -94,6 +106,13 @@ class NevergradProposer:
                                                    num_workers=workers)
         self.sampler = optuna.samplers.RandomSampler(seed=seed)  # never used: every trial's settings are enqueued
         self.candidates: dict[int, Any] = {}
+        self.seed = seed
+
+    def resume(self, trials: int) -> None:
+        """Reseed for a study reopened with ``trials`` trials, after ``replay`` (``resumed_seed``)."""
+        import numpy as np
+
+        self.optimizer.parametrization.random_state = np.random.RandomState(resumed_seed(self.seed, trials))
 
     def ask(self, study: Any, distributions: dict[str, Any]) -> Asked:
         """The optimizer's next candidate, recorded as a new trial of ``study``."""
@@ -142,6 +161,7 @@ class Study:
         self.space = {k: check(k, p) for k, p in space.items()}
         self.distributions = {k: optuna_distribution(p) for k, p in self.space.items()}
         self.objectives, self.proposer = objectives, proposer
+        self.exhausted = False  # a grid sampler that ran every point
         directions = [o.direction for o in objectives]
         self.study = optuna.create_study(storage=storage, sampler=proposer.sampler, pruner=pruner, study_name=name,
                                          directions=directions, load_if_exists=True)
@@ -155,6 +175,8 @@ class Study:
         finished = [t for t in trials if t.state.is_finished()]
         proposer.replay(finished, objectives)
         if trials:
+            proposer.resume(len(trials))
+            self.study.sampler = proposer.sampler
             log.info("resuming study %r: %d finished trials, %d to run again", name, len(finished), len(self.pending))
 
     def asked(self) -> int:
@@ -165,7 +187,7 @@ class Study:
         """Up to ``size`` trials to run now: interrupted ones first, then new ones while the study holds fewer than
         ``n_trials``; none when the study is done."""
         out, self.pending = self.pending[:size], self.pending[size:]
-        new = min(size - len(out), n_trials - self.asked())
+        new = 0 if self.exhausted else min(size - len(out), n_trials - self.asked())
         return out + [self.proposer.ask(self.study, self.distributions) for _ in range(max(new, 0))]
 
     def tell(self, number: int, outcome: str, values: list[float] | None = None) -> None:
@@ -173,7 +195,12 @@ class Study:
         from optuna.trial import TrialState
 
         state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
-        self.study.tell(number, values if outcome == "complete" else None, state=state[outcome])
+        try:
+            self.study.tell(number, values if outcome == "complete" else None, state=state[outcome])
+        except RuntimeError as err:  # GridSampler.after_trial calls Study.stop once every point ran (the trial is
+            if "Study.stop" not in str(err):  # stored first), which Optuna allows only inside Study.optimize
+                raise
+            self.exhausted = True
         self.proposer.tell(number, _as_list(_losses(values if outcome == "complete" else None, self.objectives)))
 
     def summary(self) -> dict[str, Any]:

@@ -139,7 +139,7 @@ class OptunaSweeper(DartsSweeper):
         from darts.tuning.study import OptunaProposer
 
         s = self.settings
-        return OptunaProposer(sampler(s["sampler"], s.get("seed"), space, s.get("sampler_args")))
+        return OptunaProposer(lambda seed: sampler(s["sampler"], seed, space, s.get("sampler_args")), s.get("seed"))
 
     def pruning(self) -> tuple[str | None, dict[str, Any], str | None]:
         """The configured pruner, its arguments and epoch metric."""

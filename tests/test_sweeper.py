@@ -1,0 +1,183 @@
+"""The project's Hydra sweepers (hydra/sweeper=optuna|nevergrad, hydra_plugins/darts_sweepers): they propose what
+Optuna's and Nevergrad's own ask/tell loops propose, resume an interrupted study without losing or repeating a trial,
+return a Pareto front of non-dominated trials, prune trials through the run lifecycle, and reject bad settings in one
+line. Toy objectives run in this process; real runs are tiny."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import tomllib
+from pathlib import Path
+
+import hydra
+import pytest
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+
+from conftest import ROOT, command, read_json
+
+optuna = pytest.importorskip("optuna")
+ng = pytest.importorskip("nevergrad")
+
+TOY_SPACE = ["x=interval(-4.0,4.0)", "y=tag(log,interval(0.01,10.0))", "c=choice(a,b,c)"]
+ConfigStore.instance().store(name="tuning_toy", node={"x": 0.0, "y": 1.0, "c": "a"})
+CALLS: list[dict] = []
+STOP_AT = {"call": None}  # the call that interrupts the sweep (a kill), None: none
+
+
+def toy_value(x: float, y: float, c: str) -> float:
+    """The toy objective (maximised): a smooth bump at x=1, y=1 with a bonus for c=b."""
+    return -(x - 1) ** 2 - math.log(y) ** 2 + (0.5 if c == "b" else 0.0)
+
+
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).parent), config_name="tuning_toy")
+def toy_app(cfg) -> float:
+    """A Hydra app scoring its settings with ``toy_value``; it stops like a killed process on call ``STOP_AT``."""
+    CALLS.append({"x": cfg.x, "y": cfg.y, "c": cfg.c})
+    if STOP_AT["call"] == len(CALLS):
+        raise KeyboardInterrupt
+    return toy_value(cfg.x, cfg.y, cfg.c)
+
+
+def sweep(sweep_dir: Path, *overrides: str) -> dict:
+    """Run the toy app's sweep in this process (basic launcher); its study.json."""
+    argv = sys.argv
+    sys.argv = ["toy", "-m", f"hydra.sweep.dir={sweep_dir}", "hydra/job_logging=disabled",
+                "hydra/hydra_logging=disabled", "hydra.sweeper.objectives={value: maximize}", *overrides]
+    try:
+        toy_app()
+    finally:
+        sys.argv = argv
+        GlobalHydra.instance().clear()
+    return read_json(sweep_dir / "study.json")
+
+
+@pytest.fixture(autouse=True)
+def fresh_calls():
+    """Each test counts its own calls."""
+    CALLS.clear()
+    STOP_AT["call"] = None
+    yield
+
+
+def distributions() -> dict:
+    """TOY_SPACE as Optuna's distributions, written out by hand."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    return {"x": FloatDistribution(-4.0, 4.0), "y": FloatDistribution(0.01, 10.0, log=True),
+            "c": CategoricalDistribution(["a", "b", "c"])}
+
+
+@pytest.mark.parametrize("name, sampler", [("tpe", "TPESampler"), ("cmaes", "CmaEsSampler")])
+def test_optuna_sweeper_proposes_what_optunas_own_ask_tell_proposes(name, sampler, tmp_path):
+    """With the same sampler and seed, the sweeper's sequence of settings equals Optuna's own study.ask/tell loop on
+    the same space (14 trials: TPE's 10 random start-up trials and 4 modelled ones)."""
+    space = TOY_SPACE[:2] if name == "cmaes" else TOY_SPACE  # CMA-ES models the real settings
+    sweep(tmp_path, "hydra/sweeper=optuna", f"hydra.sweeper.sampler={name}", "hydra.sweeper.seed=3",
+          "hydra.sweeper.n_trials=14", *space)
+    study = optuna.create_study(sampler=getattr(optuna.samplers, sampler)(seed=3), direction="maximize")
+    expected = []
+    dists = {k: v for k, v in distributions().items() if any(s.startswith(f"{k}=") for s in space)}
+    for _ in range(14):
+        trial = study.ask(dists)
+        expected.append(trial.params)
+        study.tell(trial, toy_value(**{"c": "a", **trial.params}))
+    assert [{k: c[k] for k in dists} for c in CALLS] == expected
+
+
+def test_nevergrad_sweeper_proposes_what_nevergrads_own_ask_tell_proposes(tmp_path):
+    """With the same optimizer (PSO) and seed, the sweeper's settings equal Nevergrad's own ask/tell loop on the same
+    parametrization (losses the negated values, as the study maximises)."""
+    import numpy as np
+
+    sweep(tmp_path, "hydra/sweeper=nevergrad", "hydra.sweeper.optimizer=PSO", "hydra.sweeper.seed=5",
+          "hydra.sweeper.n_trials=12", *TOY_SPACE)
+    param = ng.p.Instrumentation(x=ng.p.Scalar(lower=-4.0, upper=4.0), y=ng.p.Log(lower=0.01, upper=10.0),
+                                 c=ng.p.Choice(["a", "b", "c"]))
+    param.random_state = np.random.RandomState(5)
+    optimizer = ng.optimizers.PSO(parametrization=param, budget=12, num_workers=1)
+    expected = []
+    for _ in range(12):
+        candidate = optimizer.ask()
+        expected.append(dict(candidate.kwargs))
+        optimizer.tell(candidate, -toy_value(**candidate.kwargs))
+    assert CALLS == expected
+
+
+@pytest.mark.parametrize("sweeper", ["optuna", "nevergrad"])
+def test_an_interrupted_sweep_resumes_to_exactly_its_trials(sweeper, tmp_path):
+    """A sweep killed during its 4th trial and rerun with the same SQLite storage ends with exactly the 7 configured
+    trials, all complete, each setting run to completion once; the interrupted trial is run again under its own
+    number and settings."""
+    args = [f"hydra/sweeper={sweeper}", "hydra.sweeper.n_trials=7", "hydra.sweeper.seed=1",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}", *TOY_SPACE]
+    STOP_AT["call"] = 4
+    with pytest.raises(KeyboardInterrupt):
+        sweep(tmp_path / "first", *args)
+    interrupted = CALLS[-1]
+    STOP_AT["call"] = None
+    summary = sweep(tmp_path / "second", *args)
+    assert summary["n_trials"] == 7 and summary["states"] == {"complete": 7}
+    assert len(CALLS) == 8 and CALLS[4] == interrupted  # 3 finished + 1 killed, then the killed one again + 3 new
+    completed = CALLS[:3] + CALLS[4:]
+    stored = [t["params"] for t in sorted(summary["trials"], key=lambda t: t["number"])]
+    assert completed == stored and len({json.dumps(p, sort_keys=True) for p in stored}) == 7
+
+
+def test_a_finished_study_reruns_no_trial(tmp_path):
+    """Rerunning a finished sweep with its storage asks nothing: the study already holds its trials."""
+    args = ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=3", *TOY_SPACE]
+    first = sweep(tmp_path, *args)
+    again = sweep(tmp_path, *args)
+    assert len(CALLS) == 3 and first["trials"] == again["trials"]
+
+
+def test_grid_and_other_samplers_cover_their_space(tmp_path):
+    """sampler=grid tries each value of a choice and a range once; gp, qmc and random run on the same space."""
+    summary = sweep(tmp_path / "grid", "hydra/sweeper=optuna", "hydra.sweeper.sampler=grid",
+                    "hydra.sweeper.n_trials=6", "c=choice(a,b,c)", "x=range(0,2)")
+    assert sorted((c["c"], c["x"]) for c in CALLS) == sorted((c, x) for c in "abc" for x in (0, 1))
+    assert summary["best_trials"][0]["params"] == {"c": "b", "x": 1}
+    for name in ("gp", "qmc", "random"):
+        CALLS.clear()
+        summary = sweep(tmp_path / name, "hydra/sweeper=optuna", f"hydra.sweeper.sampler={name}",
+                        "hydra.sweeper.n_trials=3", *TOY_SPACE[:2])
+        assert len(CALLS) == 3 and summary["states"] == {"complete": 3}
+
+
+@pytest.mark.parametrize("bad, named", [
+    ("hydra.sweeper.sampler=tpx", ["'tpx'", "tpe", "nsgaii", "grid"]),
+    ("hydra.sweeper.pruner=meridian", ["'meridian'", "median", "hyperband", "successive_halving"]),
+    ("strategy.arch_lr=interval(0.1,0.01)", ["strategy.arch_lr", "0.1", "0.01"]),
+])
+def test_a_bad_setting_is_one_line_naming_it_and_the_choices(bad, named, tmp_path):
+    """A misspelt sampler or pruner, or an empty interval, stops the sweep with one line on stderr naming the bad
+    value and the valid choices."""
+    proc = command("train_search.py", "-m", "hydra/sweeper=optuna", "search_space=toy", "dataset=fake",
+                   "strategy.arch_lr=tag(log,interval(1e-4,1e-2))", bad, f"hydra.sweep.dir={tmp_path}",
+                   "progress=false", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert all(word in proc.stderr for word in named), proc.stderr
+
+
+def test_a_bad_nevergrad_optimizer_names_the_common_ones(tmp_path):
+    """An optimizer name Nevergrad does not register is one line naming it and the common ones."""
+    proc = command("train_search.py", "-m", "hydra/sweeper=nevergrad", "hydra.sweeper.optimizer=PSX",
+                   "search_space=toy", "dataset=fake", "optimizer.lr=interval(0.01,0.1)",
+                   f"hydra.sweep.dir={tmp_path}", "progress=false", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert all(w in proc.stderr for w in ("'PSX'", "PSO", "CMA", "TwoPointsDE", "OnePlusOne", "NGOpt"))
+
+
+def test_installing_the_project_never_requires_the_released_sweeper_plugins():
+    """No dependency or extra of the project names hydra-optuna-sweeper, hydra-nevergrad-sweeper or
+    hydra-ax-sweeper; the sweepers ship as the hydra_plugins namespace package (no __init__.py in it)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    requirements = [*project["project"]["dependencies"],
+                    *(r for extra in project["project"]["optional-dependencies"].values() for r in extra)]
+    assert not [r for r in requirements if "sweeper" in r.lower()], requirements
+    assert any(r.startswith("optuna>=4") for r in project["project"]["optional-dependencies"]["tune"])
+    assert "hydra_plugins*" in project["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert not (ROOT / "hydra_plugins" / "__init__.py").exists()
+    assert (ROOT / "hydra_plugins" / "darts_sweepers" / "__init__.py").is_file()
