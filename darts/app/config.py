@@ -91,12 +91,14 @@ def _run_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     saved = next((run_dir / name for name in (COMPOSED, CONFIG) if (run_dir / name).is_file()), None)
     overrides = list(HydraConfig.get().overrides.task)
-    if cfg.resume is None and os.environ.get(TRIAL):  # a tuning trial an interrupted sweep runs again: continue it
-        cfg.resume = "auto"
+    rerun = saved is not None and not cfg.resume and bool(os.environ.get(TRIAL))  # a trial an interrupted sweep
+    if rerun:                                                                    # runs again: continue it
+        cfg.resume = str(run_dir)
     if cfg.resume and saved is not None:  # CONFIG alone: a run directory from before composed.yaml existed
         started = run_dir / OVERRIDES
         cfg = resumed_config(OmegaConf.load(saved), overrides,
                              OmegaConf.load(started) if started.is_file() else [])
+        cfg.resume = str(run_dir) if rerun else cfg.resume
     elif saved is not None or (run_dir / CHECKPOINT).is_file():
         raise ValueError(f"{run_dir} already holds a run: continue it with resume={run_dir}, or choose another "
                          "directory (hydra.run.dir=...)")

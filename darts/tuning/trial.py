@@ -31,13 +31,13 @@ class Pruned(Exception):
 @dataclass(frozen=True)
 class TrialLink:
     """Trial ``number`` of the study ``study`` in ``storage``, run in ``run_dir``, which reports ``metric`` each epoch
-    and is pruned by ``pruner`` (a name of ``darts.tuning.algorithms.PRUNERS``, None: never) with ``pruner_args``."""
+    (None: nothing) and is pruned by ``pruner`` (a name of ``darts.tuning.algorithms.PRUNERS``, None: never) with ``pruner_args``."""
 
     storage: str
     study: str
     number: int
     run_dir: str
-    metric: str
+    metric: str | None = None
     pruner: str | None = None
     pruner_args: dict[str, Any] = field(default_factory=dict)
 
@@ -56,13 +56,15 @@ class TrialLink:
         return link if Path(link.run_dir).resolve() == Path(run_dir).resolve() else None
 
     def report(self, epoch: int, metrics: dict[str, float]) -> None:
-        """Report ``metrics[metric]`` as the trial's value at ``epoch``; ``Pruned`` if the pruner stops the trial,
-        ValueError if the epoch has no such metric (naming those it has)."""
+        """Report ``metrics[metric]`` as the trial's value at ``epoch`` (nothing without a metric); ``Pruned`` if the
+        pruner stops the trial, ValueError if the epoch has no such metric (naming those it has)."""
         import optuna
 
+        if self.metric is None:
+            return
         if self.metric not in metrics:
-            raise ValueError(f"the sweep's epoch metric {self.metric!r} is not one of this run's per-epoch metrics: "
-                             f"{', '.join(metrics)}")
+            raise ValueError(f"hydra.sweeper.epoch_metric={self.metric!r} is not one of this run's per-epoch "
+                             f"metrics; choose one of {', '.join(metrics)}")
         value = float(metrics[self.metric])
         study = optuna.load_study(study_name=self.study, storage=self.storage, pruner=pruner(self.pruner,
                                                                                              self.pruner_args))

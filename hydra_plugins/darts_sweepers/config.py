@@ -3,7 +3,7 @@
 # no `from __future__ import annotations`: Hydra's plugin scan loads this module outside sys.modules, where dataclasses
 # cannot resolve string annotations
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -20,7 +20,7 @@ class SweeperConf:
     objectives: Any = None
     storage: Optional[str] = None      # any SQLAlchemy URL; null = sqlite:///<sweep dir>/study.db
     study_name: str = "sweep"          # the study in the storage: the same name and storage resume it
-    params: Dict[str, Any] = field(default_factory=dict)  # key -> interval(a,b) | tag(log,interval(a,b)) |
+    params: Any = field(default_factory=dict)  # key -> interval(a,b) | tag(log,interval(a,b)) |
                                                           # int(interval(a,b)) | range(a,b[,step]) | choice(x,y,...)
 
 
@@ -30,10 +30,11 @@ class OptunaSweeperConf(SweeperConf):
 
     _target_: str = "hydra_plugins.darts_sweepers.sweeper.OptunaSweeper"
     sampler: str = "tpe"               # tpe | gp | cmaes | nsgaii | nsgaiii | qmc | random | grid
-    sampler_args: Dict[str, Any] = field(default_factory=dict)  # the Optuna sampler's own keywords
+    sampler_args: Any = None  # the Optuna sampler's own keywords
     pruner: Optional[str] = None       # median | successive_halving | hyperband; null = never prune
-    pruner_args: Dict[str, Any] = field(default_factory=dict)   # the Optuna pruner's own keywords
-    epoch_metric: Optional[str] = None  # the per-epoch metric reported to the study; null = the objective's name
+    pruner_args: Any = None   # the Optuna pruner's own keywords
+    epoch_metric: Optional[str] = None  # the per-epoch metric reported to the study (valid_acc); null = the
+                                       # objective's name with a pruner, else none
 
 
 @dataclass

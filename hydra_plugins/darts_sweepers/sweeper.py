@@ -69,8 +69,8 @@ class DartsSweeper(Sweeper):
         name, args, metric = self.pruning()
         study = Study(space, objectives, storage, s["study_name"], self.proposer(space, s["n_trials"]),
                       pruner(name, args) if name else None)
-        link = {"storage": storage, "study": s["study_name"], "metric": metric or objectives[0].metric,
-                "pruner": name, "pruner_args": args}
+        metric = metric or (objectives[0].metric if name else None)  # with a pruner, the objective's by default
+        link = {"storage": storage, "study": s["study_name"], "metric": metric, "pruner": name, "pruner_args": args}
         log.info("study %r in %s: %d trials, %d at a time, into %s", s["study_name"], storage, s["n_trials"],
                  s["n_jobs"], sweep_dir)
         while batch := study.batch(s["n_trials"], s["n_jobs"]):
