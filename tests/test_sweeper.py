@@ -216,6 +216,10 @@ def test_nsga2_over_a_gradient_search_returns_a_front_of_non_dominated_trials(nb
         result = read_json(tmp_path / trial["run_dir"] / "result.json")
         assert trial["run_dir"].startswith(f"trial={trial['number']},strategy.arch_lr=")
         assert trial["values"] == [result["benchmark"]["cifar10_valid_12ep"], result["cost"]["params"]]
+    command("darts.reporting.report", str(tmp_path), check=True)
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Tuning studies" in report and "The Pareto front:" in report
+    assert all(f"`{t['run_dir']}`" in report for t in study["best_trials"])
 
 
 def pruning_sweep(sweep_dir: Path, *pruning: str) -> dict:
@@ -252,3 +256,6 @@ def test_a_pruned_trial_is_marked_pruned_and_saves_time(tmp_path):
     assert [len(e) for e in epochs["pruned"]] == [6, 1] and [len(e) for e in epochs["full"]] == [6, 6]
     seconds = {name: sum(r["epoch_time"] for e in runs for r in e) for name, runs in epochs.items()}
     assert seconds["pruned"] < seconds["full"], seconds
+    command("darts.reporting.report", str(tmp_path / "pruned"), check=True)  # the pruned run is left out
+    report = (tmp_path / "pruned" / "report" / "report.md").read_text()
+    assert "1 finished runs" in report and "2 trials (1 complete, 1 pruned)" in report
