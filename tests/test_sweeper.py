@@ -161,6 +161,16 @@ def test_a_bad_setting_is_one_line_naming_it_and_the_choices(bad, named, tmp_pat
     assert all(word in proc.stderr for word in named), proc.stderr
 
 
+def test_a_misspelt_sweeper_is_one_line_naming_the_sweepers(tmp_path):
+    """`hydra/sweeper=optun` stops before Hydra starts with one line naming Hydra's basic sweeper and the project's
+    two; Hydra's own groups (hydra/job_logging=disabled) are left to Hydra."""
+    proc = command("train_search.py", "-m", "hydra/sweeper=optun", "hydra/job_logging=disabled", "search_space=toy",
+                   cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert all(name in proc.stderr for name in ("'optun'", "basic", "optuna", "nevergrad")), proc.stderr
+    assert "job_logging" not in proc.stderr
+
+
 def test_a_bad_nevergrad_optimizer_names_the_common_ones(tmp_path):
     """An optimizer name Nevergrad does not register is one line naming it and the common ones."""
     proc = command("train_search.py", "-m", "hydra/sweeper=nevergrad", "hydra.sweeper.optimizer=PSX",

@@ -52,10 +52,9 @@ def check_groups(args: list[str]) -> None:
     """ValueError for a config group option that does not exist, naming the valid ones."""
     for arg in args:
         key, sep, value = arg.lstrip("+~").partition("=")
-        group = plugins.is_group(key) or key.startswith("hydra/")  # hydra/sweeper: the plugins' options only
-        if sep and group and value.replace("/", "").replace("_", "").isalnum():
-            choices = plugins.options(key) | plugin_options(key)
-            if value not in choices:
+        if sep and value.replace("/", "").replace("_", "").isalnum():
+            choices = plugins.options(key) | plugin_options(key)  # hydra/sweeper: the plugins' options only
+            if (plugins.is_group(key) or choices) and value not in choices:  # Hydra's own YAML groups: not here
                 raise ValueError(f"{key}={value!r} is not valid; choose one of {', '.join(sorted(choices))}")
 
 
