@@ -269,3 +269,15 @@ def test_a_pruned_trial_is_marked_pruned_and_saves_time(tmp_path):
     command("darts.reporting.report", str(tmp_path / "pruned"), check=True)  # the pruned run is left out
     report = (tmp_path / "pruned" / "report" / "report.md").read_text()
     assert "1 finished runs" in report and "2 trials (1 complete, 1 pruned)" in report
+
+
+def test_hydras_plugin_scan_imports_no_tuning_library():
+    """Hydra imports every module of hydra_plugins when any app starts: the sweepers' modules import neither Optuna,
+    Nevergrad nor torch then (an app that does not tune pays nothing, and a broken library cannot break it)."""
+    import subprocess
+
+    code = ("import sys; from hydra.core.plugins import Plugins; from hydra.core.config_store import ConfigStore; "
+            "Plugins.instance(); print(sorted(ConfigStore.instance().list('hydra/sweeper')), "
+            "[m for m in ('optuna', 'nevergrad', 'torch') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['basic.yaml', 'nevergrad.yaml', 'optuna.yaml'] []", out
