@@ -61,6 +61,9 @@ class DartsSweeper(Sweeper):
         from darts.tuning.study import Objective, Study
 
         s = self.settings
+        for key in ("n_trials", "n_jobs"):
+            if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < 1:
+                raise ValueError(f"hydra.sweeper.{key}={s[key]!r} must be a positive integer")
         space, fixed = parse(arguments, s.get("params") or {})
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()  # resolved once: every trial's parent
         sweep_dir.mkdir(parents=True, exist_ok=True)
