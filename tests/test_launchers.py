@@ -33,7 +33,7 @@ def sweeps(tmp_path_factory) -> dict[str, tuple]:
             [sys.executable, str(ROOT / "train_search.py"), "-m", *TOY, "seed=0,1", f"hydra/launcher={launcher}",
              *extra, f"hydra.sweep.dir={cwd / 'sweep'}"], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
-    for launcher in TUNED:  # submitit's job processes import the sweeper's config classes from this checkout
+    for launcher in TUNED:  # job processes import this checkout (a trial reports through darts.tuning)
         cwd = tmp_path_factory.mktemp(f"tuned-{launcher}")
         extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
         procs[f"tuned-{launcher}"] = cwd, subprocess.Popen(
