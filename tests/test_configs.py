@@ -211,3 +211,31 @@ def test_every_hypergradient_composes_in_search_and_retraining(method):
         check_targets(cfg)
         built = hypergradient(cfg)
         assert (built is None) if method == "none" else built.name == method
+
+
+@pytest.mark.parametrize("preset", options("tune"))
+def test_tuning_presets_compose_with_a_valid_study(preset):
+    """Each tuning preset (conf/tune/, ``-m +tune=<name>``; ``retrain_*`` for train_final.py) composes with its entry
+    point and the project's sweeper; its space, sampler, pruner and objectives build, and a retraining preset scores
+    trials on a held-out split, never on the test set."""
+    pytest.importorskip("optuna")
+    from hydra_plugins.darts_sweepers.overrides import parse
+
+    from darts.tuning import algorithms
+    from darts.tuning.space import check
+    from darts.tuning.study import Objective
+
+    entry = "final" if preset.startswith("retrain_") else "search"
+    with initialize_config_dir(str(plugins.CONF), version_base="1.3"):
+        cfg = compose(entry, [f"+tune={preset}", *SEARCH_PATH], return_hydra_config=True)
+    sweeper = OmegaConf.to_container(cfg.hydra.sweeper)
+    assert get_object(sweeper["_target_"]) is not None
+    space, fixed = parse([], sweeper["params"])
+    assert space and not fixed and all(check(k, p) for k, p in space.items())
+    assert all(OmegaConf.select(cfg, key) is not None for key in space), space  # every tuned key is a setting
+    algorithms.sampler(sweeper["sampler"], 0, space, sweeper["sampler_args"])
+    algorithms.pruner(sweeper["pruner"], sweeper["pruner_args"])
+    objectives = [Objective(k, v) for k, v in sweeper["objectives"].items()]
+    assert not any("test" in o.metric for o in objectives), objectives
+    if entry == "final":
+        assert cfg.valid_portion > 0

@@ -16,6 +16,7 @@ import sys
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import IntervalSweep, Override
 from hydra.core.plugins import Plugins
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -51,9 +52,9 @@ def check_groups(args: list[str]) -> None:
     """ValueError for a config group option that does not exist, naming the valid ones."""
     for arg in args:
         key, sep, value = arg.lstrip("+~").partition("=")
-        if sep and plugins.is_group(key) and value.replace("/", "").replace("_", "").isalnum():
-            choices = plugins.options(key) | plugin_options(key)
-            if value not in choices:
+        if sep and value.replace("/", "").replace("_", "").isalnum():
+            choices = plugins.options(key) | plugin_options(key)  # hydra/sweeper: the plugins' options only
+            if (plugins.is_group(key) or choices) and value not in choices:  # Hydra's own YAML groups: not here
                 raise ValueError(f"{key}={value!r} is not valid; choose one of {', '.join(sorted(choices))}")
 
 
@@ -71,6 +72,12 @@ def resume_arguments(args: list[str], outputs: str) -> list[str]:
     return forced
 
 
+def first_value(override: Override) -> str:
+    """A sweep's first value: its first choice, or an interval's low end (a tuning sweep's ``interval(a, b)``)."""
+    sweep = override.value()
+    return str(sweep.start) if isinstance(sweep, IntervalSweep) else next(override.sweep_string_iterator())
+
+
 def precompose(args: list[str], config_name: str) -> list[str]:
     """Compose the configuration the overrides describe (a sweep's first job): Hydra's composition errors raised.
     Returns the keys a sweep varies."""
@@ -79,8 +86,7 @@ def precompose(args: list[str], config_name: str) -> list[str]:
     for override in OverridesParser.create().parse_overrides(overrides):
         if override.is_sweep_override():
             swept.append(override.get_key_element().lstrip("+~"))
-        value = next(override.sweep_string_iterator()) if override.is_sweep_override() \
-            else override.get_value_element_as_str()
+        value = first_value(override) if override.is_sweep_override() else override.get_value_element_as_str()
         single.append(f"{override.get_key_element()}" + ("" if override.is_delete() and value is None else f"={value}"))
     with initialize_config_dir(str(plugins.CONF), version_base="1.3"):
         try:

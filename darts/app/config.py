@@ -6,6 +6,7 @@ reaches every value derived from it.
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +24,7 @@ from darts.distributed import SINGLE, Distributed, from_environment
 from darts.hypergradients.base import Hypergradient
 from darts.runs import lock
 from darts.runs.directory import CHECKPOINT, CONFIG
+from darts.tuning.trial import VARIABLE as TRIAL
 
 CONF = plugins.CONF
 COMPOSED = "composed.yaml"
@@ -91,10 +93,14 @@ def _run_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     saved = next((run_dir / name for name in (COMPOSED, CONFIG) if (run_dir / name).is_file()), None)
     overrides = list(HydraConfig.get().overrides.task)
+    rerun = saved is not None and not cfg.resume and bool(os.environ.get(TRIAL))  # a trial an interrupted sweep
+    if rerun:                                                                    # runs again: continue it
+        cfg.resume = str(run_dir)
     if cfg.resume and saved is not None:  # CONFIG alone: a run directory from before composed.yaml existed
         started = run_dir / OVERRIDES
         cfg = resumed_config(OmegaConf.load(saved), overrides,
                              OmegaConf.load(started) if started.is_file() else [])
+        cfg.resume = str(run_dir) if rerun else cfg.resume
     elif saved is not None or (run_dir / CHECKPOINT).is_file():
         raise ValueError(f"{run_dir} already holds a run: continue it with resume={run_dir}, or choose another "
                          "directory (hydra.run.dir=...)")

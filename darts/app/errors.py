@@ -11,6 +11,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from darts.divergence import Diverged
+from darts.tuning.trial import VARIABLE as TRIAL
 
 log = logging.getLogger("darts")
 USER_ERRORS = (ValueError, FileNotFoundError, Diverged)
@@ -26,7 +27,8 @@ def user_error(err: BaseException) -> BaseException | None:
 
 def reporting(main: Callable[[DictConfig], None]) -> Callable[[DictConfig], None]:
     """``main``, where a user error exits with status 1 and its message as one line on stderr (and in the run's
-    log); the traceback only with HYDRA_FULL_ERROR=1."""
+    log; a tuning trial's is raised, so that the sweep records it failed and goes on); the traceback only with
+    HYDRA_FULL_ERROR=1."""
     @functools.wraps(main)
     def wrapped(cfg: DictConfig) -> None:
         try:
@@ -39,5 +41,7 @@ def reporting(main: Callable[[DictConfig], None]) -> Callable[[DictConfig], None
                 sys.exit(1)
             message = " ".join(f"{type(cause).__name__}: {cause}".split())
             log.error(message)
+            if os.environ.get(TRIAL):  # a tuning trial fails, and the study goes on with the next one
+                raise cause from None
             sys.exit(message)
     return wrapped

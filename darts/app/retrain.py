@@ -23,6 +23,7 @@ from darts.runs.final import FinalRun, FinalSettings
 from darts.runs.network_spec import NetworkSpec, holdout_split
 from darts.runs.reader import resolve_genotype
 from darts.settings import SGD, integer
+from darts.tuning.trial import PRUNED
 
 log = logging.getLogger("train_final")
 RETRAIN_CHECKPOINTS = ("none", "cells")  # a retraining network has no mixed ops (no `norms`)
@@ -72,8 +73,9 @@ def _main(cfg: DictConfig) -> None:
             run.resume()
         result = run.run()
     log.info("result: %s", run_dir / "result.json")
-    log.info("test accuracy %.2f%%, %.3fM params, %.1fM FLOPs", result["test_accuracy"], result["params"],
-             result["cost"]["flops"])
+    if result.get("status") != PRUNED:  # a tuning trial the study stopped early has no test accuracy
+        log.info("test accuracy %.2f%%, %.3fM params, %.1fM FLOPs", result["test_accuracy"], result["params"],
+                 result["cost"]["flops"])
 
 
 def main() -> None:

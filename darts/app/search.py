@@ -25,6 +25,7 @@ from darts.runs.search import SearchRun
 from darts.settings import SGD, integer
 from darts.strategies.base import Strategy
 from darts.strategies.discrete.base import DiscreteStrategy
+from darts.tuning.trial import PRUNED
 
 log = logging.getLogger("train_search")
 OUTPUTS = "outputs"
@@ -111,7 +112,8 @@ def _main(cfg: DictConfig) -> None:
     with running(cfg) as (cfg, run_dir, dist):
         result = search(cfg, run_dir, dist)
     log.info("result: %s", run_dir / "result.json")
-    log.info("genotype: %s", result["genotype"])
+    if result.get("status") != PRUNED:  # a tuning trial the study stopped early has no genotype
+        log.info("genotype: %s", result["genotype"])
 
 
 def main() -> None:

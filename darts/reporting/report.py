@@ -26,18 +26,17 @@ import numpy as np
 from darts.reporting.fronts import cost_figures
 from darts.reporting.plots import (Agreement, EdgeVote, MethodReport, Published, Stat, benchmark_column, epoch_curves,
                                 plot_curves, plot_published, render)
+from darts.reporting.studies import pruned, section
 from darts.runs.reader import Run, run_dirs
 from darts.supernet import OpSet
 
 log = logging.getLogger(__name__)
 RESULT_METRICS = {  # each kind's final metrics in result.json (docs/run-directories.md)
-    "search": ("valid_acc", "train_acc"),
-    "discrete": ("score", "evaluations"),
+    "search": ("valid_acc", "train_acc"), "discrete": ("score", "evaluations"),
     "final": ("test_accuracy", "best_valid_accuracy"),
     "deploy": ("test_accuracy", "params", "flops", "sparsity", "size_mb", "latency_ms_b1", "latency_ms_b64"),
 }
-COST = "search_cost_s"
-SKIP = "skip_connect"
+COST, SKIP = "search_cost_s", "skip_connect"
 IGNORED_SETTINGS = ("seed", "progress", "resume", "device")  # keys that may differ between the seeds of a method
 
 _NB201, _T5 = "cifar10_test_200ep", "NB201 paper (Dong & Yang, ICLR 2020), Table 5"
@@ -123,8 +122,8 @@ def collect(dirs: Iterable[str | Path]) -> list[ReportedRun]:
     dirs = list(dirs)
     runs = []
     for path in dict.fromkeys(p.resolve() for d in dirs for p in run_dirs(d)):
-        if not (path / "result.json").is_file():
-            log.warning("%s has not finished (no result.json): left out of the report", path)
+        if not (path / "result.json").is_file() or pruned(path):
+            log.warning("%s has not finished (no result.json, or a pruned trial): left out of the report", path)
             continue
         runs.append(load_run(path))
     if not runs:
@@ -268,7 +267,8 @@ def write_report(dirs: Iterable[str | Path], out: str | Path = "report") -> Path
     write_csv(runs, out / "report.csv")
     figures = write_figures(runs, methods, out)
     unfinished = [p for d in dirs for p in run_dirs(d) if not (p / "result.json").is_file()]
-    (out / "report.md").write_text(render(methods, metric_order(runs), [str(d) for d in dirs], unfinished, figures))
+    text = render(methods, metric_order(runs), [str(d) for d in dirs], unfinished, figures) + section(dirs)
+    (out / "report.md").write_text(text)
     return out / "report.md"
 
 

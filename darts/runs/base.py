@@ -7,8 +7,12 @@ search's generations), ``state_dict``/``load_state_dict`` (what resuming needs b
 ``finish`` (the result), and where it needs them ``start`` (before the loop), ``stop`` (an early end) and ``fault``
 (the setting to blame for a divergence). ``run`` does the rest:
 
-    lock the directory -> drop torn temporary files -> start -> for each remaining epoch: stop?, epoch, checkpoint
-    -> finish -> result.json (written last: its presence marks a finished run) -> TensorBoard's HParams record
+    lock the directory -> drop torn temporary files -> start -> for each remaining epoch: stop?, epoch, checkpoint,
+    report to the tuning trial -> finish -> result.json (written last: its presence marks a finished run) ->
+    TensorBoard's HParams record
+
+A run that is a tuning trial (``darts.tuning.trial``) reports its ``metrics`` after each epoch; when the study's pruner
+stops it, its ``result.json`` says ``"status": "pruned"`` instead of holding the kind's result.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from darts.divergence import Diverged
 from darts.runs import checkpoint
 from darts.runs.directory import RunDirectory
 from darts.runs.tensorboard_log import TensorBoardLog
+from darts.tuning.trial import Pruned, TrialLink
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ class Run(ABC):
         self.dir = RunDirectory(run_dir, writer=context.dist.main)
         self.epochs, self.hparams = epochs, hparams or {}
         self.start_epoch = 0
+        self.metrics: dict[str, float] = {}  # the last epoch's metrics, which a tuning trial reports
+        self.trial = TrialLink.from_environment(self.dir.path)
 
     def resume(self) -> None:
         """Continue from the checkpoint: the kind's state, then every rank's random streams; start over (warned) if
@@ -67,7 +74,12 @@ class Run(ABC):
             board = self.dir.tensorboard()
             try:
                 self.start(board)
-                self.loop(board)
+                try:
+                    self.loop(board)
+                except Pruned as pruned:
+                    log.info("%s: %s", self.dir.path, pruned)
+                    self.dir.write_result(pruned.result())
+                    return pruned.result()
                 result = self.finish(board)
                 self.dir.write_result(result)
                 board.result(self.hparams, self.summary(result))
@@ -83,6 +95,21 @@ class Run(ABC):
         """Checkpoint after ``epoch`` (atomic): the kind's state and every rank's random streams."""
         self.dir.save_checkpoint({**self.state_dict(), "epoch": epoch,
                                   "rng": self.context.dist.gather(checkpoint.rng_state())})
+
+    def report(self, epoch: int) -> None:
+        """Report ``metrics`` after ``epoch`` to the tuning trial the run is (if any): rank 0 asks the study, every rank
+        raises ``Pruned`` if it stops the trial."""
+        if self.trial is None:
+            return
+        pruned = None
+        if self.context.dist.main:
+            try:
+                self.trial.report(epoch, self.metrics)
+            except Pruned as err:
+                pruned = err
+        pruned = self.context.dist.share(pruned)
+        if pruned is not None:
+            raise pruned
 
     def start(self, board: TensorBoardLog) -> None:
         """Before the loop (default: nothing)."""
@@ -118,6 +145,7 @@ class EpochRun(Run):
             except Diverged as err:
                 raise err.at(self.what, epoch, self.fault(err)) from None
             self.save(epoch)
+            self.report(epoch)
 
     def stop(self) -> bool:
         """Whether to end before the next epoch (default: never early)."""
