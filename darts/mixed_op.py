@@ -119,14 +119,13 @@ def run_op(op: nn.Module, x: torch.Tensor, shared: SharedInput | None) -> torch.
 def norm_input(op: nn.Module, x: torch.Tensor, shared: SharedInput) -> tuple[torch.Tensor, nn.BatchNorm2d | None]:
     """(z, norm) with op(x) == norm(z) when the op's tail ends in an affine-free batch norm; else (op(x), None)."""
     split = head_split(op)
-    tail = None if split is None else split.tail
-    if isinstance(tail, nn.Sequential) and len(tail):
-        body, tail = tail[:-1], tail[-1]
-    else:
-        body = None
-    if isinstance(tail, nn.BatchNorm2d) and not tail.affine:
+    layers = list(split.tail) if split is not None and isinstance(split.tail, nn.Sequential) else \
+        [None if split is None else split.tail]
+    if isinstance(layers[-1], nn.BatchNorm2d) and not layers[-1].affine:
         y = shared.get(split.key, split.head)
-        return (y if body is None else body(y)), tail
+        for layer in layers[:-1]:
+            y = layer(y)
+        return y, layers[-1]
     return run_op(op, x, shared), None
 
 

@@ -41,8 +41,8 @@ PROGRESSIVE = ["strategy=drnas", "strategy.progressive=true", "strategy.arch_sta
                "strategy.stages=[{epochs:1,partial_channels:4},{epochs:1,partial_channels:2,keep_ops:3}]"]
 
 
-STRATEGIES = {"darts-1st": ["strategy=darts"], "darts-2nd": ["strategy=darts", "strategy.order=2"],
-              "darts-1st-cells": ["strategy=darts", "memory.checkpoint=cells"],  # each cell recomputed in backward
+STRATEGIES = {"darts-1st": ["strategy=darts", "memory.checkpoint=cells"],  # each cell recomputed in backward
+              "darts-2nd": ["strategy=darts", "strategy.order=2"],
               "gdas": ["strategy=gdas"],
               "pcdarts": ["strategy=pcdarts", "strategy.arch_start_epoch=0", "strategy.partial_channels=2"],
               "drnas-progressive": PROGRESSIVE}

@@ -16,7 +16,7 @@ TOY = ["search_space=toy", "dataset=fake", "dataset.num_train=16", "dataset.num_
 
 
 LAUNCHERS = ["local_parallel", "slurm_local", "joblib", "submitit_local"]
-TUNED = ["joblib", "submitit_local"]  # a study's trials in parallel job processes, against one SQLite storage
+TUNED = ["joblib"]  # a study's trials in parallel job processes, against one SQLite storage (submitit: the same path)
 TUNING = ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra.sweeper.epoch_metric=lr",
           "optimizer.lr=tag(log,interval(0.01,0.1))"]
 

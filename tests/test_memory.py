@@ -3,6 +3,7 @@ the weights and the arch parameters, and batch-norm statistics equal the plain c
 second-order DARTS and the sampling strategies (the same random stream)."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -24,9 +25,10 @@ SPACES = {"nb201": lambda: NB201Space(init_channels=4, cells_per_stage=1),
           "darts": lambda: DartsSpace(init_channels=4, layers=3, ops="s5")}
 
 
+@functools.lru_cache(maxsize=None)  # the plain run is compared with each level: computed once
 def searched(space_name: str, cls: type, checkpoint: str, steps: int = 2, **kwargs) -> tuple:
     """Two bilevel steps from the same seed in float64: the supernet's state, the strategy's arch parameters and the
-    last weight step's logits."""
+    last weight step's logits (not to be modified: cached)."""
     torch.manual_seed(0)
     space = SPACES[space_name]()
     context = Context(checkpoint=checkpoint)
