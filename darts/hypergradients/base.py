@@ -10,6 +10,7 @@ step changes the rate in effect as the method's rule says, and the schedule keep
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
@@ -49,7 +50,7 @@ def dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
     return sum((x * y).sum() for x, y in zip(a, b))
 
 
-class Hypergradient:
+class Hypergradient(ABC):
     """A hypergradient method bound to a network's weights and SGD optimizer (see the module docstring).
 
     Subclasses implement ``step`` (the hyperparameter step before a weight update) and ``values`` (the current
@@ -110,13 +111,13 @@ class Hypergradient:
             for g, lr in zip(self.optimizer.param_groups, scheduled):
                 g["lr"] = lr
 
+    @abstractmethod
     def step(self, train: Batch, valid: Batch | None, lr: float) -> None:
         """The hyperparameter step before a weight update at learning rate ``lr`` (the rate in effect)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def values(self) -> dict[str, float]:
         """The current hyperparameters (``lr``: the rate in effect at the last step)."""
-        raise NotImplementedError
 
     def averaged(self, values: Sequence[torch.Tensor]) -> list[float]:
         """Scalars (0-dim tensors) averaged over the ranks, read back once: one host sync per hyperparameter step,

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import sys
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,9 @@ class DartsSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
                                                                 task_function=task_function)
 
+    @abstractmethod
     def proposer(self, space: dict, budget: int) -> Any:
         """What proposes the settings (``darts.tuning.study.OptunaProposer`` or ``NevergradProposer``)."""
-        raise NotImplementedError
 
     def pruning(self) -> tuple[str | None, dict[str, Any], str | None]:
         """The pruner's name, its arguments and the per-epoch metric (none without pruning)."""
